@@ -1,0 +1,141 @@
+//! Write RawaLite renderers.
+//!
+//! A renderer is a WebAssembly component that turns a [`Request`] into a
+//! [`Response`]. It can touch nothing but what the host grants it in
+//! `rawalite.toml`: tables through [`db`], named file roots through
+//! [`paths`], and the signed-in user through [`session`].
+//!
+//! # A complete renderer
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "hello"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! rawalite-guest = { path = "../../guest-sdk" }
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```
+//! use rawalite_guest::{Error, Renderer, Request, Response, escape};
+//!
+//! struct Hello;
+//!
+//! impl Renderer for Hello {
+//!     fn render(req: Request) -> Result<Response, Error> {
+//!         let name = req.query("name").unwrap_or("world");
+//!         Ok(Response::html(format!("<h1>Hello, {}!</h1>", escape(name))))
+//!     }
+//! }
+//!
+//! rawalite_guest::export!(Hello);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` and run it
+//! with `rawalite render target/wasm32-wasip2/release/hello.wasm '/?name=you'`.
+//!
+//! # Errors
+//!
+//! Every capability call returns `Result<_, Error>`; return the error from
+//! `render` with `?` and the host answers with the right status (and
+//! `rawalite render` exits 3 with `error: <code>: <message>`). Build your own
+//! with [`Error::new`] or the shortcuts such as [`Error::not_found`].
+
+mod html;
+mod request;
+mod response;
+mod values;
+
+pub use html::{Escaped, escape};
+pub use request::Form;
+
+/// The generated bindings of the `rawalite:bridge/renderer` world.
+///
+/// Most renderers need only the re-exports at the crate root.
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "renderer",
+        pub_export_macro: true,
+        export_macro_name: "__export_renderer",
+        default_bindings_module: "rawalite_guest::bindings",
+    });
+}
+
+pub use bindings::Guest as Renderer;
+pub use bindings::rawalite::bridge::types::{Error, ErrorCode, Request, Response};
+pub use bindings::rawalite::bridge::{db, paths, session};
+
+/// Declares the type that renders this component's pages.
+///
+/// ```
+/// # use rawalite_guest::{Error, Renderer, Request, Response};
+/// struct Page;
+/// impl Renderer for Page {
+///     fn render(_req: Request) -> Result<Response, Error> {
+///         Ok(Response::text("ok"))
+///     }
+/// }
+/// rawalite_guest::export!(Page);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($renderer:ident) => {
+        $crate::bindings::__export_renderer!($renderer with_types_in $crate::bindings);
+    };
+}
+
+impl Error {
+    /// An error with this code and a message that is safe to show a user.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The request was malformed: a missing or bad parameter, an invalid form.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+
+    /// The thing asked for does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// The user may not do this.
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Denied, message)
+    }
+
+    /// The renderer itself failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+}
+
+impl ErrorCode {
+    /// The name used in the WIT world and on the command line (`not-found`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "invalid-input",
+            ErrorCode::Denied => "denied",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The three capabilities a renderer can import: `db`, `paths`, `session`.
+//!
+//! Each is one module with the same shape: its grant (parsed once from the
+//! manifest), its per-request state, and its implementation of the host
+//! trait generated from `wit/`. Adding a capability means one WIT interface
+//! and one module here; nothing else changes.
+
+pub mod db;
+pub mod paths;
+pub mod session;
+
+use crate::runtime::GuestState;
+use wasmtime::component::{HasSelf, Linker};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "renderer",
+    with: {
+        "rawalite:bridge/paths.root": paths::RootHandle,
+    },
+});
+
+// The world's `use types.{request, response, error}` puts `Request`,
+// `Response` and `Error` at this module's root.
+pub use rawalite::bridge::types::ErrorCode;
+
+/// Links every capability into `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    rawalite::bridge::types::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)?;
+    rawalite::bridge::db::add_to_linker::<GuestState, db::Db>(linker, |s| &mut s.db)?;
+    rawalite::bridge::paths::add_to_linker::<GuestState, paths::Paths>(linker, |s| &mut s.paths)?;
+    rawalite::bridge::session::add_to_linker::<GuestState, session::Session>(linker, |s| {
+        &mut s.session
+    })?;
+    Ok(())
+}
+
+impl rawalite::bridge::types::Host for GuestState {}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The answer of a capability this host does not provide yet.
+    pub(crate) fn unavailable(capability: &str) -> Self {
+        Self::new(
+            ErrorCode::Unavailable,
+            format!("the `{capability}` capability is not available in this host yet"),
+        )
+    }
+}
+
+impl ErrorCode {
+    /// The name used in the WIT world and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "invalid-input",
+            ErrorCode::Denied => "denied",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}

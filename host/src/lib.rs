@@ -1,0 +1,12 @@
+//! RawaLite's host: it runs application screens ("renderers") as WebAssembly
+//! components that can touch nothing but the `db`, `paths` and `session`
+//! capabilities their manifest grants.
+//!
+//! - [`runtime`]: the engine, the compile cache, the import check, limits,
+//!   and one fresh store per request;
+//! - [`capabilities`]: one module per capability with its grant and state;
+//! - [`manifest`] reads `rawalite.toml`.
+
+pub mod capabilities;
+pub mod manifest;
+pub mod runtime;

@@ -1,0 +1,26 @@
+//! The `rawalite` binary.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.run() {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            // One line: the whole cause chain, never a panic or a backtrace.
+            let message = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            cli::Exit::Usage.into()
+        }
+    }
+}

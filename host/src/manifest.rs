@@ -1,0 +1,364 @@
+//! `rawalite.toml`: the app, its guests, their routes, grants and limits.
+//! Parsed once at start; an unknown key or a bad value is an error that
+//! names the file, the line, the key and what is wrong.
+
+use crate::runtime::{Limits, MAX_MEMORY};
+use bytesize::ByteSize;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A parsed manifest with every path made absolute.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file itself.
+    pub file: PathBuf,
+    pub app_name: String,
+    /// Where the database and the roots live, unless `--data` says otherwise.
+    pub data_dir: PathBuf,
+    pub guests: Vec<GuestEntry>,
+}
+
+/// One `[[guest]]`.
+#[derive(Debug, Clone)]
+pub struct GuestEntry {
+    pub name: String,
+    pub component: PathBuf,
+    /// The path prefix `serve` sends to this guest; `None` for guests that
+    /// are only rendered from the command line.
+    pub route: Option<String>,
+    pub limits: Limits,
+}
+
+/// Why a manifest was refused: one line naming the file, and where known
+/// the line and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Manifest {
+    /// Reads and checks the manifest at `file`.
+    pub fn load(file: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ManifestError {
+            file: file.to_owned(),
+            line: None,
+            message: format!("cannot read the manifest: {e}"),
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Checks manifest `text`, resolving relative paths against `file`'s directory.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ManifestError> {
+        let raw: RawManifest = parse_toml(file, text)?;
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+        let error = |key: String, message: String| ManifestError {
+            file: file.to_owned(),
+            line: None,
+            message: format!("{key}: {message}"),
+        };
+
+        let mut guests: Vec<GuestEntry> = Vec::with_capacity(raw.guest.len());
+        for (i, g) in raw.guest.into_iter().enumerate() {
+            let key = |field: &str| format!("guest[{i}] ({}).{field}", g.name);
+            check_name(&g.name).map_err(|m| error(format!("guest[{i}].name"), m))?;
+            if guests.iter().any(|other| other.name == g.name) {
+                return Err(error(key("name"), "another guest has this name".to_owned()));
+            }
+            if let Some(route) = &g.route {
+                check_route(route).map_err(|m| error(key("route"), m))?;
+                if let Some(other) = guests.iter().find(|o| o.route.as_ref() == Some(route)) {
+                    return Err(error(
+                        key("route"),
+                        format!("guest `{}` already has the route `{route}`", other.name),
+                    ));
+                }
+            }
+            let limits = g.limits.resolve().map_err(|m| error(key("limits"), m))?;
+            guests.push(GuestEntry {
+                component: base.join(&g.component),
+                name: g.name,
+                route: g.route,
+                limits,
+            });
+        }
+
+        Ok(Manifest {
+            file: file.to_owned(),
+            app_name: raw.app.name,
+            data_dir: base.join(raw.app.data_dir),
+            guests,
+        })
+    }
+
+    /// The guest called `name`, or an error listing the guests there are.
+    pub fn guest(&self, name: &str) -> Result<&GuestEntry, ManifestError> {
+        self.guests
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or_else(|| ManifestError {
+                file: self.file.clone(),
+                line: None,
+                message: format!(
+                    "no guest named `{name}` (guests: {})",
+                    self.guests
+                        .iter()
+                        .map(|g| g.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+}
+
+/// Deserializes TOML, reporting the key path (`guest[1].limits.memory`) and
+/// the line of the first error.
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ManifestError> {
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| toml_error(file, text, &e, None))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        toml_error(file, text, e.inner(), Some(path))
+    })
+}
+
+fn toml_error(file: &Path, text: &str, e: &toml::de::Error, path: Option<String>) -> ManifestError {
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let message = e.message().trim_end_matches('\n').to_owned();
+    ManifestError {
+        file: file.to_owned(),
+        line,
+        message: match path {
+            Some(path) if path != "." => format!("{path}: {message}"),
+            _ => message,
+        },
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` must be 1-64 characters of a-z, 0-9, - and _"
+        ))
+    }
+}
+
+fn check_route(route: &str) -> Result<(), String> {
+    let ok = route.starts_with('/')
+        && (route == "/" || !route.ends_with('/'))
+        && route
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{route}` must start with / and not end with one, using a-z, 0-9, -, _ and ."
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    app: RawApp,
+    #[serde(default)]
+    guest: Vec<RawGuest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: String,
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuest {
+    name: String,
+    component: PathBuf,
+    route: Option<String>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// `[guest.limits]`; anything left out keeps its default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<Size>,
+    timeout_ms: Option<u64>,
+    response: Option<Size>,
+    handles: Option<usize>,
+}
+
+impl RawLimits {
+    fn resolve(&self) -> Result<Limits, String> {
+        let mut limits = Limits::default();
+        if let Some(memory) = self.memory {
+            if memory.0 == 0 || memory.0 > MAX_MEMORY {
+                return Err(format!(
+                    "memory must be between 1 byte and {}",
+                    ByteSize(MAX_MEMORY)
+                ));
+            }
+            limits.memory = memory.0;
+        }
+        if let Some(ms) = self.timeout_ms {
+            if !(1..=600_000).contains(&ms) {
+                return Err("timeout_ms must be between 1 and 600000".to_owned());
+            }
+            limits.timeout = Duration::from_millis(ms);
+        }
+        if let Some(response) = self.response {
+            limits.response_bytes = response.0;
+        }
+        if let Some(handles) = self.handles {
+            limits.handles = handles;
+        }
+        Ok(limits)
+    }
+}
+
+/// A size written as `"50 MiB"` (or a plain number of bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as \"50 MiB\" or a number of bytes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
+                v.parse::<ByteSize>()
+                    .map(|b| Size(b.0))
+                    .map_err(|e| E::custom(format!("`{v}` is not a size such as \"50 MiB\": {e}")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("/app/rawalite.toml"), text)
+    }
+
+    const MINIMAL: &str = "[app]\nname = \"t\"\n";
+
+    #[test]
+    fn paths_are_relative_to_the_manifest() {
+        let m = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"hello\"\ncomponent = \"guests/hello.wasm\"\nroute = \"/hello\"\n"
+        ))
+        .unwrap();
+        assert_eq!(m.data_dir, Path::new("/app/data"));
+        assert_eq!(m.guests[0].component, Path::new("/app/guests/hello.wasm"));
+        assert_eq!(m.guests[0].limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_are_parsed_with_units() {
+        let m = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"p\"\ncomponent = \"p.wasm\"\n[guest.limits]\nmemory = \"256 MiB\"\ntimeout_ms = 250\nresponse = \"1 MiB\"\n"
+        ))
+        .unwrap();
+        let limits = m.guests[0].limits;
+        assert_eq!(limits.memory, 256 << 20);
+        assert_eq!(limits.timeout, Duration::from_millis(250));
+        assert_eq!(limits.response_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"p\"\ncomponent = \"p.wasm\"\nrout = \"/p\"\n"
+        ))
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("/app/rawalite.toml:6: "), "{text}");
+        assert!(text.contains("rout"), "{text}");
+    }
+
+    #[test]
+    fn bad_size_names_the_key() {
+        let e = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"p\"\ncomponent = \"p.wasm\"\n[guest.limits]\nmemory = \"lots\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("guest[0].limits.memory"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_routes_are_refused() {
+        let g = "[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroute = \"/a\"\n";
+        let e = parse(&format!("{MINIMAL}{g}{g}")).unwrap_err();
+        assert!(e.to_string().contains("another guest has this name"), "{e}");
+        let e = parse(&format!(
+            "{MINIMAL}{g}[[guest]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroute = \"/a\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("already has the route"), "{e}");
+    }
+
+    #[test]
+    fn bad_route_is_refused() {
+        for route in ["customers", "/customers/", "/a b", "/x?y"] {
+            let e = parse(&format!(
+                "{MINIMAL}[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroute = \"{route}\"\n"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains("route"), "{route}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_guest_lists_the_others() {
+        let m = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\n"
+        ))
+        .unwrap();
+        let e = m.guest("b").unwrap_err();
+        assert!(
+            e.to_string().contains("no guest named `b` (guests: a)"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! A loaded guest and one request to it: a fresh store from the guest's
+//! pre-instantiated component, its limits, `render`, and a verdict that
+//! tells a response, a guest error and a stopped guest apart.
+
+use super::imports::Surface;
+use super::limits::{Limiter, Limits};
+use super::wasi::{self, GuestOutput};
+use super::{GuestState, engine};
+use crate::capabilities::{Error, RendererPre, Request, Response};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+
+/// A guest ready to render: compiled, checked and pre-instantiated.
+pub struct Guest {
+    name: Arc<str>,
+    pre: RendererPre<GuestState>,
+    limits: Limits,
+    hash: [u8; 32],
+    surface: Surface,
+}
+
+/// What became of one request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The guest answered (any status).
+    Response(Response),
+    /// The guest returned a `types.error`.
+    Error(Error),
+    /// The host stopped the guest.
+    Stopped(Stopped),
+}
+
+/// Why the host stopped a guest. The guest's instance is gone; the host and
+/// every other request carry on.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum Stopped {
+    #[error("deadline: the guest ran past its deadline of {} ms", .timeout.as_millis())]
+    Deadline { timeout: Duration },
+    #[error("memory: the guest needed more than its memory limit of {limit} bytes")]
+    Memory { limit: u64 },
+    #[error("response too large: the guest answered {size} bytes, over the limit of {limit}")]
+    ResponseTooLarge { size: u64, limit: u64 },
+    #[error("panic: {message}")]
+    Panic { message: String },
+    #[error("trap: {message}")]
+    Trap { message: String },
+}
+
+impl Guest {
+    pub(crate) fn new(
+        name: Arc<str>,
+        pre: RendererPre<GuestState>,
+        limits: Limits,
+        hash: [u8; 32],
+        surface: Surface,
+    ) -> Self {
+        Guest {
+            name,
+            pre,
+            limits,
+            hash,
+            surface,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The SHA-256 of the component binary.
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
+    /// The component's imports and exports.
+    pub fn surface(&self) -> &Surface {
+        &self.surface
+    }
+
+    /// Renders one request in a fresh instance.
+    pub fn render(&self, request: &Request) -> Outcome {
+        let output = GuestOutput::default();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.limits.handles);
+        let state = GuestState {
+            wasi: wasi::context(&output),
+            table,
+            limiter: Limiter::new(&self.limits),
+            db: Default::default(),
+            paths: Default::default(),
+            session: Default::default(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(engine::ticks(self.limits.timeout));
+
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|renderer| renderer.call_render(&mut store, request));
+        output.emit(&self.name);
+        let outcome = match result {
+            Ok(Ok(response)) => self.check_size(response),
+            Ok(Err(error)) => Outcome::Error(error),
+            Err(trap) => Outcome::Stopped(self.stopped(&trap, &store, &output)),
+        };
+        if let Outcome::Stopped(why) = &outcome {
+            tracing::warn!(guest = %self.name, reason = %why, "guest stopped");
+        }
+        outcome
+    }
+
+    fn check_size(&self, response: Response) -> Outcome {
+        let headers: usize = response
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        let size = (response.body.len() + headers) as u64;
+        if size > self.limits.response_bytes {
+            Outcome::Stopped(Stopped::ResponseTooLarge {
+                size,
+                limit: self.limits.response_bytes,
+            })
+        } else {
+            Outcome::Response(response)
+        }
+    }
+
+    fn stopped(
+        &self,
+        error: &wasmtime::Error,
+        store: &Store<GuestState>,
+        output: &GuestOutput,
+    ) -> Stopped {
+        if store.data().limiter.memory_exceeded {
+            return Stopped::Memory {
+                limit: self.limits.memory,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Stopped::Deadline {
+                timeout: self.limits.timeout,
+            },
+            Some(Trap::UnreachableCodeReached) => match panic_message(&output.stderr()) {
+                Some(message) => Stopped::Panic { message },
+                None => Stopped::Trap {
+                    message: Trap::UnreachableCodeReached.to_string(),
+                },
+            },
+            Some(trap) => Stopped::Trap {
+                message: trap.to_string(),
+            },
+            None => Stopped::Trap {
+                message: format!("{error:#}"),
+            },
+        }
+    }
+}
+
+/// The message of a Rust panic, from what the panic hook wrote to stderr:
+/// `thread '…' panicked at src/lib.rs:1:2:\n<message>\nnote: …`.
+fn panic_message(stderr: &str) -> Option<String> {
+    let (_, rest) = stderr.rsplit_once("panicked at ")?;
+    let (_location, message) = rest.split_once('\n').unwrap_or((rest, ""));
+    let message = message
+        .lines()
+        .take_while(|line| !line.starts_with("note: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Some(if message.is_empty() {
+        "the guest panicked".to_owned()
+    } else {
+        message
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn panic_message_is_taken_from_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:53:27:\nthe probe was asked to panic\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("the probe was asked to panic")
+        );
+        assert_eq!(panic_message("just a log line\n"), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! The wasmtime side of the host: one engine per process, each component
+//! compiled once (and cached on disk), and a fresh sandboxed store per
+//! request with its memory cap, deadline and response cap. Refuses, before
+//! compiling it, any component that imports more than the bridge and the
+//! inert WASI subset.
+
+mod cache;
+mod engine;
+mod guest;
+mod imports;
+mod limits;
+mod wasi;
+
+pub use cache::{CacheStats, default_cache_dir};
+pub use engine::MAX_MEMORY;
+pub use guest::{Guest, Outcome, Stopped};
+pub use imports::{CheckedImport, Item, Surface};
+pub use limits::Limits;
+
+use crate::capabilities::{self, RendererPre};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use wasmtime::Engine;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::WasiCtx;
+
+/// Everything one request's store holds: the WASI context, the host
+/// resource table, the limiter, and each capability's request state.
+pub struct GuestState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: limits::Limiter,
+    pub(crate) db: capabilities::db::State,
+    pub(crate) paths: capabilities::paths::State,
+    pub(crate) session: capabilities::session::State,
+}
+
+/// Why a component could not be loaded. Each message is one line that says
+/// what to do next.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a WebAssembly file")]
+    NotWasm { path: PathBuf },
+    #[error(
+        "{path} is a core WebAssembly module, not a component: build it for wasm32-wasip2 (cargo build --target wasm32-wasip2)"
+    )]
+    CoreModule { path: PathBuf },
+    #[error("{path} is not a valid component: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path} is refused: it imports {}", .refused.join(", "))]
+    ForbiddenImports { path: PathBuf, refused: Vec<String> },
+    #[error(
+        "{path} is not a RawaLite renderer (it must export `render` of rawalite:bridge/renderer@0.1.0): {reason}"
+    )]
+    NotARenderer { path: PathBuf, reason: String },
+}
+
+/// The process's runtime: the engine, its epoch ticker, the compile cache
+/// and the linker every guest is instantiated against.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    cache: cache::ComponentCache,
+    _ticker: engine::Ticker,
+}
+
+impl Runtime {
+    /// A runtime whose compiled components are cached in `cache_dir`
+    /// (in memory only when `None`).
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut linker)?;
+        capabilities::add_to_linker(&mut linker)?;
+        Ok(Runtime {
+            cache: cache::ComponentCache::new(&engine, cache_dir),
+            _ticker: engine::Ticker::start(&engine)?,
+            engine,
+            linker,
+        })
+    }
+
+    /// How many components were compiled, or found already compiled.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Loads the component at `path` as the guest `name`: checks that it is
+    /// a component, checks its imports, compiles it (or finds it compiled),
+    /// and pre-instantiates it against the bridge.
+    pub fn load(&self, name: &str, path: &Path, limits: Limits) -> Result<Guest, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let surface = check_component(path, &bytes)?;
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let (component, hash) = self.cache.get(&self.engine, &bytes).map_err(invalid)?;
+        let not_renderer = |e: wasmtime::Error| LoadError::NotARenderer {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(not_renderer)?;
+        let pre = RendererPre::new(pre).map_err(not_renderer)?;
+        Ok(Guest::new(Arc::from(name), pre, limits, hash, surface))
+    }
+}
+
+/// Checks the header and the imports of a component binary, the same check
+/// `load` and `rawalite inspect` use. Refused imports are an error here.
+fn check_component(path: &Path, bytes: &[u8]) -> Result<Surface, LoadError> {
+    let surface = read_surface(path, bytes)?;
+    let refused: Vec<String> = surface.refused().map(ToString::to_string).collect();
+    if refused.is_empty() {
+        Ok(surface)
+    } else {
+        Err(LoadError::ForbiddenImports {
+            path: path.to_owned(),
+            refused,
+        })
+    }
+}
+
+/// Reads a component's imports and exports, each import with its verdict.
+pub fn read_surface(path: &Path, bytes: &[u8]) -> Result<Surface, LoadError> {
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadError::CoreModule {
+            path: path.to_owned(),
+        });
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(LoadError::NotWasm {
+            path: path.to_owned(),
+        });
+    }
+    Surface::read(bytes).map_err(|e| LoadError::Invalid {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}

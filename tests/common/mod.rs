@@ -1,0 +1,77 @@
+//! What every test file needs: the built guests, the built binary, and
+//! requests to send them. `cargo xtask test` builds both before the tests.
+
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use rawalite_host::capabilities::Request;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// A guest built by `cargo xtask build`.
+pub fn guest(name: &str) -> PathBuf {
+    let path = workspace()
+        .join("target/guests")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// The `rawalite` binary built by `cargo xtask build`.
+pub fn bin() -> PathBuf {
+    let path = workspace().join("target/release/rawalite");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// `rawalite ARGS…` with a private compile cache, run to completion.
+pub fn rawalite(args: &[&str], cache: &Path) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("RAWALITE_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("rawalite runs")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A GET of `target` (`/path?query`), as the host would build it.
+pub fn get(target: &str) -> Request {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Request {
+        method: "GET".into(),
+        base: String::new(),
+        path: path.into(),
+        query: query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}

@@ -1,0 +1,189 @@
+//! The runtime against real built guests, in process: limits stop hostile
+//! behaviour, the host carries on, and components are compiled once.
+
+mod common;
+
+use common::{get, guest};
+use rawalite_host::capabilities::{ErrorCode, Response};
+use rawalite_host::runtime::{Guest, Limits, LoadError, Outcome, Runtime, Stopped};
+
+fn runtime() -> (Runtime, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    (Runtime::new(Some(cache.path().to_owned())).unwrap(), cache)
+}
+
+fn load(runtime: &Runtime, name: &str, limits: Limits) -> Guest {
+    runtime.load(name, &guest(name), limits).unwrap()
+}
+
+fn response(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Response(r) => r,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn stopped(outcome: Outcome) -> Stopped {
+    match outcome {
+        Outcome::Stopped(why) => why,
+        other => panic!("expected the guest to be stopped, got {other:?}"),
+    }
+}
+
+#[test]
+fn hello_renders_method_and_path_escaped() {
+    let (rt, _cache) = runtime();
+    let hello = load(&rt, "hello", Limits::default());
+    let res = response(hello.render(&get("/<b>&\"x\"")));
+    assert_eq!(res.status, 200);
+    let body = String::from_utf8(res.body).unwrap();
+    assert!(
+        body.contains("<p>GET /&lt;b&gt;&amp;&quot;x&quot;</p>"),
+        "{body}"
+    );
+    assert!(
+        res.headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/html"))
+    );
+}
+
+#[test]
+fn spin_is_stopped_by_the_deadline_and_the_next_request_succeeds() {
+    let (rt, _cache) = runtime();
+    let limits = Limits {
+        timeout: std::time::Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let probe = load(&rt, "probe", limits);
+    assert_eq!(
+        stopped(probe.render(&get("/spin"))),
+        Stopped::Deadline {
+            timeout: limits.timeout
+        }
+    );
+    let res = response(probe.render(&get("/echo?x=1")));
+    assert_eq!(res.status, 200);
+}
+
+#[test]
+fn alloc_past_the_memory_cap_is_stopped() {
+    let (rt, _cache) = runtime();
+    let probe = load(&rt, "probe", Limits::default());
+    assert_eq!(
+        stopped(probe.render(&get("/alloc?mb=500"))),
+        Stopped::Memory { limit: 64 << 20 }
+    );
+    // Well under the cap is fine, in the same guest, right after.
+    let res = response(probe.render(&get("/alloc?mb=8")));
+    assert!(String::from_utf8_lossy(&res.body).contains("\"allocated_mb\":8"));
+}
+
+#[test]
+fn panic_is_reported_as_stopped_with_its_message() {
+    let (rt, _cache) = runtime();
+    let probe = load(&rt, "probe", Limits::default());
+    match stopped(probe.render(&get("/panic"))) {
+        Stopped::Panic { message } => assert_eq!(message, "the probe was asked to panic"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert_eq!(response(probe.render(&get("/echo"))).status, 200);
+}
+
+#[test]
+fn oversized_response_is_refused() {
+    let (rt, _cache) = runtime();
+    // Enough memory to build a 100 MiB body, so the response cap is what stops it.
+    let limits = Limits {
+        memory: 512 << 20,
+        ..Limits::default()
+    };
+    let probe = load(&rt, "probe", limits);
+    match stopped(probe.render(&get("/big?mb=100"))) {
+        Stopped::ResponseTooLarge { size, limit } => {
+            assert!(size >= 100 << 20, "{size}");
+            assert_eq!(limit, 8 << 20);
+        }
+        other => panic!("expected too large, got {other:?}"),
+    }
+    // Just under the cap passes.
+    let res = response(probe.render(&get("/big?mb=7")));
+    assert_eq!(res.body.len(), 7 << 20);
+}
+
+#[test]
+fn capability_calls_answer_unavailable_until_implemented() {
+    let (rt, _cache) = runtime();
+    let probe = load(&rt, "probe", Limits::default());
+    for route in [
+        "/db/query?sql=select%201",
+        "/paths/read?root=exports&path=a.txt",
+        "/session/login",
+    ] {
+        match probe.render(&get(route)) {
+            Outcome::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable, "{route}: {e}"),
+            other => panic!("{route}: expected unavailable, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn forbidden_import_is_refused_at_load_with_the_import_named() {
+    let (rt, _cache) = runtime();
+    let err = rt
+        .load(
+            "forbidden-import",
+            &guest("forbidden-import"),
+            Limits::default(),
+        )
+        .err()
+        .expect("the hostile guest must not load");
+    match &err {
+        LoadError::ForbiddenImports { refused, .. } => {
+            assert!(
+                refused.iter().any(|i| i.starts_with("wasi:sockets/")),
+                "{refused:?}"
+            );
+        }
+        other => panic!("expected a refused import, got {other}"),
+    }
+    assert!(err.to_string().contains("wasi:sockets/tcp@"), "{err}");
+    assert_eq!(rt.cache_stats().compiled, 0, "refused before compiling");
+}
+
+#[test]
+fn a_thousand_renders_compile_the_component_once() {
+    let (rt, cache) = runtime();
+    let hello = load(&rt, "hello", Limits::default());
+    for i in 0..1000 {
+        let res = response(hello.render(&get(&format!("/{i}"))));
+        assert_eq!(res.status, 200);
+    }
+    // Loading it again in the same process reuses the compiled component.
+    let _again = load(&rt, "hello", Limits::default());
+    let stats = rt.cache_stats();
+    assert_eq!(stats.compiled, 1);
+    assert_eq!(stats.from_memory, 1);
+
+    // A restart finds it on disk and does not compile at all.
+    drop(rt);
+    let restarted = Runtime::new(Some(cache.path().to_owned())).unwrap();
+    let hello = load(&restarted, "hello", Limits::default());
+    assert_eq!(response(hello.render(&get("/"))).status, 200);
+    let stats = restarted.cache_stats();
+    assert_eq!((stats.compiled, stats.from_disk), (0, 1));
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
+    let (rt, cache) = runtime();
+    load(&rt, "hello", Limits::default());
+    drop(rt);
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
+    }
+    let restarted = Runtime::new(Some(cache.path().to_owned())).unwrap();
+    let hello = load(&restarted, "hello", Limits::default());
+    assert_eq!(response(hello.render(&get("/"))).status, 200);
+    assert_eq!(restarted.cache_stats().compiled, 1);
+}

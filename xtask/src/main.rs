@@ -1,0 +1,189 @@
+//! `cargo xtask build|run|test|bench`: the project's own build commands, so
+//! a fresh machine with only Rust installed needs nothing done by hand.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime};
+
+mod bench;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  build          add the wasm32-wasip2 target if missing, build every guest into
+                 target/guests/<name>.wasm and the host into target/release/rawalite
+  run            build, then render the hello guest once
+  test [ARGS]    build, then run the whole workspace's tests (ARGS go to cargo test)
+  bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
+                 and print each one's median as a ratio to its group's `native` baseline
+";
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("build") => build(&root),
+        Some("run") => {
+            build(&root)?;
+            step("rendering the hello guest");
+            cargo_like(&root, &root.join("target/release/rawalite"))
+                .args(["render", "target/guests/hello.wasm", "/"])
+                .status_ok()
+        }
+        Some("test") => {
+            build(&root)?;
+            step("running the workspace's tests");
+            cargo(&root)
+                .args(["test", "--release", "--workspace"])
+                .args(rest)
+                .status_ok()
+        }
+        Some("bench") => {
+            build(&root)?;
+            step("running the benchmarks");
+            let started = SystemTime::now();
+            cargo(&root)
+                .args(["bench", "-p", "rawalite-host"])
+                .args(rest)
+                .status_ok()?;
+            bench::report(&root.join("target/criterion"), started)
+        }
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+        None => bail!("no command given\n\n{USAGE}"),
+    }
+}
+
+fn build(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    build_guests(root)?;
+    step("building the host (release)");
+    cargo(root)
+        .args(["build", "--release", "-p", "rawalite-host"])
+        .status_ok()
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the wasm32-wasip2 target; install Rust with rustup")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    step("adding the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+    Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status_ok()
+}
+
+/// Every crate under `guests/` (and `guests/hostile/`), by package name.
+fn guests(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for dir in [root.join("guests"), root.join("guests/hostile")] {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.join("Cargo.toml").is_file() {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                names.push(name.into_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn build_guests(root: &Path) -> Result<()> {
+    let names = guests(root)?;
+    step(&format!(
+        "building {} guests for {WASM_TARGET}: {}",
+        names.len(),
+        names.join(", ")
+    ));
+    let mut cmd = cargo(root);
+    cmd.args(["build", "--release", "--target", WASM_TARGET])
+        // Guests ship without debug info: smaller components, faster compiles.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true");
+    for name in &names {
+        cmd.args(["-p", name]);
+    }
+    cmd.status_ok()?;
+
+    let out = root.join("target/guests");
+    std::fs::create_dir_all(&out)?;
+    for name in &names {
+        let built = root
+            .join("target")
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let dest = out.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &dest)
+            .with_context(|| format!("copying {} to {}", built.display(), dest.display()))?;
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo(root: &Path) -> Command {
+    cargo_like(
+        root,
+        Path::new(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
+    )
+}
+
+fn cargo_like(root: &Path, program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(root);
+    cmd
+}
+
+fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+trait StatusOk {
+    fn status_ok(&mut self) -> Result<()>;
+}
+
+impl StatusOk for Command {
+    /// Runs the command with inherited output and fails if it fails.
+    fn status_ok(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let status = self
+            .status()
+            .with_context(|| format!("could not start {:?}", self.get_program()))?;
+        if !status.success() {
+            bail!("{:?} failed ({status})", self.get_program());
+        }
+        eprintln!("    done in {:.1}s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
