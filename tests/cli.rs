@@ -76,7 +76,7 @@ fn guest_error_exits_3_with_code_and_message() {
 }
 
 #[test]
-fn capability_call_exits_3_unavailable() {
+fn capability_call_without_grant_exits_3_denied() {
     let c = cache();
     let probe = guest("probe");
     let out = rawalite(
@@ -87,11 +87,10 @@ fn capability_call_exits_3_unavailable() {
         ],
         c.path(),
     );
-    assert_eq!(code(&out), 3);
-    assert!(
-        stderr(&out).starts_with("error: unavailable: the `db` capability"),
-        "{}",
-        stderr(&out)
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: denied: this guest has no db grant ([guest.db] in the manifest)"
     );
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{get, guest};
-use rawalite_host::capabilities::{ErrorCode, Response};
+use rawalite_host::capabilities::{ErrorCode, Grants, Response};
 use rawalite_host::runtime::{Guest, Limits, LoadError, Outcome, Runtime, Stopped};
 
 fn runtime() -> (Runtime, tempfile::TempDir) {
@@ -13,7 +13,9 @@ fn runtime() -> (Runtime, tempfile::TempDir) {
 }
 
 fn load(runtime: &Runtime, name: &str, limits: Limits) -> Guest {
-    runtime.load(name, &guest(name), limits).unwrap()
+    runtime
+        .load(name, &guest(name), limits, Grants::default())
+        .unwrap()
 }
 
 fn response(outcome: Outcome) -> Response {
@@ -115,11 +117,7 @@ fn oversized_response_is_refused() {
 fn capability_calls_answer_unavailable_until_implemented() {
     let (rt, _cache) = runtime();
     let probe = load(&rt, "probe", Limits::default());
-    for route in [
-        "/db/query?sql=select%201",
-        "/paths/read?root=exports&path=a.txt",
-        "/session/login",
-    ] {
+    for route in ["/paths/read?root=exports&path=a.txt", "/session/login"] {
         match probe.render(&get(route)) {
             Outcome::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable, "{route}: {e}"),
             other => panic!("{route}: expected unavailable, got {other:?}"),
@@ -135,6 +133,7 @@ fn forbidden_import_is_refused_at_load_with_the_import_named() {
             "forbidden-import",
             &guest("forbidden-import"),
             Limits::default(),
+            Grants::default(),
         )
         .err()
         .expect("the hostile guest must not load");

@@ -86,10 +86,18 @@ pub use bindings::rawalite::bridge::{db, paths, session};
 /// }
 /// rawalite_guest::export!(Page);
 /// ```
+///
+/// The component export exists only when building for WebAssembly; a
+/// native build (unit tests, or a host linking the crate to reuse its page
+/// functions) only checks that the type implements [`Renderer`].
 #[macro_export]
 macro_rules! export {
     ($renderer:ident) => {
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_renderer!($renderer with_types_in $crate::bindings);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn($crate::Request) -> Result<$crate::Response, $crate::Error> =
+            <$renderer as $crate::Renderer>::render;
     };
 }
 

@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use rawalite_host::capabilities::{Request, Response};
+use rawalite_host::app::App;
+use rawalite_host::capabilities::{Grants, Request, Response};
+use rawalite_host::database::Database;
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{self, Limits, Outcome, Runtime, Surface};
 use std::io::Write;
@@ -44,6 +46,7 @@ pub struct Cli {
 enum Command {
     Render(RenderArgs),
     Inspect(InspectArgs),
+    Migrate(MigrateArgs),
 }
 
 /// Render one request with a guest and write the response body to stdout.
@@ -58,9 +61,12 @@ struct RenderArgs {
     /// The manifest that names the guest (default: ./rawalite.toml with --guest).
     #[arg(long, value_name = "FILE", requires = "guest")]
     manifest: Option<PathBuf>,
-    /// Render the guest of this name from the manifest, with its limits.
+    /// Render the guest of this name from the manifest, with its grants and limits.
     #[arg(long, value_name = "NAME")]
     guest: Option<String>,
+    /// The data directory (database, roots); default: the manifest's `data_dir`.
+    #[arg(long, value_name = "DIR", requires = "guest")]
+    data: Option<PathBuf>,
     /// The request method.
     #[arg(long, default_value = "GET", value_name = "M")]
     method: String,
@@ -77,6 +83,19 @@ struct RenderArgs {
     /// PATH defaults to `/`.
     #[arg(value_name = "COMPONENT.wasm | PATH", num_args = 0..=2)]
     targets: Vec<String>,
+}
+
+/// Create the data directory and the database if missing, and apply the
+/// migrations it lacks. Every other command does this too; this one says
+/// what it did.
+#[derive(Args)]
+struct MigrateArgs {
+    /// The data directory; default: the `data_dir` of the manifest.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The manifest whose `data_dir` to use when --data is not given.
+    #[arg(long, value_name = "FILE", default_value = "rawalite.toml")]
+    manifest: PathBuf,
 }
 
 /// Show a component's imports and exports, each import marked allowed or
@@ -99,6 +118,7 @@ impl Cli {
         match self.command {
             Command::Render(args) => render(args),
             Command::Inspect(args) => inspect(args),
+            Command::Migrate(args) => migrate(args),
         }
     }
 
@@ -109,53 +129,50 @@ impl Cli {
 }
 
 fn render(args: RenderArgs) -> Result<Exit> {
-    let (component, name, limits, base, target) = match &args.guest {
-        Some(guest) => {
-            let manifest_path = args
+    let runtime = Runtime::new(runtime::default_cache_dir())?;
+    // `app` owns the runtime, whose ticker enforces deadlines: keep it alive.
+    let (app, guest, base, target);
+    match &args.guest {
+        Some(name) => {
+            let manifest = args
                 .manifest
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("rawalite.toml"));
-            let manifest = Manifest::load(&manifest_path)?;
-            let entry = manifest.guest(guest)?;
-            let target = match args.targets.as_slice() {
-                [] => "/",
-                [path] => path.as_str(),
+            target = match args.targets.as_slice() {
+                [] => "/".to_owned(),
+                [path] => path.clone(),
                 _ => bail!("with --guest, give only the request PATH"),
             };
-            let base = entry.route.clone().unwrap_or_default();
-            (
-                entry.component.clone(),
-                entry.name.clone(),
-                entry.limits,
-                base,
-                target.to_owned(),
-            )
+            let opened = App::open(Manifest::load(&manifest)?, args.data.clone(), runtime)?;
+            guest = opened.load(name)?;
+            base = opened
+                .manifest
+                .guest(name)?
+                .route
+                .clone()
+                .unwrap_or_default();
+            app = Some(opened);
         }
         None => {
-            let (component, target) = match args.targets.as_slice() {
-                [component] => (component, "/"),
-                [component, path] => (component, path.as_str()),
+            let component;
+            (component, target) = match args.targets.as_slice() {
+                [component] => (PathBuf::from(component), "/".to_owned()),
+                [component, path] => (PathBuf::from(component), path.clone()),
                 _ => bail!("give a COMPONENT.wasm (and a PATH), or --guest NAME"),
             };
-            let component = PathBuf::from(component);
             let name = component
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "guest".into());
-            (
-                component,
-                name,
-                Limits::default(),
-                String::new(),
-                target.to_owned(),
-            )
+            guest = runtime.load(&name, &component, Limits::default(), Grants::default())?;
+            base = String::new();
+            app = None;
         }
-    };
+    }
     let request = build_request(&args, base, &target)?;
-
-    let runtime = Runtime::new(runtime::default_cache_dir())?;
-    let guest = runtime.load(&name, &component, limits)?;
-    match guest.render(&request) {
+    let outcome = guest.render(&request);
+    drop(app);
+    match outcome {
         Outcome::Response(response) => {
             write_response(&response, args.include)?;
             Ok(Exit::Ok)
@@ -169,6 +186,26 @@ fn render(args: RenderArgs) -> Result<Exit> {
             Ok(Exit::Stopped)
         }
     }
+}
+
+fn migrate(args: MigrateArgs) -> Result<Exit> {
+    let data_dir = match args.data {
+        Some(dir) => dir,
+        None if args.manifest.is_file() => Manifest::load(&args.manifest)?.data_dir,
+        None => bail!(
+            "no --data DIR given and no {} here to take `data_dir` from",
+            args.manifest.display()
+        ),
+    };
+    let (database, applied) = Database::open(&data_dir)?;
+    println!("database {}", database.path().display());
+    if applied.is_empty() {
+        println!("up to date: no migration to apply");
+    }
+    for migration in applied {
+        println!("applied {}", migration.name);
+    }
+    Ok(Exit::Ok)
 }
 
 fn build_request(args: &RenderArgs, base: String, target: &str) -> Result<Request> {

@@ -5,8 +5,12 @@
 //! - [`runtime`]: the engine, the compile cache, the import check, limits,
 //!   and one fresh store per request;
 //! - [`capabilities`]: one module per capability with its grant and state;
-//! - [`manifest`] reads `rawalite.toml`.
+//! - [`manifest`] reads `rawalite.toml`;
+//! - [`database`]: the host's SQLite file and its migrations;
+//! - [`app`]: a manifest's guests loaded with their grants.
 
+pub mod app;
 pub mod capabilities;
+pub mod database;
 pub mod manifest;
 pub mod runtime;

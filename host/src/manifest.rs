@@ -2,6 +2,7 @@
 //! Parsed once at start; an unknown key or a bad value is an error that
 //! names the file, the line, the key and what is wrong.
 
+use crate::capabilities::db::DbGrant;
 use crate::runtime::{Limits, MAX_MEMORY};
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -29,6 +30,8 @@ pub struct GuestEntry {
     /// are only rendered from the command line.
     pub route: Option<String>,
     pub limits: Limits,
+    /// `[guest.db]`; `None` means no database at all.
+    pub db: Option<DbGrant>,
 }
 
 /// Why a manifest was refused: one line naming the file, and where known
@@ -83,11 +86,16 @@ impl Manifest {
                 }
             }
             let limits = g.limits.resolve().map_err(|m| error(key("limits"), m))?;
+            let db = g.db.map(DbGrant::normalized);
+            if let Some(grant) = &db {
+                grant.check().map_err(|m| error(key("db"), m))?;
+            }
             guests.push(GuestEntry {
                 component: base.join(&g.component),
                 name: g.name,
                 route: g.route,
                 limits,
+                db,
             });
         }
 
@@ -203,6 +211,7 @@ struct RawGuest {
     route: Option<String>,
     #[serde(default)]
     limits: RawLimits,
+    db: Option<DbGrant>,
 }
 
 /// `[guest.limits]`; anything left out keeps its default.
@@ -347,6 +356,36 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains("route"), "{route}: {e}");
         }
+    }
+
+    #[test]
+    fn db_grant_is_parsed_and_host_tables_refused() {
+        let m = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[guest.db]\nread = [\"Customers\"]\nwrite = [\"invoices\"]\n"
+        ))
+        .unwrap();
+        let grant = m.guests[0].db.as_ref().unwrap();
+        assert_eq!(
+            grant.readable().into_iter().collect::<Vec<_>>(),
+            ["customers", "invoices"]
+        );
+        let e = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[guest.db]\nread = [\"users\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("guest[0] (a).db: `users` belongs to the host"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{MINIMAL}[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[guest.db]\nreed = [\"x\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("guest[0].db.reed: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -75,3 +75,35 @@ pub fn get(target: &str) -> Request {
         body: Vec::new(),
     }
 }
+
+/// Writes `dir/rawalite.toml`: an app whose data lives in `dir/data`, with
+/// the given `[[guest]]` tables appended. `{probe}` in them stands for the
+/// built probe's path.
+pub fn manifest(dir: &Path, guests: &str) -> PathBuf {
+    let file = dir.join("rawalite.toml");
+    let text = format!(
+        "[app]\nname = \"test\"\ndata_dir = \"data\"\n\n{}",
+        guests.replace("{probe}", &guest("probe").display().to_string())
+    );
+    std::fs::write(&file, text).expect("write the manifest");
+    file
+}
+
+/// `path?k=v&…` with the values percent-encoded, for the command line.
+pub fn url(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        query.append_pair(k, v);
+    }
+    format!("{path}?{}", query.finish())
+}
+
+/// A GET of `path` with these query pairs, for in-process renders.
+pub fn get_with(path: &str, pairs: &[(&str, &str)]) -> Request {
+    let mut req = get(path);
+    req.query = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    req
+}

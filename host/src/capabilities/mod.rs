@@ -10,6 +10,8 @@ pub mod paths;
 pub mod session;
 
 use crate::runtime::GuestState;
+use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::{HasSelf, Linker};
 
 wasmtime::component::bindgen!({
@@ -36,6 +38,29 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
 }
 
 impl rawalite::bridge::types::Host for GuestState {}
+
+/// What one guest is granted, resolved once at load. Nothing by default.
+#[derive(Clone, Default)]
+pub struct Grants {
+    pub db: Option<Arc<db::GuestDb>>,
+}
+
+/// Each capability's state for one request of `guest`.
+pub(crate) struct RequestStates {
+    pub db: db::State,
+    pub paths: paths::State,
+    pub session: session::State,
+}
+
+impl Grants {
+    pub(crate) fn request(&self, guest: &Arc<str>, deadline: Instant) -> RequestStates {
+        RequestStates {
+            db: db::State::new(guest.clone(), self.db.clone(), deadline),
+            paths: paths::State,
+            session: session::State,
+        }
+    }
+}
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {

@@ -6,9 +6,9 @@ use super::imports::Surface;
 use super::limits::{Limiter, Limits};
 use super::wasi::{self, GuestOutput};
 use super::{GuestState, engine};
-use crate::capabilities::{Error, RendererPre, Request, Response};
+use crate::capabilities::{Error, Grants, RendererPre, Request, Response};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
@@ -18,6 +18,7 @@ pub struct Guest {
     name: Arc<str>,
     pre: RendererPre<GuestState>,
     limits: Limits,
+    grants: Grants,
     hash: [u8; 32],
     surface: Surface,
 }
@@ -54,6 +55,7 @@ impl Guest {
         name: Arc<str>,
         pre: RendererPre<GuestState>,
         limits: Limits,
+        grants: Grants,
         hash: [u8; 32],
         surface: Surface,
     ) -> Self {
@@ -61,6 +63,7 @@ impl Guest {
             name,
             pre,
             limits,
+            grants,
             hash,
             surface,
         }
@@ -72,6 +75,10 @@ impl Guest {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn grants(&self) -> &Grants {
+        &self.grants
     }
 
     /// The SHA-256 of the component binary.
@@ -86,16 +93,18 @@ impl Guest {
 
     /// Renders one request in a fresh instance.
     pub fn render(&self, request: &Request) -> Outcome {
+        let deadline = Instant::now() + self.limits.timeout;
         let output = GuestOutput::default();
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.limits.handles);
+        let states = self.grants.request(&self.name, deadline);
         let state = GuestState {
             wasi: wasi::context(&output),
             table,
             limiter: Limiter::new(&self.limits),
-            db: Default::default(),
-            paths: Default::default(),
-            session: Default::default(),
+            db: states.db,
+            paths: states.paths,
+            session: states.session,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -17,7 +17,7 @@ pub use guest::{Guest, Outcome, Stopped};
 pub use imports::{CheckedImport, Item, Surface};
 pub use limits::Limits;
 
-use crate::capabilities::{self, RendererPre};
+use crate::capabilities::{self, Grants, RendererPre};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -94,7 +94,13 @@ impl Runtime {
     /// Loads the component at `path` as the guest `name`: checks that it is
     /// a component, checks its imports, compiles it (or finds it compiled),
     /// and pre-instantiates it against the bridge.
-    pub fn load(&self, name: &str, path: &Path, limits: Limits) -> Result<Guest, LoadError> {
+    pub fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Guest, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
@@ -114,7 +120,14 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(not_renderer)?;
         let pre = RendererPre::new(pre).map_err(not_renderer)?;
-        Ok(Guest::new(Arc::from(name), pre, limits, hash, surface))
+        Ok(Guest::new(
+            Arc::from(name),
+            pre,
+            limits,
+            grants,
+            hash,
+            surface,
+        ))
     }
 }
 

@@ -1,0 +1,87 @@
+//! An app as its manifest describes it: the database of its data directory
+//! (opened and migrated), and its guests loaded with their limits and
+//! grants. Refuses a grant that names a table the database does not have.
+
+use crate::capabilities::Grants;
+use crate::capabilities::db::GuestDb;
+use crate::database::{Applied, Database};
+use crate::manifest::{GuestEntry, Manifest};
+use crate::runtime::{Guest, Runtime};
+use anyhow::{Result, bail};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct App {
+    pub manifest: Manifest,
+    pub data_dir: PathBuf,
+    pub database: Arc<Database>,
+    pub runtime: Runtime,
+    /// The migrations this start applied.
+    pub migrations: Vec<Applied>,
+    tables: BTreeSet<String>,
+}
+
+impl App {
+    /// Opens the app's database (in `data_dir`, else the manifest's) and
+    /// applies any pending migration.
+    pub fn open(manifest: Manifest, data_dir: Option<PathBuf>, runtime: Runtime) -> Result<Self> {
+        let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
+        let (database, migrations) = Database::open(&data_dir)?;
+        let tables = database.app_tables()?;
+        Ok(App {
+            manifest,
+            data_dir,
+            database: Arc::new(database),
+            runtime,
+            migrations,
+            tables,
+        })
+    }
+
+    /// Loads the guest called `name` with its limits and grants.
+    pub fn load(&self, name: &str) -> Result<Guest> {
+        let entry = self.manifest.guest(name)?;
+        let grants = self.grants(entry)?;
+        Ok(self
+            .runtime
+            .load(&entry.name, &entry.component, entry.limits, grants)?)
+    }
+
+    /// Loads every guest of the manifest.
+    pub fn load_all(&self) -> Result<Vec<Guest>> {
+        self.manifest
+            .guests
+            .iter()
+            .map(|g| self.load(&g.name))
+            .collect()
+    }
+
+    fn grants(&self, entry: &GuestEntry) -> Result<Grants> {
+        let db = match &entry.db {
+            None => None,
+            Some(grant) => {
+                let missing: Vec<&str> = grant
+                    .readable()
+                    .into_iter()
+                    .filter(|t| !self.tables.contains(*t))
+                    .collect();
+                if !missing.is_empty() {
+                    bail!(
+                        "{}: guest `{}`: the db grant names {}, which the database does not have (tables: {})",
+                        self.manifest.file.display(),
+                        entry.name,
+                        missing
+                            .iter()
+                            .map(|t| format!("`{t}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        self.tables.iter().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                Some(Arc::new(GuestDb::new(grant.clone(), self.database.clone())))
+            }
+        };
+        Ok(Grants { db })
+    }
+}

@@ -1,0 +1,316 @@
+//! `[guest.db]`: the tables a guest may read and write, and the SQLite
+//! authorizer that enforces them on every statement the guest prepares.
+//!
+//! The authorizer is an allowlist: reading granted tables, writing
+//! write-granted tables, and a list of pure functions; every other action
+//! (DDL, PRAGMA, ATTACH, VACUUM, transactions, other functions) is denied.
+
+use crate::database::is_host_table;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+/// The tables one guest may touch. Names are kept lower-case, as SQLite
+/// compares them. `write` implies `read`: an UPDATE or DELETE reads the
+/// rows it changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbGrant {
+    #[serde(default)]
+    read: BTreeSet<String>,
+    #[serde(default)]
+    write: BTreeSet<String>,
+}
+
+impl DbGrant {
+    pub fn new<'a>(
+        read: impl IntoIterator<Item = &'a str>,
+        write: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        DbGrant {
+            read: read.into_iter().map(str::to_owned).collect(),
+            write: write.into_iter().map(str::to_owned).collect(),
+        }
+        .normalized()
+    }
+
+    /// Lower-cases the names, so `Customers` and `customers` are one table.
+    pub fn normalized(self) -> Self {
+        let lower =
+            |set: BTreeSet<String>| set.into_iter().map(|t| t.to_ascii_lowercase()).collect();
+        DbGrant {
+            read: lower(self.read),
+            write: lower(self.write),
+        }
+    }
+
+    /// Refuses names that are not plain identifiers and the host's tables.
+    pub fn check(&self) -> Result<(), String> {
+        for table in self.read.iter().chain(&self.write) {
+            let plain = !table.is_empty()
+                && table.len() <= 64
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !plain {
+                return Err(format!("`{table}` is not a table name"));
+            }
+            if is_host_table(table) {
+                return Err(format!(
+                    "`{table}` belongs to the host and can never be granted"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every table the guest may read (its read and write grants).
+    pub fn readable(&self) -> BTreeSet<&str> {
+        self.read
+            .iter()
+            .chain(&self.write)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Every table the guest may insert into, update and delete from.
+    pub fn writable(&self) -> BTreeSet<&str> {
+        self.write.iter().map(String::as_str).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty()
+    }
+
+    fn may_read(&self, table: &str) -> bool {
+        let table = table.to_ascii_lowercase();
+        !is_host_table(&table) && (self.read.contains(&table) || self.write.contains(&table))
+    }
+
+    fn may_write(&self, table: &str) -> bool {
+        let table = table.to_ascii_lowercase();
+        !is_host_table(&table) && self.write.contains(&table)
+    }
+}
+
+/// The message a guest gets for a table outside its grant, the same whether
+/// the table exists or not.
+pub(super) fn not_granted(table: &str, write: bool) -> String {
+    let grant = if write { "db.write" } else { "db.read" };
+    format!("table `{table}` is not in this guest's {grant} grant")
+}
+
+/// Functions a guest may call: pure computations on values. Anything that
+/// reaches outside the database (`load_extension`, `fts3_tokenizer`, …) or
+/// inspects it (`sqlite_*`) is not here.
+const FUNCTIONS: &[&str] = &[
+    "abs",
+    "avg",
+    "changes",
+    "char",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "count",
+    "cume_dist",
+    "date",
+    "datetime",
+    "dense_rank",
+    "first_value",
+    "format",
+    "glob",
+    "group_concat",
+    "hex",
+    "ifnull",
+    "iif",
+    "instr",
+    "json",
+    "json_array",
+    "json_array_length",
+    "json_extract",
+    "json_group_array",
+    "json_group_object",
+    "json_insert",
+    "json_object",
+    "json_patch",
+    "json_quote",
+    "json_remove",
+    "json_replace",
+    "json_set",
+    "json_type",
+    "json_valid",
+    "julianday",
+    "lag",
+    "last_insert_rowid",
+    "last_value",
+    "lead",
+    "length",
+    "like",
+    "likelihood",
+    "likely",
+    "lower",
+    "ltrim",
+    "max",
+    "min",
+    "nth_value",
+    "ntile",
+    "nullif",
+    "octet_length",
+    "percent_rank",
+    "printf",
+    "quote",
+    "random",
+    "randomblob",
+    "rank",
+    "replace",
+    "round",
+    "row_number",
+    "rtrim",
+    "sign",
+    "strftime",
+    "string_agg",
+    "substr",
+    "substring",
+    "sum",
+    "time",
+    "timediff",
+    "total",
+    "trim",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unixepoch",
+    "unlikely",
+    "upper",
+    "zeroblob",
+    "->",
+    "->>",
+];
+
+/// Table-valued functions a guest may read from: pure, like `FUNCTIONS`.
+const TABLE_FUNCTIONS: &[&str] = &["json_each", "json_tree"];
+
+/// Who is preparing a statement on a guest's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// The guest's SQL: the grant applies.
+    Guest,
+    /// The host's own control statements (BEGIN, COMMIT, ROLLBACK).
+    Host,
+}
+
+/// What the authorizer saw while a statement was prepared.
+#[derive(Debug)]
+pub(super) struct AuthLog {
+    grant: std::sync::Arc<DbGrant>,
+    pub(super) mode: Mode,
+    /// Why the first denied action was denied.
+    pub(super) denial: Option<String>,
+    /// The tables the statement reads or writes.
+    pub(super) tables: BTreeSet<String>,
+}
+
+impl AuthLog {
+    pub(super) fn new(grant: std::sync::Arc<DbGrant>) -> Self {
+        AuthLog {
+            grant,
+            mode: Mode::Guest,
+            denial: None,
+            tables: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn authorize(&mut self, ctx: AuthContext<'_>) -> Authorization {
+        if self.mode == Mode::Host {
+            return Authorization::Allow;
+        }
+        match self.verdict(&ctx) {
+            Ok(()) => Authorization::Allow,
+            Err(why) => {
+                self.denial.get_or_insert(why);
+                Authorization::Deny
+            }
+        }
+    }
+
+    fn verdict(&mut self, ctx: &AuthContext<'_>) -> Result<(), String> {
+        match ctx.action {
+            AuthAction::Select | AuthAction::Recursive => Ok(()),
+            // A CTE or a subquery in FROM: a table of the statement's own,
+            // with no database; the real tables it reads are checked apart.
+            AuthAction::Read { .. } if ctx.database_name.is_none() => Ok(()),
+            AuthAction::Read { table_name, .. } if TABLE_FUNCTIONS.contains(&table_name) => Ok(()),
+            AuthAction::Read { table_name, .. } => self.table(table_name, false),
+            AuthAction::Insert { table_name }
+            | AuthAction::Delete { table_name }
+            | AuthAction::Update { table_name, .. } => self.table(table_name, true),
+            AuthAction::Function { function_name } => {
+                if FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str()) {
+                    Ok(())
+                } else {
+                    Err(format!("function `{function_name}` is not allowed"))
+                }
+            }
+            AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Err(
+                "transactions are made with db.transaction, not with BEGIN, COMMIT or SAVEPOINT"
+                    .to_owned(),
+            ),
+            AuthAction::Pragma { pragma_name, .. } => {
+                Err(format!("PRAGMA {pragma_name} is not allowed"))
+            }
+            // VACUUM reports ATTACH first.
+            AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
+                Err("ATTACH, DETACH and VACUUM are not allowed".to_owned())
+            }
+            _ => Err(
+                "schema changes (CREATE, DROP, ALTER, triggers, indexes) are not allowed; the schema changes through migrations"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    fn table(&mut self, table: &str, write: bool) -> Result<(), String> {
+        if table.to_ascii_lowercase().starts_with("sqlite_") {
+            // DROP and CREATE report a write of the schema table first.
+            return Err(format!(
+                "SQLite's own table `{table}` is out of every guest's reach; the schema changes through migrations"
+            ));
+        }
+        let allowed = if write {
+            self.grant.may_write(table)
+        } else {
+            self.grant.may_read(table)
+        };
+        if allowed {
+            if !self.tables.contains(table) {
+                self.tables.insert(table.to_owned());
+            }
+            Ok(())
+        } else {
+            Err(not_granted(table, write))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lower_cased_and_write_implies_read() {
+        let g = DbGrant::new(["Customers"], ["invoices"]);
+        assert!(g.may_read("CUSTOMERS"));
+        assert!(g.may_read("invoices"));
+        assert!(g.may_write("invoices"));
+        assert!(!g.may_write("customers"));
+    }
+
+    #[test]
+    fn host_tables_are_refused_even_when_listed() {
+        let g = DbGrant::new(["users"], []);
+        assert!(g.check().unwrap_err().contains("belongs to the host"));
+        assert!(!g.may_read("users"));
+        assert!(DbGrant::new(["sqlite_schema"], []).check().is_err());
+        assert!(DbGrant::new(["a; drop"], []).check().is_err());
+    }
+}

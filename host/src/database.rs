@@ -1,0 +1,180 @@
+//! The host's one SQLite database, `<data>/rawalite.db`: opened by the host
+//! only (WAL, foreign keys, busy timeout) and migrated at every start from
+//! the migrations embedded in the binary. Guests reach it only through the
+//! `db` capability, on connections of their own.
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The migrations, in order. Adding one is a new file in `migrations/` and
+/// one line here (a unit test checks that the two agree).
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+
+/// Tables that belong to the host. No grant may name them, whatever the
+/// manifest says; names starting with `sqlite_` are SQLite's own.
+pub const HOST_TABLES: &[&str] = &["users", "sessions", "refinery_schema_history"];
+
+/// Whether `table` belongs to the host (or to SQLite).
+pub fn is_host_table(table: &str) -> bool {
+    let table = table.to_ascii_lowercase();
+    HOST_TABLES.contains(&table.as_str()) || table.starts_with("sqlite_")
+}
+
+/// How long a connection waits for a lock held by another one.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database file of a data directory.
+pub struct Database {
+    path: PathBuf,
+}
+
+/// A migration that `open` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub name: String,
+}
+
+impl Database {
+    /// Opens (creating the data directory and the file if missing) and
+    /// migrates the database of `data_dir`. Returns the migrations applied.
+    pub fn open(data_dir: &Path) -> Result<(Self, Vec<Applied>)> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let db = Database {
+            path: data_dir.join("rawalite.db"),
+        };
+        let mut conn = Connection::open_with_flags(
+            &db.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open {}", db.path.display()))?;
+        // WAL is a property of the file: set once, every connection gets it.
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        configure(&conn)?;
+        let applied = migrate(&mut conn)?;
+        Ok((db, applied))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection with the host's settings. The file must exist.
+    pub fn connect(&self, flags: OpenFlags) -> rusqlite::Result<Connection> {
+        let conn =
+            Connection::open_with_flags(&self.path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    /// The app's tables (not the host's, not SQLite's).
+    pub fn app_tables(&self) -> Result<BTreeSet<String>> {
+        let conn = self.connect(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?;
+        let names = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        let mut tables = BTreeSet::new();
+        for name in names {
+            let name = name?;
+            if !is_host_table(&name) {
+                tables.insert(name);
+            }
+        }
+        Ok(tables)
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // FULL: a transaction the host acknowledged survives a power cut too.
+    conn.pragma_update(None, "synchronous", "full")?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+}
+
+fn migrate(conn: &mut Connection) -> Result<Vec<Applied>> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(file, sql)| {
+            refinery::Migration::unapplied(&refinery_name(file)?, sql).map_err(Into::into)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let report = refinery::Runner::new(&migrations)
+        .set_grouped(false)
+        .set_abort_divergent(true)
+        .set_abort_missing(true)
+        .run(conn)
+        .map_err(|e| match e.kind() {
+            refinery::error::Kind::DivergentVersion(applied, _) => anyhow::anyhow!(
+                "migration {} was changed after it was applied to this database; restore migrations/{}.sql and add a new migration instead",
+                file_name(applied),
+                file_name(applied)
+            ),
+            refinery::error::Kind::MissingVersion(applied) => anyhow::anyhow!(
+                "this database has migration {} applied, which this rawalite does not know; use a newer rawalite",
+                file_name(applied)
+            ),
+            _ => anyhow::anyhow!("migrating the database failed: {e}"),
+        })?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| Applied { name: file_name(m) })
+        .collect())
+}
+
+/// `0001_init` → `V1__init`, the form refinery parses.
+fn refinery_name(file: &str) -> Result<String> {
+    let Some((number, name)) = file.split_once('_') else {
+        bail!("migration `{file}` must be named NNNN_name");
+    };
+    let version: u32 = number
+        .parse()
+        .with_context(|| format!("migration `{file}` must start with a number"))?;
+    Ok(format!("V{version}__{name}"))
+}
+
+/// `V1__init` → `0001_init`, the file name people see.
+fn file_name(m: &refinery::Migration) -> String {
+    format!("{:04}_{}", m.version(), m.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".sql"))
+            .map(|f| f.trim_end_matches(".sql").to_owned())
+            .collect();
+        files.sort();
+        let embedded: Vec<&str> = MIGRATIONS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(files, embedded);
+        for (i, name) in embedded.iter().enumerate() {
+            assert!(name.starts_with(&format!("{:04}_", i + 1)), "{name}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip_through_refinery() {
+        let m = refinery::Migration::unapplied(&refinery_name("0001_init").unwrap(), "").unwrap();
+        assert_eq!(file_name(&m), "0001_init");
+    }
+
+    #[test]
+    fn host_tables_include_sqlite_internals() {
+        assert!(is_host_table("users"));
+        assert!(is_host_table("SESSIONS"));
+        assert!(is_host_table("sqlite_schema"));
+        assert!(!is_host_table("customers"));
+    }
+}
