@@ -6,7 +6,11 @@
 //!   plain function;
 //! - `db-10-rows`: a request to the `bench-customers` guest (one 10-row
 //!   `db.query`, rendered as an HTML table) against the same query through
-//!   rusqlite and the same page function in the host.
+//!   rusqlite and the same page function in the host;
+//! - `paths-{read,write}-{4k,1m}`: the probe reading or writing a file
+//!   through `paths` against `std::fs` doing the same in the host (for
+//!   writes, the same durable recipe: temporary file, fsync, rename, fsync
+//!   of the directory).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rawalite_host::app::App;
@@ -114,5 +118,79 @@ fn db_query(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render, db_query);
+fn paths(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("rawalite.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[app]\nname = \"bench\"\n[paths]\nfiles = \"files\"\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\n[guest.paths]\nfiles = {{ access = \"read-write\", quota = \"1 GiB\" }}\n",
+            guests_dir().join("probe.wasm").display()
+        ),
+    )
+    .expect("write the manifest");
+    let app = App::open(
+        Manifest::load(&manifest).expect("manifest"),
+        None,
+        Runtime::new(None).expect("runtime"),
+    )
+    .expect("app");
+    let probe = app.load("probe").expect("probe");
+    let files = dir.path().join("data/files");
+
+    for (label, size) in [("4k", 4usize << 10), ("1m", 1 << 20)] {
+        let contents: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        let name = format!("bench-{label}.bin");
+        std::fs::write(files.join(&name), &contents).expect("seed the file");
+
+        let mut read = request();
+        read.path = "/paths/read".into();
+        read.query = vec![
+            ("root".into(), "files".into()),
+            ("path".into(), name.clone()),
+        ];
+        assert_eq!(expect_response(&probe, &read), contents);
+        let mut group = c.benchmark_group(format!("paths-read-{label}"));
+        group.bench_function("guest", |b| {
+            b.iter(|| expect_response(&probe, black_box(&read)))
+        });
+        group.bench_function("native", |b| {
+            b.iter(|| std::fs::read(files.join(black_box(&name))).expect("read"))
+        });
+        group.finish();
+
+        let mut write = request();
+        write.method = "POST".into();
+        write.path = "/paths/write".into();
+        write.query = vec![
+            ("root".into(), "files".into()),
+            ("path".into(), format!("w-{name}")),
+        ];
+        write.body = contents.clone();
+        let mut group = c.benchmark_group(format!("paths-write-{label}"));
+        group.bench_function("guest", |b| {
+            b.iter(|| expect_response(&probe, black_box(&write)))
+        });
+        group.bench_function("native", |b| {
+            b.iter(|| native_write(&files, &format!("n-{name}"), black_box(&contents)))
+        });
+        group.finish();
+    }
+}
+
+/// What `paths.write` does, with `std::fs` and no sandbox.
+fn native_write(dir: &Path, name: &str, contents: &[u8]) {
+    use std::io::Write;
+    let temp = dir.join(format!(".tmp-{name}"));
+    let mut file = std::fs::File::create(&temp).expect("create");
+    file.write_all(contents).expect("write");
+    file.sync_all().expect("fsync");
+    std::fs::rename(&temp, dir.join(name)).expect("rename");
+    std::fs::File::open(dir)
+        .expect("open dir")
+        .sync_all()
+        .expect("fsync dir");
+}
+
+criterion_group!(benches, render, db_query, paths);
 criterion_main!(benches);

@@ -4,11 +4,12 @@
 
 use crate::capabilities::Grants;
 use crate::capabilities::db::GuestDb;
+use crate::capabilities::paths::{GuestPaths, Root};
 use crate::database::{Applied, Database};
 use crate::manifest::{GuestEntry, Manifest};
 use crate::runtime::{Guest, Runtime};
-use anyhow::{Result, bail};
-use std::collections::BTreeSet;
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub struct App {
     /// The migrations this start applied.
     pub migrations: Vec<Applied>,
     tables: BTreeSet<String>,
+    /// The PATHS registry, opened.
+    roots: BTreeMap<String, Arc<Root>>,
 }
 
 impl App {
@@ -29,6 +32,13 @@ impl App {
         let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         let (database, migrations) = Database::open(&data_dir)?;
         let tables = database.app_tables()?;
+        let mut roots = BTreeMap::new();
+        for (name, path) in &manifest.roots {
+            let path = data_dir.join(path);
+            let root = Root::open(&path)
+                .with_context(|| format!("cannot open root `{name}` at {}", path.display()))?;
+            roots.insert(name.clone(), Arc::new(root));
+        }
         Ok(App {
             manifest,
             data_dir,
@@ -36,6 +46,7 @@ impl App {
             runtime,
             migrations,
             tables,
+            roots,
         })
     }
 
@@ -82,6 +93,14 @@ impl App {
                 Some(Arc::new(GuestDb::new(grant.clone(), self.database.clone())))
             }
         };
-        Ok(Grants { db })
+        let paths = (!entry.paths.is_empty()).then(|| {
+            let roots = entry
+                .paths
+                .iter()
+                .map(|(name, grant)| (name.clone(), (self.roots[name].clone(), *grant)))
+                .collect();
+            Arc::new(GuestPaths::new(roots))
+        });
+        Ok(Grants { db, paths })
     }
 }

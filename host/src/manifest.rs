@@ -3,9 +3,11 @@
 //! names the file, the line, the key and what is wrong.
 
 use crate::capabilities::db::DbGrant;
+use crate::capabilities::paths::PathsGrant;
 use crate::runtime::{Limits, MAX_MEMORY};
 use bytesize::ByteSize;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +20,9 @@ pub struct Manifest {
     pub app_name: String,
     /// Where the database and the roots live, unless `--data` says otherwise.
     pub data_dir: PathBuf,
+    /// The PATHS registry: root name → directory, relative to the data
+    /// directory unless absolute.
+    pub roots: BTreeMap<String, PathBuf>,
     pub guests: Vec<GuestEntry>,
 }
 
@@ -32,6 +37,8 @@ pub struct GuestEntry {
     pub limits: Limits,
     /// `[guest.db]`; `None` means no database at all.
     pub db: Option<DbGrant>,
+    /// `[guest.paths]`; empty means no roots.
+    pub paths: PathsGrant,
 }
 
 /// Why a manifest was refused: one line naming the file, and where known
@@ -69,6 +76,15 @@ impl Manifest {
             message: format!("{key}: {message}"),
         };
 
+        for (name, path) in &raw.paths {
+            check_name(name).map_err(|m| error(format!("paths.{name}"), m))?;
+            if path.as_os_str().is_empty() {
+                return Err(error(
+                    format!("paths.{name}"),
+                    "the path is empty".to_owned(),
+                ));
+            }
+        }
         let mut guests: Vec<GuestEntry> = Vec::with_capacity(raw.guest.len());
         for (i, g) in raw.guest.into_iter().enumerate() {
             let key = |field: &str| format!("guest[{i}] ({}).{field}", g.name);
@@ -90,12 +106,26 @@ impl Manifest {
             if let Some(grant) = &db {
                 grant.check().map_err(|m| error(key("db"), m))?;
             }
+            for (root, grant) in &g.paths {
+                let key = key(&format!("paths.{root}"));
+                if !raw.paths.contains_key(root) {
+                    return Err(error(
+                        key,
+                        format!(
+                            "there is no root `{root}` in [paths] (roots: {})",
+                            raw.paths.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                grant.check().map_err(|m| error(key, m))?;
+            }
             guests.push(GuestEntry {
                 component: base.join(&g.component),
                 name: g.name,
                 route: g.route,
                 limits,
                 db,
+                paths: g.paths,
             });
         }
 
@@ -103,6 +133,7 @@ impl Manifest {
             file: file.to_owned(),
             app_name: raw.app.name,
             data_dir: base.join(raw.app.data_dir),
+            roots: raw.paths,
             guests,
         })
     }
@@ -188,6 +219,8 @@ fn check_route(route: &str) -> Result<(), String> {
 struct RawManifest {
     app: RawApp,
     #[serde(default)]
+    paths: BTreeMap<String, PathBuf>,
+    #[serde(default)]
     guest: Vec<RawGuest>,
 }
 
@@ -212,6 +245,8 @@ struct RawGuest {
     #[serde(default)]
     limits: RawLimits,
     db: Option<DbGrant>,
+    #[serde(default)]
+    paths: PathsGrant,
 }
 
 /// `[guest.limits]`; anything left out keeps its default.
@@ -386,6 +421,35 @@ mod tests {
             e.to_string().contains("guest[0].db.reed: unknown field"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn paths_grants_name_known_roots_with_a_quota() {
+        let roots = "[paths]\nexports = \"exports\"\narchive = \"/srv/archive\"\n";
+        let m = parse(&format!(
+            "{MINIMAL}{roots}[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[guest.paths]\nexports = {{ access = \"read-write\", quota = \"50 MiB\" }}\narchive = {{ access = \"read-only\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(m.roots["archive"], Path::new("/srv/archive"));
+        assert_eq!(m.guests[0].paths["exports"].quota(), 50 << 20);
+        for (grant, needle) in [
+            (
+                "nope = { access = \"read-only\" }",
+                "there is no root `nope` in [paths] (roots: archive, exports)",
+            ),
+            ("exports = { access = \"read-write\" }", "needs a quota"),
+            (
+                "exports = { access = \"read-only\", quota = \"1 MiB\" }",
+                "takes no quota",
+            ),
+            ("exports = { access = \"write-only\" }", "unknown variant"),
+        ] {
+            let e = parse(&format!(
+                "{MINIMAL}{roots}[[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[guest.paths]\n{grant}\n"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains(needle), "{grant}: {e}");
+        }
     }
 
     #[test]

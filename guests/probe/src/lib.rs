@@ -30,6 +30,18 @@ impl Renderer for Probe {
                 ))
             }
             "/paths/list" => paths_list(&req),
+            "/paths/churn" => paths_churn(&req),
+            "/paths/hold" => {
+                // Opens the root `n` times and keeps every handle until the
+                // answer: for the host's cap on open handles.
+                let n: usize = param(&req, "n")?
+                    .parse()
+                    .map_err(|_| Error::invalid_input("`n` must be a whole number"))?;
+                let held = (0..n)
+                    .map(|_| open_root(&req))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Response::json(&json!({"held": held.len()})))
+            }
             "/paths/remove" => {
                 open_root(&req)?.remove(param(&req, "path")?)?;
                 ok()
@@ -221,6 +233,27 @@ fn paths_list(req: &Request) -> Result<Response, Error> {
         })
         .collect();
     Ok(Response::json(&body))
+}
+
+/// Writes the body `n` times (forever when `n` is absent), each version
+/// stamped with its number in the first 8 bytes: a crash test kills the
+/// host mid-loop and checks that the file is always one whole version.
+fn paths_churn(req: &Request) -> Result<Response, Error> {
+    let root = open_root(req)?;
+    let path = param(req, "path")?;
+    let rounds: u64 = match req.query("n") {
+        Some(n) => n
+            .parse()
+            .map_err(|_| Error::invalid_input("`n` must be a whole number"))?,
+        None => u64::MAX,
+    };
+    let mut contents = vec![0u8; 8];
+    contents.extend_from_slice(&req.body);
+    for round in 0..rounds {
+        contents[..8].copy_from_slice(&round.to_le_bytes());
+        root.write(path, &contents)?;
+    }
+    Ok(Response::json(&json!({"ok": true, "rounds": rounds})))
 }
 
 fn user_json(u: session::User) -> Json {

@@ -30,7 +30,10 @@ pub use rawalite::bridge::types::ErrorCode;
 pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     rawalite::bridge::types::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)?;
     rawalite::bridge::db::add_to_linker::<GuestState, db::Db>(linker, |s| &mut s.db)?;
-    rawalite::bridge::paths::add_to_linker::<GuestState, paths::Paths>(linker, |s| &mut s.paths)?;
+    rawalite::bridge::paths::add_to_linker::<GuestState, paths::Paths>(linker, |s| paths::View {
+        state: &mut s.paths,
+        table: &mut s.table,
+    })?;
     rawalite::bridge::session::add_to_linker::<GuestState, session::Session>(linker, |s| {
         &mut s.session
     })?;
@@ -43,6 +46,7 @@ impl rawalite::bridge::types::Host for GuestState {}
 #[derive(Clone, Default)]
 pub struct Grants {
     pub db: Option<Arc<db::GuestDb>>,
+    pub paths: Option<Arc<paths::GuestPaths>>,
 }
 
 /// Each capability's state for one request of `guest`.
@@ -56,7 +60,7 @@ impl Grants {
     pub(crate) fn request(&self, guest: &Arc<str>, deadline: Instant) -> RequestStates {
         RequestStates {
             db: db::State::new(guest.clone(), self.db.clone(), deadline),
-            paths: paths::State,
+            paths: paths::State::new(guest.clone(), self.paths.clone()),
             session: session::State,
         }
     }

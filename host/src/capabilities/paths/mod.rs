@@ -1,0 +1,287 @@
+//! The `paths` capability: the PATHS system. Named roots (the registry,
+//! `[paths]` in the manifest) are opened once as cap-std directories; a
+//! guest may `open` the ones its grant names and gets a `root` handle, which
+//! is the capability. Refuses: ungranted roots (the same answer whether they
+//! exist or not), writes to read-only roots, writes past the quota, and any
+//! path that is malformed or leads out of the root.
+
+mod grant;
+mod root;
+
+pub use grant::{Access as GrantAccess, DEFAULT_MAX_FILE, PathsGrant, RootGrant};
+pub use root::Root;
+
+use super::rawalite::bridge::paths::{Access, Entry, EntryKind, Host, HostRoot};
+use super::{Error, ErrorCode};
+use root::RootError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+/// Links `paths` to a request's [`State`] and the store's resource table.
+pub struct Paths;
+
+impl HasData for Paths {
+    type Data<'a> = View<'a>;
+}
+
+/// What a `paths` call works with: the request's state and the table that
+/// holds its open roots.
+pub struct View<'a> {
+    pub(crate) state: &'a mut State,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+/// One guest's roots, built once at load: each granted root with its grant.
+pub struct GuestPaths {
+    roots: BTreeMap<String, (Arc<Root>, RootGrant)>,
+}
+
+impl GuestPaths {
+    pub fn new(roots: BTreeMap<String, (Arc<Root>, RootGrant)>) -> Self {
+        GuestPaths { roots }
+    }
+
+    /// Each granted root's name and grant, for `audit`.
+    pub fn grants(&self) -> impl Iterator<Item = (&str, &RootGrant)> {
+        self.roots
+            .iter()
+            .map(|(name, (_, grant))| (name.as_str(), grant))
+    }
+}
+
+/// An opened root, as the guest's `root` handle refers to it.
+pub struct RootHandle {
+    name: Arc<str>,
+    root: Arc<Root>,
+    grant: RootGrant,
+}
+
+/// What one request's `paths` calls work with.
+pub struct State {
+    guest: Arc<str>,
+    paths: Option<Arc<GuestPaths>>,
+}
+
+impl State {
+    pub(crate) fn new(guest: Arc<str>, paths: Option<Arc<GuestPaths>>) -> Self {
+        State { guest, paths }
+    }
+}
+
+impl View<'_> {
+    /// Runs one operation on an open root and writes its audit event.
+    fn on_root<T>(
+        &mut self,
+        handle: &Resource<RootHandle>,
+        op: &'static str,
+        path: &str,
+        f: impl FnOnce(&RootHandle) -> Result<(T, u64), Error>,
+    ) -> Result<T, Error> {
+        let started = Instant::now();
+        let handle = self
+            .table
+            .get(handle)
+            .map_err(|_| Error::new(ErrorCode::InvalidInput, "this root handle is closed"))?;
+        let result = f(handle);
+        audit(&self.state.guest, &handle.name, op, path, &result, started);
+        result.map(|(value, _)| value)
+    }
+}
+
+fn audit<T>(
+    guest: &str,
+    root: &str,
+    op: &str,
+    path: &str,
+    result: &Result<(T, u64), Error>,
+    started: Instant,
+) {
+    let us = started.elapsed().as_micros() as u64;
+    match result {
+        Ok((_, bytes)) => tracing::info!(
+            target: "rawalite::audit",
+            guest = %guest, capability = "paths", root = %root, op, path, bytes,
+            outcome = "ok", us,
+        ),
+        Err(e) => tracing::info!(
+            target: "rawalite::audit",
+            guest = %guest, capability = "paths", root = %root, op, path,
+            outcome = e.code.as_str(), error = %e.message, us,
+        ),
+    }
+}
+
+impl Host for View<'_> {
+    fn granted(&mut self) -> Vec<String> {
+        self.state
+            .paths
+            .as_ref()
+            .map(|p| p.roots.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn open(&mut self, name: String) -> Result<Resource<RootHandle>, Error> {
+        let started = Instant::now();
+        let granted = self.state.paths.as_ref().and_then(|p| p.roots.get(&name));
+        let result = match granted {
+            None => Err(Error::new(
+                ErrorCode::Denied,
+                format!("root `{name}` is not in this guest's paths grant"),
+            )),
+            Some((root, grant)) => self
+                .table
+                .push(RootHandle {
+                    name: Arc::from(name.as_str()),
+                    root: root.clone(),
+                    grant: *grant,
+                })
+                .map(|handle| (handle, 0))
+                .map_err(|_| {
+                    Error::new(
+                        ErrorCode::TooLarge,
+                        "too many open handles in this request; drop roots you no longer need",
+                    )
+                }),
+        };
+        audit(&self.state.guest, &name, "open", "", &result, started);
+        result.map(|(handle, _)| handle)
+    }
+}
+
+impl HostRoot for View<'_> {
+    fn access(&mut self, handle: Resource<RootHandle>) -> Access {
+        match self.table.get(&handle).map(|h| h.grant.access) {
+            Ok(GrantAccess::ReadWrite) => Access::ReadWrite,
+            _ => Access::ReadOnly,
+        }
+    }
+
+    fn read(&mut self, handle: Resource<RootHandle>, path: String) -> Result<Vec<u8>, Error> {
+        self.on_root(&handle, "read", &path, |h| {
+            let bytes = h
+                .root
+                .read(&path, h.grant.max_file())
+                .map_err(|e| error(e, h, &path))?;
+            let n = bytes.len() as u64;
+            Ok((bytes, n))
+        })
+    }
+
+    fn write(
+        &mut self,
+        handle: Resource<RootHandle>,
+        path: String,
+        contents: Vec<u8>,
+    ) -> Result<(), Error> {
+        self.on_root(&handle, "write", &path, |h| {
+            writable(h)?;
+            h.root
+                .write(&path, &contents, h.grant.quota(), h.grant.max_file())
+                .map_err(|e| error(e, h, &path))?;
+            Ok(((), contents.len() as u64))
+        })
+    }
+
+    fn list_dir(
+        &mut self,
+        handle: Resource<RootHandle>,
+        path: String,
+    ) -> Result<Vec<Entry>, Error> {
+        self.on_root(&handle, "list", &path, |h| {
+            let entries = h.root.list(&path).map_err(|e| error(e, h, &path))?;
+            let entries: Vec<Entry> = entries
+                .into_iter()
+                .map(|e| Entry {
+                    name: e.name,
+                    kind: if e.is_dir {
+                        EntryKind::Directory
+                    } else {
+                        EntryKind::File
+                    },
+                    size: e.size,
+                    modified_ms: e.modified_ms,
+                })
+                .collect();
+            Ok((entries, 0))
+        })
+    }
+
+    fn remove(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), Error> {
+        self.on_root(&handle, "remove", &path, |h| {
+            writable(h)?;
+            h.root.remove(&path).map_err(|e| error(e, h, &path))?;
+            Ok(((), 0))
+        })
+    }
+
+    fn create_dir(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), Error> {
+        self.on_root(&handle, "create-dir", &path, |h| {
+            writable(h)?;
+            h.root.create_dir(&path).map_err(|e| error(e, h, &path))?;
+            Ok(((), 0))
+        })
+    }
+
+    fn drop(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+fn writable(h: &RootHandle) -> Result<(), Error> {
+    match h.grant.access {
+        GrantAccess::ReadWrite => Ok(()),
+        GrantAccess::ReadOnly => Err(Error::new(
+            ErrorCode::Denied,
+            format!("root `{}` is read-only for this guest", h.name),
+        )),
+    }
+}
+
+/// The guest's view of a failed operation: its own path and the root's
+/// name, never where the root is on the host.
+fn error(e: RootError, h: &RootHandle, path: &str) -> Error {
+    let root = &h.name;
+    match e {
+        RootError::BadPath(why) => Error::new(ErrorCode::InvalidInput, format!("`{path}`: {why}")),
+        RootError::NotFound => Error::new(
+            ErrorCode::NotFound,
+            format!("`{path}` does not exist in root `{root}`"),
+        ),
+        RootError::Escapes => Error::new(
+            ErrorCode::Denied,
+            format!("`{path}` leads outside root `{root}`"),
+        ),
+        RootError::IsDirectory => {
+            Error::new(ErrorCode::InvalidInput, format!("`{path}` is a directory"))
+        }
+        RootError::NotDirectory => Error::new(
+            ErrorCode::InvalidInput,
+            format!("`{path}` is not a directory"),
+        ),
+        RootError::Exists => Error::new(ErrorCode::Conflict, format!("`{path}` already exists")),
+        RootError::NotEmpty => Error::new(
+            ErrorCode::Conflict,
+            format!("directory `{path}` is not empty"),
+        ),
+        RootError::Quota { quota, would_be } => Error::new(
+            ErrorCode::TooLarge,
+            format!(
+                "writing `{path}` would take root `{root}` to {would_be} bytes, over this guest's quota of {quota}"
+            ),
+        ),
+        RootError::TooLarge { limit } => Error::new(
+            ErrorCode::TooLarge,
+            format!("`{path}` is larger than this guest's file limit of {limit} bytes"),
+        ),
+        RootError::Io(e) => {
+            tracing::error!(root = %root, path, error = %e, "file operation failed");
+            Error::new(
+                ErrorCode::Internal,
+                "the file operation failed; the host's log has the details",
+            )
+        }
+    }
+}

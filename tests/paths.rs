@@ -1,0 +1,645 @@
+//! The `paths` capability against real directories, driven through the
+//! probe: no path leaves its root, access and quotas hold, writes are
+//! atomic even when the host is killed mid-write.
+
+mod common;
+
+use common::{get_with, manifest, stderr};
+use rawalite_host::app::App;
+use rawalite_host::capabilities::{Error, ErrorCode, Request};
+use rawalite_host::manifest::Manifest;
+use rawalite_host::runtime::{Guest, Outcome, Runtime};
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const MANIFEST: &str = r#"
+[paths]
+files = "files"
+archive = "archive"
+
+[[guest]]
+name = "writer"
+component = "{probe}"
+[guest.paths]
+files = { access = "read-write", quota = "1 MiB" }
+
+[[guest]]
+name = "small"
+component = "{probe}"
+[guest.paths]
+files = { access = "read-write", quota = "10 KiB" }
+
+[[guest]]
+name = "reader"
+component = "{probe}"
+[guest.paths]
+archive = { access = "read-only" }
+
+[[guest]]
+name = "nogrant"
+component = "{probe}"
+
+[[guest]]
+name = "big"
+component = "{probe}"
+[guest.limits]
+memory = "512 MiB"
+response = "64 MiB"
+timeout_ms = 20000
+[guest.paths]
+files = { access = "read-write", quota = "200 MiB" }
+
+[[guest]]
+name = "churner"
+component = "{probe}"
+[guest.limits]
+timeout_ms = 600000
+[guest.paths]
+files = { access = "read-write", quota = "100 MiB" }
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    manifest: PathBuf,
+    app: App,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest(dir.path(), MANIFEST);
+        let runtime = Runtime::new(Some(dir.path().join("cache"))).unwrap();
+        let app = App::open(Manifest::load(&manifest).unwrap(), None, runtime).unwrap();
+        Fixture { dir, manifest, app }
+    }
+
+    fn guest(&self, name: &str) -> Guest {
+        self.app.load(name).unwrap()
+    }
+
+    /// Where a root lives on disk, for checking behind the guest's back.
+    fn root(&self, name: &str) -> PathBuf {
+        self.dir.path().join("data").join(name)
+    }
+
+    /// A directory outside every root, with a secret in it.
+    fn outside(&self) -> PathBuf {
+        let outside = self.dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret.txt"), b"top secret").unwrap();
+        outside
+    }
+}
+
+fn call(guest: &Guest, route: &str, pairs: &[(&str, &str)], body: &[u8]) -> Outcome {
+    let mut req: Request = get_with(route, pairs);
+    if !body.is_empty() {
+        req.method = "POST".into();
+        req.body = body.to_vec();
+    }
+    guest.render(&req)
+}
+
+fn op(guest: &Guest, op: &str, root: &str, path: &str) -> Outcome {
+    call(
+        guest,
+        &format!("/paths/{op}"),
+        &[("root", root), ("path", path)],
+        b"",
+    )
+}
+
+fn write(guest: &Guest, root: &str, path: &str, body: &[u8]) -> Outcome {
+    call(
+        guest,
+        "/paths/write",
+        &[("root", root), ("path", path)],
+        body,
+    )
+}
+
+fn bytes(outcome: Outcome) -> Vec<u8> {
+    match outcome {
+        Outcome::Response(r) => r.body,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn json(outcome: Outcome) -> Json {
+    serde_json::from_slice(&bytes(outcome)).unwrap()
+}
+
+fn err(outcome: Outcome) -> Error {
+    match outcome {
+        Outcome::Error(e) => e,
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+}
+
+fn assert_code(outcome: Outcome, code: ErrorCode, needle: &str) -> Error {
+    let e = err(outcome);
+    assert_eq!(e.code, code, "{}", e.message);
+    assert!(
+        e.message.contains(needle),
+        "`{needle}` not in: {}",
+        e.message
+    );
+    e
+}
+
+/// Deterministic bytes that are not all alike.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn write_read_list_remove_round_trip() {
+    let f = Fixture::new();
+    let w = f.guest("writer");
+    assert_eq!(json(write(&w, "files", "a.txt", b"hello"))["bytes"], 5);
+    assert_eq!(bytes(op(&w, "read", "files", "a.txt")), b"hello");
+    bytes(op(&w, "mkdir", "files", "reports"));
+    bytes(write(
+        &w,
+        "files",
+        "reports/2026-11.csv",
+        b"n,total\n1,100\n",
+    ));
+
+    let list = json(op(&w, "list", "files", ""));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.txt", "reports"]);
+    assert_eq!(list[0]["kind"], "file");
+    assert_eq!(list[0]["size"], 5);
+    assert_eq!(list[1]["kind"], "directory");
+    assert!(list[0]["modified_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    let inner = json(op(&w, "list", "files", "reports"));
+    assert_eq!(inner[0]["name"], "2026-11.csv");
+
+    assert_code(
+        op(&w, "remove", "files", "reports"),
+        ErrorCode::Conflict,
+        "not empty",
+    );
+    bytes(op(&w, "remove", "files", "reports/2026-11.csv"));
+    bytes(op(&w, "remove", "files", "reports"));
+    bytes(op(&w, "remove", "files", "a.txt"));
+    assert_eq!(json(op(&w, "list", "files", "")), serde_json::json!([]));
+    assert_code(
+        op(&w, "read", "files", "a.txt"),
+        ErrorCode::NotFound,
+        "`a.txt` does not exist in root `files`",
+    );
+    assert!(std::fs::read_dir(f.root("files")).unwrap().next().is_none());
+}
+
+#[test]
+fn paths_that_try_to_leave_the_root_are_refused() {
+    let f = Fixture::new();
+    let w = f.guest("writer");
+    let long = "x".repeat(2000);
+    let deep = vec!["d"; 40].join("/");
+    for path in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/../../x",
+        "..",
+        "a\0b",
+        long.as_str(),
+        deep.as_str(),
+        "a//b",
+        "",
+    ] {
+        for o in ["read", "remove", "mkdir"] {
+            let e = err(op(&w, o, "files", path));
+            assert_eq!(
+                e.code,
+                ErrorCode::InvalidInput,
+                "{o} {path:?}: {}",
+                e.message
+            );
+        }
+        let e = err(write(&w, "files", path, b"x"));
+        assert_eq!(
+            e.code,
+            ErrorCode::InvalidInput,
+            "write {path:?}: {}",
+            e.message
+        );
+    }
+    assert!(std::fs::read_dir(f.root("files")).unwrap().next().is_none());
+}
+
+#[test]
+fn symlinks_out_of_the_root_lead_nowhere() {
+    let f = Fixture::new();
+    let outside = f.outside();
+    let files = f.root("files");
+    std::os::unix::fs::symlink(&outside, files.join("escape")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), files.join("secret")).unwrap();
+    std::os::unix::fs::symlink("../outside/secret.txt", files.join("relative")).unwrap();
+    let w = f.guest("writer");
+
+    for path in ["escape/secret.txt", "secret", "relative"] {
+        assert_code(
+            op(&w, "read", "files", path),
+            ErrorCode::Denied,
+            "leads outside root `files`",
+        );
+    }
+    assert_code(
+        op(&w, "list", "files", "escape"),
+        ErrorCode::Denied,
+        "leads outside",
+    );
+    assert_code(
+        write(&w, "files", "escape/new.txt", b"pwned"),
+        ErrorCode::Denied,
+        "leads outside",
+    );
+    assert_code(
+        write(&w, "files", "secret", b"pwned"),
+        ErrorCode::Denied,
+        "leads outside",
+    );
+    assert_code(
+        op(&w, "mkdir", "files", "escape/sub"),
+        ErrorCode::Denied,
+        "leads outside",
+    );
+    assert_code(
+        op(&w, "remove", "files", "escape/secret.txt"),
+        ErrorCode::Denied,
+        "leads outside",
+    );
+
+    // Nothing outside changed, and the listing does not follow the links.
+    assert_eq!(
+        std::fs::read(outside.join("secret.txt")).unwrap(),
+        b"top secret"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    let list = json(op(&w, "list", "files", ""));
+    assert_eq!(
+        list,
+        serde_json::json!([]),
+        "links out of the root are not listed"
+    );
+}
+
+#[test]
+fn ungranted_roots_get_the_same_answer_whether_they_exist_or_not() {
+    let f = Fixture::new();
+    let w = f.guest("writer");
+    let existing = assert_code(op(&w, "read", "archive", "x"), ErrorCode::Denied, "");
+    let missing = assert_code(op(&w, "read", "nosuch", "x"), ErrorCode::Denied, "");
+    assert_eq!(
+        existing.message,
+        "root `archive` is not in this guest's paths grant"
+    );
+    assert_eq!(
+        missing.message,
+        "root `nosuch` is not in this guest's paths grant"
+    );
+
+    let none = f.guest("nogrant");
+    assert_eq!(
+        json(call(&none, "/paths/granted", &[], b"")),
+        serde_json::json!([])
+    );
+    assert_code(
+        op(&none, "list", "files", ""),
+        ErrorCode::Denied,
+        "not in this guest's paths grant",
+    );
+    assert_eq!(
+        json(call(&w, "/paths/granted", &[], b"")),
+        serde_json::json!(["files"])
+    );
+}
+
+#[test]
+fn read_only_roots_refuse_every_change() {
+    let f = Fixture::new();
+    std::fs::write(f.root("archive").join("old.txt"), b"kept").unwrap();
+    let r = f.guest("reader");
+    assert_eq!(
+        json(call(&r, "/paths/access", &[("root", "archive")], b"")),
+        "read-only"
+    );
+    assert_eq!(bytes(op(&r, "read", "archive", "old.txt")), b"kept");
+    assert_code(
+        write(&r, "archive", "old.txt", b"changed"),
+        ErrorCode::Denied,
+        "read-only",
+    );
+    assert_code(
+        write(&r, "archive", "new.txt", b"x"),
+        ErrorCode::Denied,
+        "read-only",
+    );
+    assert_code(
+        op(&r, "remove", "archive", "old.txt"),
+        ErrorCode::Denied,
+        "read-only",
+    );
+    assert_code(
+        op(&r, "mkdir", "archive", "d"),
+        ErrorCode::Denied,
+        "read-only",
+    );
+    assert_eq!(
+        std::fs::read(f.root("archive").join("old.txt")).unwrap(),
+        b"kept"
+    );
+    assert_eq!(std::fs::read_dir(f.root("archive")).unwrap().count(), 1);
+}
+
+#[test]
+fn a_write_over_the_quota_is_refused_and_the_old_file_kept() {
+    let f = Fixture::new();
+    let s = f.guest("small");
+    let first = pattern(6 << 10, 1);
+    bytes(write(&s, "files", "a.bin", &first));
+    assert_code(
+        write(&s, "files", "b.bin", &pattern(6 << 10, 2)),
+        ErrorCode::TooLarge,
+        "over this guest's quota of 10240",
+    );
+    // Replacing a file counts only the difference.
+    let second = pattern(9 << 10, 3);
+    bytes(write(&s, "files", "a.bin", &second));
+    let e = assert_code(
+        write(&s, "files", "a.bin", &pattern(11 << 10, 4)),
+        ErrorCode::TooLarge,
+        "quota",
+    );
+    assert!(
+        !e.message.contains(&f.dir.path().display().to_string()),
+        "host path leaked: {}",
+        e.message
+    );
+    assert_eq!(
+        std::fs::read(f.root("files").join("a.bin")).unwrap(),
+        second
+    );
+    assert!(!f.root("files").join("b.bin").exists());
+}
+
+#[test]
+fn fifty_mebibytes_round_trip_byte_exact() {
+    let f = Fixture::new();
+    let big = f.guest("big");
+    let contents = pattern(50 << 20, 7);
+    bytes(write(&big, "files", "big.bin", &contents));
+    let back = bytes(op(&big, "read", "files", "big.bin"));
+    assert!(back == contents, "the file came back different");
+    assert_eq!(
+        std::fs::read(f.root("files").join("big.bin"))
+            .unwrap()
+            .len(),
+        50 << 20
+    );
+}
+
+#[test]
+fn files_over_the_size_limit_are_too_large() {
+    let f = Fixture::new();
+    let big = f.guest("big");
+    std::fs::write(f.root("files").join("huge.bin"), vec![0u8; (64 << 20) + 1]).unwrap();
+    assert_code(
+        op(&big, "read", "files", "huge.bin"),
+        ErrorCode::TooLarge,
+        "file limit",
+    );
+}
+
+#[test]
+fn odd_requests_get_clear_errors() {
+    let f = Fixture::new();
+    let w = f.guest("writer");
+    bytes(op(&w, "mkdir", "files", "d"));
+    assert_code(
+        op(&w, "mkdir", "files", "d"),
+        ErrorCode::Conflict,
+        "already exists",
+    );
+    assert_code(
+        op(&w, "read", "files", "d"),
+        ErrorCode::InvalidInput,
+        "is a directory",
+    );
+    assert_code(
+        write(&w, "files", "d", b"x"),
+        ErrorCode::InvalidInput,
+        "is a directory",
+    );
+    assert_code(
+        write(&w, "files", "missing/x.txt", b"x"),
+        ErrorCode::NotFound,
+        "",
+    );
+    bytes(write(&w, "files", "f.txt", b"x"));
+    assert_code(
+        op(&w, "list", "files", "f.txt"),
+        ErrorCode::InvalidInput,
+        "not a directory",
+    );
+    assert_code(
+        op(&w, "remove", "files", "nope"),
+        ErrorCode::NotFound,
+        "`nope` does not exist",
+    );
+}
+
+#[test]
+fn open_handles_are_capped_per_request() {
+    let f = Fixture::new();
+    let w = f.guest("writer");
+    assert_eq!(
+        json(call(
+            &w,
+            "/paths/hold",
+            &[("root", "files"), ("n", "8")],
+            b""
+        ))["held"],
+        8
+    );
+    assert_code(
+        call(&w, "/paths/hold", &[("root", "files"), ("n", "1000")], b""),
+        ErrorCode::TooLarge,
+        "too many open handles",
+    );
+    // The next request starts with none.
+    assert_eq!(
+        json(call(
+            &w,
+            "/paths/hold",
+            &[("root", "files"), ("n", "8")],
+            b""
+        ))["held"],
+        8
+    );
+}
+
+#[test]
+fn stray_temporary_files_are_hidden_and_swept_at_start() {
+    let f = Fixture::new();
+    let w = f.guest("writer");
+    bytes(write(&w, "files", "kept.txt", b"kept"));
+    std::fs::write(
+        f.root("files").join(".rawalite-tmp-deadbeef"),
+        b"half a write",
+    )
+    .unwrap();
+    let names: Vec<Json> = json(op(&w, "list", "files", ""))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert_eq!(names, ["kept.txt"]);
+    assert_code(
+        op(&w, "read", "files", ".rawalite-tmp-deadbeef"),
+        ErrorCode::InvalidInput,
+        "reserved",
+    );
+    drop(w);
+    // The next start sweeps it.
+    let runtime = Runtime::new(None).unwrap();
+    App::open(Manifest::load(&f.manifest).unwrap(), None, runtime).unwrap();
+    assert!(!f.root("files").join(".rawalite-tmp-deadbeef").exists());
+    assert!(f.root("files").join("kept.txt").exists());
+}
+
+/// The crash test: a host writing one file over and over is killed with
+/// SIGKILL at random moments; every time, the file is one whole version.
+#[test]
+fn a_killed_writer_leaves_the_old_or_the_new_file_never_a_torn_one() {
+    let f = Fixture::new();
+    let body = pattern(256 << 10, 11);
+    let body_file = f.dir.path().join("body.bin");
+    std::fs::write(&body_file, &body).unwrap();
+    let target = f.root("files").join("churn.bin");
+    // Compile the probe into the shared cache first, so the kills land in
+    // the writes and not in the compile.
+    f.guest("churner");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut versions_seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let mut child = Command::new(common::bin())
+            .args([
+                "render",
+                "--manifest",
+                f.manifest.to_str().unwrap(),
+                "--guest",
+                "churner",
+                "--method",
+                "POST",
+                "--body-file",
+                body_file.to_str().unwrap(),
+                "/paths/churn?root=files&path=churn.bin",
+            ])
+            .env("RAWALITE_CACHE_DIR", f.dir.path().join("cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(40 + seed % 200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        if let Ok(contents) = std::fs::read(&target) {
+            assert_eq!(contents.len(), 8 + body.len(), "a torn file: wrong length");
+            assert!(contents[8..] == body[..], "a torn file: wrong contents");
+            versions_seen.insert(u64::from_le_bytes(contents[..8].try_into().unwrap()));
+        }
+    }
+    assert!(
+        !versions_seen.is_empty(),
+        "the writer never finished a single write"
+    );
+    eprintln!("versions seen after kills: {versions_seen:?}");
+
+    // Whatever temporary files the kills left are not listed.
+    let w = f.guest("writer");
+    let names: Vec<Json> = json(op(&w, "list", "files", ""))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert_eq!(names, ["churn.bin"]);
+}
+
+#[test]
+fn every_call_writes_one_audit_event() {
+    let f = Fixture::new();
+    let out = Command::new(common::bin())
+        .args([
+            "render",
+            "--manifest",
+            f.manifest.to_str().unwrap(),
+            "--guest",
+            "writer",
+            "--method",
+            "POST",
+            "--body-file",
+            f.manifest.to_str().unwrap(),
+            "/paths/write?root=files&path=copy.toml",
+        ])
+        .env("RAWALITE_CACHE_DIR", f.dir.path().join("cache"))
+        .env("RUST_LOG", "rawalite::audit=info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = stderr(&out);
+    let events: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rawalite::audit"))
+        .collect();
+    assert_eq!(events.len(), 2, "open and write: {log}");
+    let size = std::fs::metadata(&f.manifest).unwrap().len();
+    for field in [
+        "guest=writer",
+        "capability=\"paths\"",
+        "root=files",
+        "op=\"write\"",
+        "path=\"copy.toml\"",
+        &format!("bytes={size}"),
+        "outcome=\"ok\"",
+    ] {
+        assert!(
+            events[1].contains(field),
+            "`{field}` missing in {}",
+            events[1]
+        );
+    }
+    assert!(
+        !log.contains(&f.dir.path().display().to_string()),
+        "a host path in the log: {log}"
+    );
+    assert!(Path::new(&f.root("files").join("copy.toml")).is_file());
+}
