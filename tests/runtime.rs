@@ -114,15 +114,19 @@ fn oversized_response_is_refused() {
 }
 
 #[test]
-fn capability_calls_answer_unavailable_until_implemented() {
+fn a_guest_loaded_without_grants_is_denied_db_and_paths() {
     let (rt, _cache) = runtime();
     let probe = load(&rt, "probe", Limits::default());
-    for route in ["/paths/read?root=exports&path=a.txt", "/session/login"] {
+    for route in [
+        "/db/query?sql=select%201",
+        "/paths/read?root=exports&path=a.txt",
+    ] {
         match probe.render(&get(route)) {
-            Outcome::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable, "{route}: {e}"),
-            other => panic!("{route}: expected unavailable, got {other:?}"),
+            Outcome::Error(e) => assert_eq!(e.code, ErrorCode::Denied, "{route}: {e:?}"),
+            other => panic!("{route}: expected denied, got {other:?}"),
         }
     }
+    assert_eq!(response(probe.render(&get("/paths/granted"))).body, b"[]");
 }
 
 #[test]
