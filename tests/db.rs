@@ -5,6 +5,8 @@
 
 mod common;
 
+use rawalite_host::capabilities::session::Caller;
+
 use common::{get_with, manifest, rawalite, stderr, stdout, url};
 use rawalite_host::app::App;
 use rawalite_host::capabilities::{Error, ErrorCode};
@@ -104,13 +106,17 @@ impl Fixture {
 fn query(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
     let mut pairs = vec![("sql", sql)];
     pairs.extend(params.iter().map(|p| ("p", *p)));
-    guest.render(&get_with("/db/query", &pairs))
+    guest
+        .render(&get_with("/db/query", &pairs), Caller::default())
+        .outcome
 }
 
 fn execute(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
     let mut pairs = vec![("sql", sql)];
     pairs.extend(params.iter().map(|p| ("p", *p)));
-    guest.render(&get_with("/db/execute", &pairs))
+    guest
+        .render(&get_with("/db/execute", &pairs), Caller::default())
+        .outcome
 }
 
 fn ok(outcome: Outcome) -> Json {
@@ -444,7 +450,7 @@ fn a_failing_third_statement_leaves_nothing_of_the_first_two() {
     let mut req = get_with("/db/transaction", &[]);
     req.method = "POST".into();
     req.body = body.to_string().into_bytes();
-    let e = err(writer.render(&req));
+    let e = err(writer.render(&req, Caller::default()).outcome);
     assert_eq!(e.code, ErrorCode::Conflict);
     assert!(e.message.starts_with("statement 3: "), "{}", e.message);
     assert_eq!(f.snapshot(), before);
@@ -455,7 +461,7 @@ fn a_failing_third_statement_leaves_nothing_of_the_first_two() {
         {"sql": "INSERT INTO invoices (number, customer_id, issued_on) VALUES (1, last_insert_rowid(), '2026-11-26')"},
     ]);
     req.body = body.to_string().into_bytes();
-    let outcomes = ok(writer.render(&req));
+    let outcomes = ok(writer.render(&req, Caller::default()).outcome);
     assert_eq!(outcomes[0]["changed"], 1);
     assert_eq!(outcomes[1]["changed"], 1);
 }
@@ -473,7 +479,7 @@ fn a_transaction_cannot_smuggle_a_denied_statement() {
     ])
     .to_string()
     .into_bytes();
-    let e = err(writer.render(&req));
+    let e = err(writer.render(&req, Caller::default()).outcome);
     assert_eq!(e.code, ErrorCode::Denied);
     assert!(e.message.starts_with("statement 2: "), "{}", e.message);
     assert_eq!(f.snapshot(), before);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use rawalite_host::capabilities::session::Caller;
+
 use common::{get_with, manifest, stderr};
 use rawalite_host::app::App;
 use rawalite_host::capabilities::{Error, ErrorCode, Request};
@@ -99,7 +101,7 @@ fn call(guest: &Guest, route: &str, pairs: &[(&str, &str)], body: &[u8]) -> Outc
         req.method = "POST".into();
         req.body = body.to_vec();
     }
-    guest.render(&req)
+    guest.render(&req, Caller::default()).outcome
 }
 
 fn op(guest: &Guest, op: &str, root: &str, path: &str) -> Outcome {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use rawalite_host::capabilities::session::Caller;
+
 use common::{get, guest};
 use rawalite_host::capabilities::{ErrorCode, Grants, Response};
 use rawalite_host::runtime::{Guest, Limits, LoadError, Outcome, Runtime, Stopped};
@@ -36,7 +38,7 @@ fn stopped(outcome: Outcome) -> Stopped {
 fn hello_renders_method_and_path_escaped() {
     let (rt, _cache) = runtime();
     let hello = load(&rt, "hello", Limits::default());
-    let res = response(hello.render(&get("/<b>&\"x\"")));
+    let res = response(hello.render(&get("/<b>&\"x\""), Caller::default()).outcome);
     assert_eq!(res.status, 200);
     let body = String::from_utf8(res.body).unwrap();
     assert!(
@@ -59,12 +61,12 @@ fn spin_is_stopped_by_the_deadline_and_the_next_request_succeeds() {
     };
     let probe = load(&rt, "probe", limits);
     assert_eq!(
-        stopped(probe.render(&get("/spin"))),
+        stopped(probe.render(&get("/spin"), Caller::default()).outcome),
         Stopped::Deadline {
             timeout: limits.timeout
         }
     );
-    let res = response(probe.render(&get("/echo?x=1")));
+    let res = response(probe.render(&get("/echo?x=1"), Caller::default()).outcome);
     assert_eq!(res.status, 200);
 }
 
@@ -73,11 +75,15 @@ fn alloc_past_the_memory_cap_is_stopped() {
     let (rt, _cache) = runtime();
     let probe = load(&rt, "probe", Limits::default());
     assert_eq!(
-        stopped(probe.render(&get("/alloc?mb=500"))),
+        stopped(
+            probe
+                .render(&get("/alloc?mb=500"), Caller::default())
+                .outcome
+        ),
         Stopped::Memory { limit: 64 << 20 }
     );
     // Well under the cap is fine, in the same guest, right after.
-    let res = response(probe.render(&get("/alloc?mb=8")));
+    let res = response(probe.render(&get("/alloc?mb=8"), Caller::default()).outcome);
     assert!(String::from_utf8_lossy(&res.body).contains("\"allocated_mb\":8"));
 }
 
@@ -85,11 +91,14 @@ fn alloc_past_the_memory_cap_is_stopped() {
 fn panic_is_reported_as_stopped_with_its_message() {
     let (rt, _cache) = runtime();
     let probe = load(&rt, "probe", Limits::default());
-    match stopped(probe.render(&get("/panic"))) {
+    match stopped(probe.render(&get("/panic"), Caller::default()).outcome) {
         Stopped::Panic { message } => assert_eq!(message, "the probe was asked to panic"),
         other => panic!("expected a panic, got {other:?}"),
     }
-    assert_eq!(response(probe.render(&get("/echo"))).status, 200);
+    assert_eq!(
+        response(probe.render(&get("/echo"), Caller::default()).outcome).status,
+        200
+    );
 }
 
 #[test]
@@ -101,7 +110,7 @@ fn oversized_response_is_refused() {
         ..Limits::default()
     };
     let probe = load(&rt, "probe", limits);
-    match stopped(probe.render(&get("/big?mb=100"))) {
+    match stopped(probe.render(&get("/big?mb=100"), Caller::default()).outcome) {
         Stopped::ResponseTooLarge { size, limit } => {
             assert!(size >= 100 << 20, "{size}");
             assert_eq!(limit, 8 << 20);
@@ -109,7 +118,7 @@ fn oversized_response_is_refused() {
         other => panic!("expected too large, got {other:?}"),
     }
     // Just under the cap passes.
-    let res = response(probe.render(&get("/big?mb=7")));
+    let res = response(probe.render(&get("/big?mb=7"), Caller::default()).outcome);
     assert_eq!(res.body.len(), 7 << 20);
 }
 
@@ -121,12 +130,20 @@ fn a_guest_loaded_without_grants_is_denied_db_and_paths() {
         "/db/query?sql=select%201",
         "/paths/read?root=exports&path=a.txt",
     ] {
-        match probe.render(&get(route)) {
+        match probe.render(&get(route), Caller::default()).outcome {
             Outcome::Error(e) => assert_eq!(e.code, ErrorCode::Denied, "{route}: {e:?}"),
             other => panic!("{route}: expected denied, got {other:?}"),
         }
     }
-    assert_eq!(response(probe.render(&get("/paths/granted"))).body, b"[]");
+    assert_eq!(
+        response(
+            probe
+                .render(&get("/paths/granted"), Caller::default())
+                .outcome
+        )
+        .body,
+        b"[]"
+    );
 }
 
 #[test]
@@ -159,7 +176,11 @@ fn a_thousand_renders_compile_the_component_once() {
     let (rt, cache) = runtime();
     let hello = load(&rt, "hello", Limits::default());
     for i in 0..1000 {
-        let res = response(hello.render(&get(&format!("/{i}"))));
+        let res = response(
+            hello
+                .render(&get(&format!("/{i}")), Caller::default())
+                .outcome,
+        );
         assert_eq!(res.status, 200);
     }
     // Loading it again in the same process reuses the compiled component.
@@ -172,7 +193,10 @@ fn a_thousand_renders_compile_the_component_once() {
     drop(rt);
     let restarted = Runtime::new(Some(cache.path().to_owned())).unwrap();
     let hello = load(&restarted, "hello", Limits::default());
-    assert_eq!(response(hello.render(&get("/"))).status, 200);
+    assert_eq!(
+        response(hello.render(&get("/"), Caller::default()).outcome).status,
+        200
+    );
     let stats = restarted.cache_stats();
     assert_eq!((stats.compiled, stats.from_disk), (0, 1));
 }
@@ -187,6 +211,9 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
     }
     let restarted = Runtime::new(Some(cache.path().to_owned())).unwrap();
     let hello = load(&restarted, "hello", Limits::default());
-    assert_eq!(response(hello.render(&get("/"))).status, 200);
+    assert_eq!(
+        response(hello.render(&get("/"), Caller::default()).outcome).status,
+        200
+    );
     assert_eq!(restarted.cache_stats().compiled, 1);
 }

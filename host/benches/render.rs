@@ -14,6 +14,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rawalite_host::app::App;
+use rawalite_host::capabilities::session::Caller;
 use rawalite_host::capabilities::{Grants, Request};
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{Guest, Limits, Outcome, Runtime};
@@ -32,7 +33,7 @@ fn request() -> Request {
 }
 
 fn expect_response(guest: &Guest, req: &Request) -> Vec<u8> {
-    match guest.render(req) {
+    match guest.render(req, Caller::default()).outcome {
         Outcome::Response(res) => res.body,
         other => panic!("{} failed: {other:?}", guest.name()),
     }

@@ -2,6 +2,7 @@
 //! (opened and migrated), and its guests loaded with their limits and
 //! grants. Refuses a grant that names a table the database does not have.
 
+use crate::auth::{Auth, Policy};
 use crate::capabilities::Grants;
 use crate::capabilities::db::GuestDb;
 use crate::capabilities::paths::{GuestPaths, Root};
@@ -17,6 +18,7 @@ pub struct App {
     pub manifest: Manifest,
     pub data_dir: PathBuf,
     pub database: Arc<Database>,
+    pub auth: Arc<Auth>,
     pub runtime: Runtime,
     /// The migrations this start applied.
     pub migrations: Vec<Applied>,
@@ -32,6 +34,7 @@ impl App {
         let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         let (database, migrations) = Database::open(&data_dir)?;
         let tables = database.app_tables()?;
+        let auth = Auth::new(&database, Policy::default())?;
         let mut roots = BTreeMap::new();
         for (name, path) in &manifest.roots {
             let path = data_dir.join(path);
@@ -43,6 +46,7 @@ impl App {
             manifest,
             data_dir,
             database: Arc::new(database),
+            auth,
             runtime,
             migrations,
             tables,
@@ -101,6 +105,11 @@ impl App {
                 .collect();
             Arc::new(GuestPaths::new(roots))
         });
-        Ok(Grants { db, paths })
+        Ok(Grants {
+            db,
+            paths,
+            session: entry.session.clone(),
+            auth: Some(self.auth.clone()),
+        })
     }
 }

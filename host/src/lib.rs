@@ -7,9 +7,11 @@
 //! - [`capabilities`]: one module per capability with its grant and state;
 //! - [`manifest`] reads `rawalite.toml`;
 //! - [`database`]: the host's SQLite file and its migrations;
+//! - [`auth`]: users, passwords and sessions;
 //! - [`app`]: a manifest's guests loaded with their grants.
 
 pub mod app;
+pub mod auth;
 pub mod capabilities;
 pub mod database;
 pub mod manifest;

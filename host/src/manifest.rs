@@ -4,6 +4,7 @@
 
 use crate::capabilities::db::DbGrant;
 use crate::capabilities::paths::PathsGrant;
+use crate::capabilities::session::SessionGrant;
 use crate::runtime::{Limits, MAX_MEMORY};
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -39,6 +40,8 @@ pub struct GuestEntry {
     pub db: Option<DbGrant>,
     /// `[guest.paths]`; empty means no roots.
     pub paths: PathsGrant,
+    /// `[guest.session]`; the default requires nothing.
+    pub session: SessionGrant,
 }
 
 /// Why a manifest was refused: one line naming the file, and where known
@@ -119,6 +122,10 @@ impl Manifest {
                 }
                 grant.check().map_err(|m| error(key, m))?;
             }
+            for role in &g.session.roles {
+                crate::auth::check_role(role)
+                    .map_err(|e| error(key("session.roles"), e.to_string()))?;
+            }
             guests.push(GuestEntry {
                 component: base.join(&g.component),
                 name: g.name,
@@ -126,6 +133,7 @@ impl Manifest {
                 limits,
                 db,
                 paths: g.paths,
+                session: g.session,
             });
         }
 
@@ -247,6 +255,8 @@ struct RawGuest {
     db: Option<DbGrant>,
     #[serde(default)]
     paths: PathsGrant,
+    #[serde(default)]
+    session: SessionGrant,
 }
 
 /// `[guest.limits]`; anything left out keeps its default.

@@ -107,3 +107,24 @@ pub fn get_with(path: &str, pairs: &[(&str, &str)]) -> Request {
         .collect();
     req
 }
+
+/// `rawalite ARGS…` with `stdin` as its standard input.
+pub fn rawalite_with_stdin(args: &[&str], cache: &Path, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("RAWALITE_CACHE_DIR", cache)
+        .env("RUST_LOG", "trace")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rawalite runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("rawalite finishes")
+}

@@ -47,6 +47,11 @@ impl rawalite::bridge::types::Host for GuestState {}
 pub struct Grants {
     pub db: Option<Arc<db::GuestDb>>,
     pub paths: Option<Arc<paths::GuestPaths>>,
+    /// What a request needs before the guest runs.
+    pub session: session::SessionGrant,
+    /// The user database behind `session`; none when the host has no data
+    /// directory (a component rendered on its own).
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 /// Each capability's state for one request of `guest`.
@@ -57,11 +62,16 @@ pub(crate) struct RequestStates {
 }
 
 impl Grants {
-    pub(crate) fn request(&self, guest: &Arc<str>, deadline: Instant) -> RequestStates {
+    pub(crate) fn request(
+        &self,
+        guest: &Arc<str>,
+        deadline: Instant,
+        caller: session::Caller,
+    ) -> RequestStates {
         RequestStates {
             db: db::State::new(guest.clone(), self.db.clone(), deadline),
             paths: paths::State::new(guest.clone(), self.paths.clone()),
-            session: session::State,
+            session: session::State::new(guest.clone(), self.auth.clone(), caller),
         }
     }
 }
@@ -72,14 +82,6 @@ impl Error {
             code,
             message: message.into(),
         }
-    }
-
-    /// The answer of a capability this host does not provide yet.
-    pub(crate) fn unavailable(capability: &str) -> Self {
-        Self::new(
-            ErrorCode::Unavailable,
-            format!("the `{capability}` capability is not available in this host yet"),
-        )
     }
 }
 

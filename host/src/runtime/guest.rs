@@ -6,6 +6,7 @@ use super::imports::Surface;
 use super::limits::{Limiter, Limits};
 use super::wasi::{self, GuestOutput};
 use super::{GuestState, engine};
+use crate::capabilities::session::{Caller, SessionChange};
 use crate::capabilities::{Error, Grants, RendererPre, Request, Response};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,13 @@ pub enum Outcome {
     Error(Error),
     /// The host stopped the guest.
     Stopped(Stopped),
+}
+
+/// One rendered request: what became of it and what it did to its session.
+#[derive(Debug)]
+pub struct Rendered {
+    pub outcome: Outcome,
+    pub session: SessionChange,
 }
 
 /// Why the host stopped a guest. The guest's instance is gone; the host and
@@ -91,13 +99,20 @@ impl Guest {
         &self.surface
     }
 
-    /// Renders one request in a fresh instance.
-    pub fn render(&self, request: &Request) -> Outcome {
+    /// Renders one request from `caller` in a fresh instance, after checking
+    /// that the caller may use this guest at all.
+    pub fn render(&self, request: &Request, caller: Caller) -> Rendered {
+        if let Err(refused) = self.grants.session.admit(caller.user.as_ref()) {
+            return Rendered {
+                outcome: Outcome::Error(refused),
+                session: SessionChange::Unchanged,
+            };
+        }
         let deadline = Instant::now() + self.limits.timeout;
         let output = GuestOutput::default();
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.limits.handles);
-        let states = self.grants.request(&self.name, deadline);
+        let states = self.grants.request(&self.name, deadline, caller);
         let state = GuestState {
             wasi: wasi::context(&output),
             table,
@@ -123,7 +138,8 @@ impl Guest {
         if let Outcome::Stopped(why) = &outcome {
             tracing::warn!(guest = %self.name, reason = %why, "guest stopped");
         }
-        outcome
+        let session = std::mem::take(&mut store.data_mut().session.change);
+        Rendered { outcome, session }
     }
 
     fn check_size(&self, response: Response) -> Outcome {

@@ -13,7 +13,7 @@ mod wasi;
 
 pub use cache::{CacheStats, default_cache_dir};
 pub use engine::MAX_MEMORY;
-pub use guest::{Guest, Outcome, Stopped};
+pub use guest::{Guest, Outcome, Rendered, Stopped};
 pub use imports::{CheckedImport, Item, Surface};
 pub use limits::Limits;
 

@@ -78,9 +78,12 @@ impl GuestConnection {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Load the schema before the strict authorizer is installed: the
         // load itself reads sqlite_schema, which no guest may.
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        let schema = conn
+            .prepare("SELECT lower(name) FROM sqlite_schema WHERE type IN ('table', 'view')")?
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<BTreeSet<String>>>()?;
 
-        let auth = Arc::new(Mutex::new(AuthLog::new(grant)));
+        let auth = Arc::new(Mutex::new(AuthLog::new(grant, schema)));
         let log = auth.clone();
         conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
             log.lock().unwrap_or_else(|e| e.into_inner()).authorize(ctx)

@@ -203,6 +203,8 @@ pub(super) enum Mode {
 #[derive(Debug)]
 pub(super) struct AuthLog {
     grant: std::sync::Arc<DbGrant>,
+    /// Every table and view in the database, lower-case.
+    schema: BTreeSet<String>,
     pub(super) mode: Mode,
     /// Why the first denied action was denied.
     pub(super) denial: Option<String>,
@@ -211,9 +213,10 @@ pub(super) struct AuthLog {
 }
 
 impl AuthLog {
-    pub(super) fn new(grant: std::sync::Arc<DbGrant>) -> Self {
+    pub(super) fn new(grant: std::sync::Arc<DbGrant>, schema: BTreeSet<String>) -> Self {
         AuthLog {
             grant,
+            schema,
             mode: Mode::Guest,
             denial: None,
             tables: BTreeSet::new(),
@@ -236,9 +239,16 @@ impl AuthLog {
     fn verdict(&mut self, ctx: &AuthContext<'_>) -> Result<(), String> {
         match ctx.action {
             AuthAction::Select | AuthAction::Recursive => Ok(()),
-            // A CTE or a subquery in FROM: a table of the statement's own,
-            // with no database; the real tables it reads are checked apart.
-            AuthAction::Read { .. } if ctx.database_name.is_none() => Ok(()),
+            // SQLite reports a read with no database both for a CTE or a
+            // subquery (a table of the statement's own, whose real tables
+            // are checked apart) and for a real table read without any
+            // column (`SELECT count(*) FROM users`). Only names that are in
+            // the schema are real tables; those get the grant's check.
+            AuthAction::Read { table_name, .. }
+                if ctx.database_name.is_none() && !self.in_schema(table_name) =>
+            {
+                Ok(())
+            }
             AuthAction::Read { table_name, .. } if TABLE_FUNCTIONS.contains(&table_name) => Ok(()),
             AuthAction::Read { table_name, .. } => self.table(table_name, false),
             AuthAction::Insert { table_name }
@@ -267,6 +277,11 @@ impl AuthLog {
                     .to_owned(),
             ),
         }
+    }
+
+    fn in_schema(&self, table: &str) -> bool {
+        let table = table.to_ascii_lowercase();
+        table.starts_with("sqlite_") || self.schema.contains(&table)
     }
 
     fn table(&mut self, table: &str, write: bool) -> Result<(), String> {

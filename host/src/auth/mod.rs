@@ -1,0 +1,454 @@
+//! Users, passwords and sessions, kept in the host's own `users` and
+//! `sessions` tables, which no guest can reach. Owns: checking a password
+//! (argon2id, rate-limited), creating and resolving session tokens (256-bit,
+//! stored only as SHA-256), expiry and revocation. Refuses: unknown users and
+//! wrong passwords alike, and every attempt past the failure limit.
+
+pub mod limiter;
+pub mod password;
+
+use crate::database::Database;
+use anyhow::{Context, Result, bail};
+use password::Password;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+/// How long sessions live and how hard sign-ins are limited.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// A session unused this long is gone.
+    pub idle: Duration,
+    /// A session older than this is gone, used or not.
+    pub absolute: Duration,
+    /// Failed sign-ins per username, and per client address, in `window`.
+    pub max_failures: usize,
+    pub window: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            idle: Duration::from_secs(30 * 60),
+            absolute: Duration::from_secs(12 * 60 * 60),
+            max_failures: 5,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A user as the host knows one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+/// A session token: 32 bytes from the OS, shown only to the browser (as
+/// hex in a cookie). Its `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    fn generate() -> Result<Self> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+        Ok(Token(hex::encode(bytes)))
+    }
+
+    /// The token as the cookie carries it.
+    pub fn from_cookie(value: &str) -> Self {
+        Token(value.to_owned())
+    }
+
+    /// The cookie value. Handle with care: this is the credential.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Why a sign-in failed. Unknown user and wrong password are one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    BadCredentials,
+    /// Too many failures; try again after this long.
+    RateLimited(Duration),
+    /// The host could not do it; the log has why.
+    Internal,
+}
+
+/// A signed-in request: the user and the session it came with.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub user: User,
+    pub token: Token,
+}
+
+pub struct Auth {
+    conn: Mutex<Connection>,
+    policy: Policy,
+    limiter: limiter::Limiter,
+    hash_checks: AtomicU64,
+}
+
+impl Auth {
+    pub fn new(database: &Database, policy: Policy) -> Result<Arc<Self>> {
+        let conn = database.connect(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Ok(Arc::new(Auth {
+            conn: Mutex::new(conn),
+            limiter: limiter::Limiter::new(policy.max_failures, policy.window),
+            policy,
+            hash_checks: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// How many password hashes were checked, for tests of the limiter.
+    pub fn hash_checks(&self) -> u64 {
+        self.hash_checks.load(Ordering::Relaxed)
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- users -------------------------------------------------------
+
+    pub fn add_user(
+        &self,
+        username: &str,
+        display_name: Option<&str>,
+        roles: &[String],
+        password: &Password,
+    ) -> Result<User> {
+        check_username(username)?;
+        for role in roles {
+            check_role(role)?;
+        }
+        password.check_new().map_err(anyhow::Error::msg)?;
+        let display_name = display_name.unwrap_or(username).trim();
+        if display_name.is_empty() || display_name.chars().count() > 100 {
+            bail!("the display name must have 1 to 100 characters");
+        }
+        let phc = password::hash(password)?;
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT INTO users (username, display_name, roles, password_hash) VALUES (?, ?, ?, ?)",
+            params![username, display_name, roles.join(","), phc],
+        );
+        match inserted {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                bail!("a user named `{username}` already exists (names ignore case)")
+            }
+            other => other?,
+        };
+        drop(conn);
+        self.user(username)?
+            .context("the user just added is missing")
+    }
+
+    pub fn users(&self) -> Result<Vec<User>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{USER_COLUMNS} ORDER BY username COLLATE NOCASE"))?;
+        let users = stmt
+            .query_map([], user_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(users)
+    }
+
+    /// The user called `username` (ignoring case), if any.
+    pub fn user(&self, username: &str) -> Result<Option<User>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("{USER_COLUMNS} WHERE username = ?"),
+                [username],
+                user_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Sets a new password and signs the user out everywhere.
+    pub fn set_password(&self, username: &str, password: &Password) -> Result<()> {
+        password.check_new().map_err(anyhow::Error::msg)?;
+        let phc = password::hash(password)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE users SET password_hash = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE username = ?",
+            params![phc, username],
+        )?;
+        if changed == 0 {
+            bail!("there is no user named `{username}`");
+        }
+        tx.execute(
+            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
+            [username],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a user and every session of theirs.
+    pub fn remove_user(&self, username: &str) -> Result<()> {
+        let changed = self
+            .conn()
+            .execute("DELETE FROM users WHERE username = ?", [username])?;
+        if changed == 0 {
+            bail!("there is no user named `{username}`");
+        }
+        Ok(())
+    }
+
+    // ---- sign-in and sessions ----------------------------------------
+
+    /// Checks a password and, when it matches, opens a session. Unknown
+    /// users are checked against a dummy hash, so both failures cost the
+    /// same; past the failure limit nothing is checked at all.
+    pub fn login(
+        &self,
+        username: &str,
+        password: &Password,
+        client: Option<IpAddr>,
+    ) -> Result<Signed, LoginError> {
+        let user_key = format!("user:{}", username.to_lowercase());
+        let mut keys = vec![user_key.clone()];
+        if let Some(addr) = client {
+            keys.push(format!("addr:{addr}"));
+        }
+        if let Some(wait) = self.limiter.refused(&keys) {
+            return Err(LoginError::RateLimited(wait));
+        }
+        let internal = |e: &dyn fmt::Display| {
+            tracing::error!(error = %e, "sign-in failed inside the host");
+            LoginError::Internal
+        };
+        let found: Option<(User, String)> = self
+            .conn()
+            .query_row(
+                &format!("{USER_COLUMNS_WITH_HASH} WHERE username = ?"),
+                [username],
+                |row| Ok((user_from_row(row)?, row.get(6)?)),
+            )
+            .optional()
+            .map_err(|e| internal(&e))?;
+        self.hash_checks.fetch_add(1, Ordering::Relaxed);
+        let matches = match &found {
+            Some((_, phc)) => password::verify(password, phc),
+            None => {
+                // The same work as a real check, and always a failure.
+                std::hint::black_box(password::verify(password, password::dummy_hash()));
+                false
+            }
+        };
+        match found {
+            Some((user, _)) if matches && !user.disabled => {
+                self.limiter.clear(&user_key);
+                let token = self.open_session(user.id).map_err(|e| internal(&e))?;
+                Ok(Signed { user, token })
+            }
+            _ => {
+                self.limiter.record_failure(&keys);
+                Err(LoginError::BadCredentials)
+            }
+        }
+    }
+
+    fn open_session(&self, user_id: i64) -> Result<Token> {
+        let token = Token::generate()?;
+        let now = now();
+        self.conn().execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            params![
+                token.hash().as_slice(),
+                user_id,
+                now,
+                now,
+                now + self.policy.absolute.as_secs() as i64
+            ],
+        )?;
+        Ok(token)
+    }
+
+    /// The user of a session token, if the session exists, has not expired
+    /// and its user may still sign in. An expired session is deleted.
+    pub fn resolve(&self, token: &Token) -> Option<Signed> {
+        let hash = token.hash();
+        let now = now();
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+                [hash.as_slice()],
+                |row| {
+                    let stored: Vec<u8> = row.get(0)?;
+                    let last_seen: i64 = row.get(1)?;
+                    let expires: i64 = row.get(2)?;
+                    let user = User {
+                        id: row.get(3)?,
+                        username: row.get(4)?,
+                        display_name: row.get(5)?,
+                        roles: split_roles(&row.get::<_, String>(6)?),
+                        disabled: row.get(7)?,
+                        created_at: row.get(8)?,
+                    };
+                    Ok((stored, last_seen, expires, user))
+                },
+            )
+            .optional();
+        let (stored, last_seen, expires, user) = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, "resolving a session failed");
+                return None;
+            }
+        };
+        if !bool::from(stored.as_slice().ct_eq(hash.as_slice())) {
+            return None;
+        }
+        let idle = self.policy.idle.as_secs() as i64;
+        if now >= expires || now - last_seen >= idle || user.disabled {
+            let _ = conn.execute(
+                "DELETE FROM sessions WHERE token_hash = ?",
+                [hash.as_slice()],
+            );
+            return None;
+        }
+        // Touch at most once a minute: a write per request would cost an
+        // fsync per page view.
+        if now - last_seen >= 60 {
+            let _ = conn.execute(
+                "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
+                params![now, hash.as_slice()],
+            );
+        }
+        Some(Signed {
+            user,
+            token: token.clone(),
+        })
+    }
+
+    /// Ends a session.
+    pub fn logout(&self, token: &Token) {
+        if let Err(e) = self.conn().execute(
+            "DELETE FROM sessions WHERE token_hash = ?",
+            [token.hash().as_slice()],
+        ) {
+            tracing::error!(error = %e, "ending a session failed");
+        }
+    }
+}
+
+const USER_COLUMNS: &str =
+    "SELECT id, username, display_name, roles, disabled, created_at FROM users";
+const USER_COLUMNS_WITH_HASH: &str =
+    "SELECT id, username, display_name, roles, disabled, created_at, password_hash FROM users";
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        display_name: row.get(2)?,
+        roles: split_roles(&row.get::<_, String>(3)?),
+        disabled: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+fn split_roles(roles: &str) -> Vec<String> {
+    roles
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Usernames: 3 to 64 of `a-z A-Z 0-9 . _ -`, starting with a letter or a
+/// digit. Unique ignoring case.
+pub fn check_username(username: &str) -> Result<()> {
+    let ok = (3..=64).contains(&username.len())
+        && username.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        bail!(
+            "`{username}` is not a valid username: use 3 to 64 of a-z, A-Z, 0-9, `.`, `_` and `-`, starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+/// Roles: 1 to 32 of `a-z 0-9 _ -`.
+pub fn check_role(role: &str) -> Result<()> {
+    let ok = (1..=32).contains(&role.len())
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b));
+    if !ok {
+        bail!("`{role}` is not a valid role: use 1 to 32 of a-z, 0-9, `_` and `-`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_documented_set() {
+        for ok in ["ada", "Ada.Lovelace", "a_b-c", "x1y"] {
+            assert!(check_username(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "-ada",
+            "ada lovelace",
+            "ädä",
+            &"a".repeat(65),
+            "a;drop",
+        ] {
+            assert!(check_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_256_bit_hex_and_redacted() {
+        let t = Token::generate().unwrap();
+        assert_eq!(t.expose().len(), 64);
+        assert_ne!(t, Token::generate().unwrap());
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+    }
+}

@@ -1,0 +1,114 @@
+//! Passwords: argon2id with the OWASP parameters (m = 19 MiB, t = 2, p = 1),
+//! and a type that never shows what it holds.
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::fmt;
+use std::sync::OnceLock;
+
+/// The shortest password `user add` and `user passwd` accept.
+pub const MIN_LEN: usize = 12;
+/// The longest: hashing cost grows with length, so a bound keeps a login
+/// from being a denial of service.
+pub const MAX_LEN: usize = 1024;
+
+/// A password in memory. Its `Debug` and `Display` print a placeholder, so
+/// no log line, error or panic message can carry it.
+pub struct Password(String);
+
+impl Password {
+    pub fn new(text: String) -> Self {
+        Password(text)
+    }
+
+    /// Checks the rules for a new password.
+    pub fn check_new(&self) -> Result<(), String> {
+        let len = self.0.chars().count();
+        if len < MIN_LEN {
+            Err(format!("a password needs at least {MIN_LEN} characters"))
+        } else if self.0.len() > MAX_LEN {
+            Err(format!("a password may have at most {MAX_LEN} bytes"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST,
+        None,
+    )
+    .expect("the OWASP parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a fresh salt.
+pub fn hash(password: &Password) -> anyhow::Result<String> {
+    argon2()
+        .hash_password(password.bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
+}
+
+/// Whether `password` matches `phc`. A malformed stored hash is a mismatch.
+pub fn verify(password: &Password, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => argon2().verify_password(password.bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A hash to verify against when the user does not exist, so an unknown
+/// user costs the same time as a wrong password.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash(&Password::new("not a password anyone has".to_owned()))
+            .expect("hashing a constant works")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_use_owasp_parameters() {
+        let password = Password::new("correct horse battery staple".to_owned());
+        let phc = hash(&password).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify(&password, &phc));
+        assert!(!verify(
+            &Password::new("wrong horse battery".to_owned()),
+            &phc
+        ));
+        assert!(!verify(&password, "not a hash"));
+    }
+
+    #[test]
+    fn a_password_never_shows_itself() {
+        let password = Password::new("hunter2hunter2".to_owned());
+        assert_eq!(format!("{password:?}"), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn new_passwords_need_twelve_characters() {
+        assert!(Password::new("short".into()).check_new().is_err());
+        assert!(Password::new("twelve chars".into()).check_new().is_ok());
+        assert!(Password::new("x".repeat(2000)).check_new().is_err());
+    }
+}

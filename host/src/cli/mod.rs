@@ -1,0 +1,113 @@
+//! The `rawalite` command line: argument parsing and one module per
+//! subcommand. Exit codes are part of the contract: see [`Exit`].
+
+mod inspect;
+mod render;
+mod user;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+use rawalite_host::database::Database;
+use rawalite_host::manifest::Manifest;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes shared by the subcommands.
+pub enum Exit {
+    /// The command did what was asked.
+    Ok = 0,
+    /// `inspect`: at least one import is refused.
+    Refused = 1,
+    /// Bad usage, a bad manifest, or a component that cannot be loaded.
+    Usage = 2,
+    /// `render`: the guest returned a `types.error`.
+    GuestError = 3,
+    /// `render`: the host stopped the guest (trap, deadline, memory, size).
+    Stopped = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// RawaLite runs application screens as sandboxed WebAssembly components
+/// that can touch only the database tables, file roots and session their
+/// manifest grants.
+#[derive(Parser)]
+#[command(name = "rawalite", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Render(render::RenderArgs),
+    Inspect(inspect::InspectArgs),
+    Migrate(MigrateArgs),
+    #[command(subcommand)]
+    User(user::UserCommand),
+}
+
+impl Cli {
+    pub fn run(self) -> Result<Exit> {
+        match self.command {
+            Command::Render(args) => render::run(args),
+            Command::Inspect(args) => inspect::run(args),
+            Command::Migrate(args) => migrate(args),
+            Command::User(command) => user::run(command),
+        }
+    }
+
+    /// The default log level: quiet for one-shot commands.
+    pub fn default_log_level(&self) -> &'static str {
+        "error"
+    }
+}
+
+/// Where the data directory is: `--data`, else the manifest's `data_dir`.
+#[derive(Args)]
+struct DataArgs {
+    /// The data directory; default: the `data_dir` of the manifest.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The manifest whose `data_dir` to use when --data is not given.
+    #[arg(long, value_name = "FILE", default_value = "rawalite.toml")]
+    manifest: PathBuf,
+}
+
+impl DataArgs {
+    fn dir(&self) -> Result<PathBuf> {
+        match &self.data {
+            Some(dir) => Ok(dir.clone()),
+            None if self.manifest.is_file() => Ok(Manifest::load(&self.manifest)?.data_dir),
+            None => bail!(
+                "no --data DIR given and no {} here to take `data_dir` from",
+                self.manifest.display()
+            ),
+        }
+    }
+}
+
+/// Create the data directory and the database if missing, and apply the
+/// migrations it lacks. Every other command does this too; this one says
+/// what it did.
+#[derive(Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn migrate(args: MigrateArgs) -> Result<Exit> {
+    let (database, applied) = Database::open(&args.data.dir()?)?;
+    println!("database {}", database.path().display());
+    if applied.is_empty() {
+        println!("up to date: no migration to apply");
+    }
+    for migration in applied {
+        println!("applied {}", migration.name);
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,154 @@
+//! `rawalite user add|list|passwd|remove`: the host's users. Passwords are
+//! read from a prompt without echo, or from stdin when it is not a terminal,
+//! and never printed.
+
+use super::{DataArgs, Exit};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use rawalite_host::auth::password::Password;
+use rawalite_host::auth::{Auth, Policy};
+use rawalite_host::database::Database;
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+
+/// Manage the users who can sign in.
+#[derive(Subcommand)]
+pub enum UserCommand {
+    Add(AddArgs),
+    List(ListArgs),
+    Passwd(NameArgs),
+    Remove(NameArgs),
+}
+
+/// Add a user. The password is asked for (twice) on a terminal, or read as
+/// one line from stdin; it needs at least 12 characters.
+#[derive(Args)]
+pub struct AddArgs {
+    /// 3 to 64 of a-z, A-Z, 0-9, `.`, `_`, `-`; unique ignoring case.
+    username: String,
+    /// The name pages show (default: the username).
+    #[arg(long, value_name = "N")]
+    display_name: Option<String>,
+    /// A role (a-z, 0-9, `_`, `-`), e.g. `admin` or `staff`; repeatable.
+    #[arg(long = "role", value_name = "R")]
+    roles: Vec<String>,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// List the users.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// `passwd`: set a new password (asked as for `add`) and sign the user out
+/// everywhere. `remove`: remove the user and every session of theirs.
+#[derive(Args)]
+pub struct NameArgs {
+    username: String,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn auth(data: &DataArgs) -> Result<Arc<Auth>> {
+    let (database, _) = Database::open(&data.dir()?)?;
+    Auth::new(&database, Policy::default())
+}
+
+pub fn run(command: UserCommand) -> Result<Exit> {
+    match command {
+        UserCommand::Add(args) => {
+            let auth = auth(&args.data)?;
+            rawalite_host::auth::check_username(&args.username)?;
+            let password = read_password(&args.username)?;
+            let user = auth.add_user(
+                &args.username,
+                args.display_name.as_deref(),
+                &args.roles,
+                &password,
+            )?;
+            println!("added user {} (id {})", user.username, user.id);
+        }
+        UserCommand::List(args) => {
+            let users = auth(&args.data)?.users()?;
+            if args.json {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "id": u.id, "username": u.username, "display_name": u.display_name,
+                            "roles": u.roles, "disabled": u.disabled, "created_at": u.created_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if users.is_empty() {
+                println!("no users yet: add one with `rawalite user add USERNAME`");
+            } else {
+                println!(
+                    "{:<5} {:<20} {:<24} {:<16} CREATED",
+                    "ID", "USERNAME", "NAME", "ROLES"
+                );
+                for u in users {
+                    let name = if u.disabled {
+                        format!("{} (disabled)", u.display_name)
+                    } else {
+                        u.display_name
+                    };
+                    println!(
+                        "{:<5} {:<20} {:<24} {:<16} {}",
+                        u.id,
+                        u.username,
+                        name,
+                        u.roles.join(","),
+                        u.created_at
+                    );
+                }
+            }
+        }
+        UserCommand::Passwd(args) => {
+            let auth = auth(&args.data)?;
+            if auth.user(&args.username)?.is_none() {
+                bail!("there is no user named `{}`", args.username);
+            }
+            let password = read_password(&args.username)?;
+            auth.set_password(&args.username, &password)?;
+            println!(
+                "password changed for {}; their sessions have ended",
+                args.username
+            );
+        }
+        UserCommand::Remove(args) => {
+            auth(&args.data)?.remove_user(&args.username)?;
+            println!("removed user {}", args.username);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// A new password: prompted twice without echo on a terminal, else the
+/// first line of stdin.
+fn read_password(username: &str) -> Result<Password> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {username}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            bail!("the two passwords differ; nothing was changed");
+        }
+        Password::new(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        Password::new(line.trim_end_matches(['\n', '\r']).to_owned())
+    };
+    password.check_new().map_err(anyhow::Error::msg)?;
+    Ok(password)
+}

@@ -1,0 +1,591 @@
+//! Users, sign-in and sessions: the CLI, the `session` capability through
+//! the probe, the limiter, expiry and revocation, `[guest.session]`, and a
+//! scan of everything logged for passwords and tokens.
+
+mod common;
+
+use common::{get_with, manifest, rawalite, rawalite_with_stdin, stderr, stdout};
+use rawalite_host::app::App;
+use rawalite_host::auth::Token;
+use rawalite_host::auth::password::Password;
+use rawalite_host::capabilities::session::{Caller, SessionChange};
+use rawalite_host::capabilities::{Error, ErrorCode};
+use rawalite_host::manifest::Manifest;
+use rawalite_host::runtime::{Guest, Outcome, Rendered, Runtime};
+use serde_json::Value as Json;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+const GUESTS: &str = r#"
+[[guest]]
+name = "open"
+component = "{probe}"
+[guest.db]
+read = ["customers"]
+
+[[guest]]
+name = "members"
+component = "{probe}"
+[guest.session]
+require_login = true
+
+[[guest]]
+name = "admins"
+component = "{probe}"
+[guest.session]
+roles = ["admin"]
+"#;
+
+const ADA_PASSWORD: &str = "correct horse battery staple";
+const BOB_PASSWORD: &str = "tr0ub4dor & three";
+
+/// Everything this test binary logs, at every level.
+fn captured_log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Writer(sink.clone()))
+            .init();
+        log
+    })
+    .clone()
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    app: App,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        captured_log();
+        let dir = tempfile::tempdir().unwrap();
+        let file = manifest(dir.path(), GUESTS);
+        let runtime = Runtime::new(Some(dir.path().join("cache"))).unwrap();
+        let app = App::open(Manifest::load(&file).unwrap(), None, runtime).unwrap();
+        app.auth
+            .add_user(
+                "ada",
+                Some("Ada Lovelace"),
+                &["admin".into()],
+                &Password::new(ADA_PASSWORD.into()),
+            )
+            .unwrap();
+        app.auth
+            .add_user(
+                "bob",
+                None,
+                &["staff".into()],
+                &Password::new(BOB_PASSWORD.into()),
+            )
+            .unwrap();
+        Fixture { dir, app }
+    }
+
+    fn guest(&self, name: &str) -> Guest {
+        self.app.load(name).unwrap()
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("data/rawalite.db")).unwrap()
+    }
+}
+
+fn login(guest: &Guest, username: &str, password: &str, client: Option<IpAddr>) -> Rendered {
+    let mut req = get_with("/session/login", &[]);
+    req.method = "POST".into();
+    req.body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("username", username)
+        .append_pair("password", password)
+        .finish()
+        .into_bytes();
+    guest.render(
+        &req,
+        Caller {
+            client,
+            ..Caller::default()
+        },
+    )
+}
+
+fn as_caller(guest: &Guest, route: &str, caller: Caller) -> Outcome {
+    guest.render(&get_with(route, &[]), caller).outcome
+}
+
+fn json(outcome: Outcome) -> Json {
+    match outcome {
+        Outcome::Response(r) => serde_json::from_slice(&r.body).unwrap(),
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn err(outcome: Outcome) -> Error {
+    match outcome {
+        Outcome::Error(e) => e,
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+}
+
+fn token(rendered: &Rendered) -> Token {
+    match &rendered.session {
+        SessionChange::SignedIn(token) => token.clone(),
+        other => panic!("expected a new session, got {other:?}"),
+    }
+}
+
+fn signed_in(f: &Fixture, token: &Token) -> Caller {
+    let signed = f.app.auth.resolve(token).expect("the session is live");
+    Caller {
+        user: Some(signed.user),
+        token: Some(signed.token),
+        client: None,
+    }
+}
+
+#[test]
+fn a_correct_login_opens_a_session_the_guest_never_sees() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let rendered = login(&open, "ADA", ADA_PASSWORD, None);
+    let token = token(&rendered);
+    let user = json(rendered.outcome);
+    assert_eq!(user["username"], "ada");
+    assert_eq!(user["display_name"], "Ada Lovelace");
+    assert_eq!(user["roles"], serde_json::json!(["admin"]));
+    assert!(!user.to_string().contains(token.expose()));
+
+    let caller = signed_in(&f, &token);
+    assert_eq!(
+        json(as_caller(&open, "/session/current", caller.clone()))["username"],
+        "ada"
+    );
+    let req = get_with("/session/has-role", &[("role", "admin")]);
+    assert_eq!(json(open.render(&req, caller.clone()).outcome), true);
+    let req = get_with("/session/has-role", &[("role", "staff")]);
+    assert_eq!(json(open.render(&req, caller).outcome), false);
+    assert_eq!(
+        json(as_caller(&open, "/session/current", Caller::default())),
+        Json::Null
+    );
+
+    // Only a hash of the token is stored.
+    let stored: Vec<u8> = f
+        .db()
+        .query_row("SELECT token_hash FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored.len(), 32);
+    assert!(!String::from_utf8_lossy(&stored).contains(token.expose()));
+}
+
+#[test]
+fn wrong_password_and_unknown_user_answer_the_same() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let checks = f.app.auth.hash_checks();
+    let wrong = err(login(&open, "ada", "not the password at all", None).outcome);
+    let unknown = err(login(&open, "nobody-here", "not the password at all", None).outcome);
+    assert_eq!(wrong.code, ErrorCode::Unauthenticated);
+    assert_eq!(
+        (wrong.code, &wrong.message),
+        (unknown.code, &unknown.message)
+    );
+    // Both checked a hash: the unknown user against a dummy one.
+    assert_eq!(f.app.auth.hash_checks(), checks + 2);
+    assert_eq!(
+        f.db()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn the_sixth_rapid_failure_is_refused_without_a_hash_check() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let client: IpAddr = "192.0.2.7".parse().unwrap();
+    for _ in 0..5 {
+        let e = err(login(&open, "bob", "guess guess guess", Some(client)).outcome);
+        assert_eq!(e.code, ErrorCode::Unauthenticated);
+    }
+    let checks = f.app.auth.hash_checks();
+    // Even the right password is not checked now.
+    let e = err(login(&open, "bob", BOB_PASSWORD, Some(client)).outcome);
+    assert_eq!(e.code, ErrorCode::Denied);
+    assert!(
+        e.message
+            .contains("too many failed sign-ins; try again in 15 minutes"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        f.app.auth.hash_checks(),
+        checks,
+        "the sixth attempt checked a hash"
+    );
+    // The address is blocked for other usernames too; other addresses are
+    // blocked for bob, whose name has five failures.
+    assert_eq!(
+        err(login(&open, "ada", ADA_PASSWORD, Some(client)).outcome).code,
+        ErrorCode::Denied
+    );
+    let elsewhere: IpAddr = "198.51.100.1".parse().unwrap();
+    assert_eq!(
+        err(login(&open, "bob", BOB_PASSWORD, Some(elsewhere)).outcome).code,
+        ErrorCode::Denied
+    );
+    // Ada from elsewhere is fine, and a success clears nothing it should not.
+    token(&login(&open, "ada", ADA_PASSWORD, Some(elsewhere)));
+}
+
+#[test]
+fn logout_and_password_changes_end_sessions() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let first = token(&login(&open, "ada", ADA_PASSWORD, None));
+    let second = token(&login(&open, "ada", ADA_PASSWORD, None));
+    assert_ne!(first, second);
+
+    let rendered = open.render(&get_with("/session/logout", &[]), signed_in(&f, &first));
+    assert_eq!(rendered.session, SessionChange::SignedOut);
+    assert!(
+        f.app.auth.resolve(&first).is_none(),
+        "a revoked session still resolves"
+    );
+    assert!(f.app.auth.resolve(&second).is_some());
+
+    f.app
+        .auth
+        .set_password("ada", &Password::new("a brand new passphrase".into()))
+        .unwrap();
+    assert!(
+        f.app.auth.resolve(&second).is_none(),
+        "a password change left a session"
+    );
+    assert_eq!(
+        err(login(&open, "ada", ADA_PASSWORD, None).outcome).code,
+        ErrorCode::Unauthenticated
+    );
+    token(&login(&open, "ada", "a brand new passphrase", None));
+}
+
+#[test]
+fn signing_in_again_replaces_the_old_session() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let old = token(&login(&open, "bob", BOB_PASSWORD, None));
+    let mut req = get_with("/session/login", &[]);
+    req.body = format!(
+        "username=bob&password={}",
+        BOB_PASSWORD.replace(' ', "+").replace('&', "%26")
+    )
+    .into_bytes();
+    let rendered = open.render(&req, signed_in(&f, &old));
+    let new = token(&rendered);
+    assert_ne!(old, new);
+    assert!(f.app.auth.resolve(&old).is_none());
+}
+
+#[test]
+fn idle_and_absolute_expiry_end_sessions() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let idle = token(&login(&open, "ada", ADA_PASSWORD, None));
+    let old = token(&login(&open, "bob", BOB_PASSWORD, None));
+    let db = f.db();
+    let ada_id: i64 = db
+        .query_row("SELECT id FROM users WHERE username = 'ada'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    db.execute(
+        "UPDATE sessions SET last_seen_at = last_seen_at - 31 * 60 WHERE user_id = ?",
+        [ada_id],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE sessions SET expires_at = created_at - 1 WHERE user_id != ?",
+        [ada_id],
+    )
+    .unwrap();
+    assert!(
+        f.app.auth.resolve(&idle).is_none(),
+        "an idle session lived on"
+    );
+    assert!(
+        f.app.auth.resolve(&old).is_none(),
+        "a session past its absolute expiry lived on"
+    );
+    let left: i64 = db
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "expired sessions are deleted");
+    assert!(
+        f.app
+            .auth
+            .resolve(&Token::from_cookie("not-a-token"))
+            .is_none()
+    );
+}
+
+#[test]
+fn require_login_and_roles_are_enforced_before_the_guest_runs() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let members = f.guest("members");
+    let admins = f.guest("admins");
+    let e = err(as_caller(&members, "/session/current", Caller::default()));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (ErrorCode::Unauthenticated, "sign in to see this page")
+    );
+    let e = err(as_caller(&admins, "/session/current", Caller::default()));
+    assert_eq!(e.code, ErrorCode::Unauthenticated);
+
+    let bob = signed_in(&f, &token(&login(&open, "bob", BOB_PASSWORD, None)));
+    assert_eq!(
+        json(as_caller(&members, "/session/current", bob.clone()))["username"],
+        "bob"
+    );
+    let e = err(as_caller(&admins, "/session/current", bob));
+    assert_eq!(e.code, ErrorCode::Denied);
+    assert!(e.message.contains("admin"), "{}", e.message);
+
+    let ada = signed_in(&f, &token(&login(&open, "ada", ADA_PASSWORD, None)));
+    assert_eq!(
+        json(as_caller(&admins, "/session/current", ada))["username"],
+        "ada"
+    );
+}
+
+#[test]
+fn a_db_grant_never_reaches_users_or_sessions() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    token(&login(&open, "ada", ADA_PASSWORD, None));
+    for sql in [
+        "SELECT password_hash FROM users",
+        "SELECT token_hash FROM sessions",
+        "SELECT * FROM customers JOIN users ON users.id = customers.id",
+        "SELECT (SELECT count(*) FROM sessions)",
+    ] {
+        let req = get_with("/db/query", &[("sql", sql)]);
+        let e = err(open.render(&req, Caller::default()).outcome);
+        assert_eq!(e.code, ErrorCode::Denied, "{sql}: {}", e.message);
+    }
+}
+
+#[test]
+fn the_user_commands_add_list_change_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let cache = dir.path().join("cache");
+    let secret = "a password of some length";
+
+    let out = rawalite_with_stdin(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--display-name",
+            "Carol C",
+            "--role",
+            "staff",
+            "--data",
+            d,
+        ],
+        &cache,
+        &format!("{secret}\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "added user carol (id 1)");
+
+    let out = rawalite_with_stdin(&["user", "add", "dave", "--data", d], &cache, "too short\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("at least 12 characters"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rawalite_with_stdin(
+        &["user", "add", "CAROL", "--data", d],
+        &cache,
+        &format!("{secret}\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    let out = rawalite_with_stdin(
+        &["user", "add", "no spaces", "--data", d],
+        &cache,
+        &format!("{secret}\n"),
+    );
+    assert!(
+        stderr(&out).contains("not a valid username"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = rawalite(&["user", "list", "--json", "--data", d], &cache);
+    let users: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["username"], "carol");
+    assert_eq!(users[0]["display_name"], "Carol C");
+    assert_eq!(users[0]["roles"], serde_json::json!(["staff"]));
+    let table = stdout(&rawalite(&["user", "list", "--data", d], &cache));
+    assert!(
+        table.contains("carol") && table.contains("Carol C"),
+        "{table}"
+    );
+
+    let out = rawalite_with_stdin(
+        &["user", "passwd", "carol", "--data", d],
+        &cache,
+        "the next long password\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("their sessions have ended"));
+    let out = rawalite_with_stdin(
+        &["user", "passwd", "nobody", "--data", d],
+        &cache,
+        "the next long password\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = rawalite(&["user", "remove", "carol", "--data", d], &cache);
+    assert_eq!(stdout(&out).trim(), "removed user carol");
+    let out = rawalite(&["user", "remove", "carol", "--data", d], &cache);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("there is no user named `carol`"));
+    let users: Json =
+        serde_json::from_slice(&rawalite(&["user", "list", "--json", "--data", d], &cache).stdout)
+            .unwrap();
+    assert_eq!(users, serde_json::json!([]));
+
+    for out in [stdout(&out), stderr(&out)] {
+        assert!(!out.contains(secret));
+    }
+}
+
+#[test]
+fn render_as_a_user_and_login_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = manifest(dir.path(), GUESTS);
+    let m = file.to_str().unwrap();
+    let cache = dir.path().join("cache");
+    let out = rawalite_with_stdin(
+        &["user", "add", "erin", "--role", "admin", "--manifest", m],
+        &cache,
+        "erin's long password\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = rawalite(
+        &[
+            "render",
+            "--manifest",
+            m,
+            "--guest",
+            "admins",
+            "/session/current",
+        ],
+        &cache,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: unauthenticated: sign in to see this page"
+    );
+    let out = rawalite(
+        &[
+            "render",
+            "--manifest",
+            m,
+            "--guest",
+            "admins",
+            "--as",
+            "erin",
+            "/session/current",
+        ],
+        &cache,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"username\":\"erin\""));
+    let out = rawalite(
+        &[
+            "render",
+            "--manifest",
+            m,
+            "--guest",
+            "admins",
+            "--as",
+            "nobody",
+            "/",
+        ],
+        &cache,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("there is no user named `nobody`"));
+}
+
+/// Every sensitive flow, with everything logged at TRACE (in process and
+/// from the binary): no password and no token may appear anywhere.
+#[test]
+fn no_password_or_token_is_ever_logged() {
+    let f = Fixture::new();
+    let open = f.guest("open");
+    let mut secrets = vec![
+        ADA_PASSWORD.to_owned(),
+        BOB_PASSWORD.to_owned(),
+        "guess guess guess".to_owned(),
+    ];
+    let good = login(&open, "ada", ADA_PASSWORD, None);
+    let token = token(&good);
+    secrets.push(token.expose().to_owned());
+    for _ in 0..6 {
+        login(&open, "bob", "guess guess guess", None);
+    }
+    open.render(&get_with("/session/logout", &[]), signed_in(&f, &token));
+
+    let cache = f.dir.path().join("cache");
+    let data = f.dir.path().join("data");
+    let cli_password = "cli password that stays secret";
+    secrets.push(cli_password.to_owned());
+    let mut outputs = vec![];
+    for args in [
+        vec!["user", "add", "frank", "--data", data.to_str().unwrap()],
+        vec!["user", "passwd", "frank", "--data", data.to_str().unwrap()],
+    ] {
+        let out = rawalite_with_stdin(&args, &cache, &format!("{cli_password}\n"));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        outputs.push(stdout(&out) + &stderr(&out));
+    }
+
+    let log = String::from_utf8_lossy(&captured_log().lock().unwrap()).into_owned();
+    assert!(
+        log.contains("capability=\"session\""),
+        "nothing was captured: {log}"
+    );
+    assert!(log.contains("op=\"login\""));
+    for text in outputs.iter().chain([&log]) {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "a secret was logged");
+        }
+    }
+}
