@@ -41,6 +41,23 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` and run it
 //! with `rawalite render target/wasm32-wasip2/release/hello.wasm '/?name=you'`.
 //!
+//! # Pages
+//!
+//! For pages of any size, add `maud = "0.27"` to the guest's dependencies:
+//! its `html!` escapes every interpolated value, so a page cannot be broken
+//! by what a user typed, and [`Response::page`] sends the result:
+//!
+//! ```
+//! use maud::html;
+//! use rawalite_guest::Response;
+//!
+//! let name = "<script>";
+//! let page = html! { h1 { "Hello, " (name) } };
+//! assert_eq!(page.clone().into_string(), "<h1>Hello, &lt;script&gt;</h1>");
+//! let response = Response::page(page);
+//! # assert_eq!(response.status, 200);
+//! ```
+//!
 //! # Errors
 //!
 //! Every capability call returns `Result<_, Error>`; return the error from
@@ -55,6 +72,7 @@ mod values;
 
 pub use html::{Escaped, escape};
 pub use request::Form;
+pub use values::Record;
 
 /// The generated bindings of the `rawalite:bridge/renderer` world.
 ///

@@ -20,6 +20,11 @@ impl Response {
             .with_body(body.into())
     }
 
+    /// `200 OK` with a page built with [`html!`](crate::html).
+    pub fn page(markup: maud::Markup) -> Self {
+        Self::html(markup.into_string())
+    }
+
     /// `200 OK` with plain text.
     pub fn text(body: impl Into<String>) -> Self {
         Self::status(200)

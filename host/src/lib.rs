@@ -8,7 +8,8 @@
 //! - [`manifest`] reads `rawalite.toml`;
 //! - [`database`]: the host's SQLite file and its migrations;
 //! - [`auth`]: users, passwords and sessions;
-//! - [`app`]: a manifest's guests loaded with their grants.
+//! - [`app`]: a manifest's guests loaded with their grants;
+//! - [`server`]: `rawalite serve`.
 
 pub mod app;
 pub mod auth;
@@ -16,3 +17,4 @@ pub mod capabilities;
 pub mod database;
 pub mod manifest;
 pub mod runtime;
+pub mod server;

@@ -24,6 +24,8 @@ pub struct Manifest {
     /// The PATHS registry: root name → directory, relative to the data
     /// directory unless absolute.
     pub roots: BTreeMap<String, PathBuf>,
+    /// The app's own static assets, served by `serve` at `/static/`.
+    pub static_dir: Option<PathBuf>,
     pub guests: Vec<GuestEntry>,
 }
 
@@ -142,6 +144,7 @@ impl Manifest {
             app_name: raw.app.name,
             data_dir: base.join(raw.app.data_dir),
             roots: raw.paths,
+            static_dir: raw.app.r#static.map(|dir| base.join(dir)),
             guests,
         })
     }
@@ -238,6 +241,8 @@ struct RawApp {
     name: String,
     #[serde(default = "default_data_dir")]
     data_dir: PathBuf,
+    /// Relative to the manifest: assets ship with the app, not its data.
+    r#static: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {

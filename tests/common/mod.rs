@@ -128,3 +128,89 @@ pub fn rawalite_with_stdin(args: &[&str], cache: &Path, stdin: &str) -> Output {
         .expect("write stdin");
     child.wait_with_output().expect("rawalite finishes")
 }
+
+/// A real `rawalite serve` on a free port of 127.0.0.1, stopped (SIGTERM)
+/// when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    pub base: String,
+    /// The first user's password, as printed on the first run.
+    pub admin_password: String,
+    /// What the server printed on stdout after starting, read on demand.
+    pub stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    // The child is waited for in `stop`, which `Drop` calls.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(manifest: &Path, data: &Path, cache: &Path) -> Served {
+        use std::io::BufRead;
+        let mut child = Command::new(bin())
+            .args(["serve", "--manifest"])
+            .arg(manifest)
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RAWALITE_CACHE_DIR", cache)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            // The server's log: on the test's stderr with RAWALITE_TEST_LOG=1.
+            .stderr(if std::env::var_os("RAWALITE_TEST_LOG").is_some() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
+            .spawn()
+            .expect("rawalite serve starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut admin_password = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("serve printed its address");
+            if let Some(password) = line.trim().strip_prefix("Password (shown only now): ") {
+                admin_password = password.to_owned();
+            }
+            if let Some(at) = line.find("http://") {
+                let base = line[at..].trim_end_matches('/').to_owned();
+                return Served {
+                    child,
+                    base,
+                    admin_password,
+                    stdout: rx,
+                };
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("serve exits")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}

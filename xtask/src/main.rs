@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Instant, SystemTime};
 
 mod bench;
+mod browser;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args]
@@ -14,8 +15,11 @@ usage: cargo xtask <command> [args]
 commands:
   build          add the wasm32-wasip2 target if missing, build every guest into
                  target/guests/<name>.wasm and the host into target/release/rawalite
-  run            build, then render the hello guest once
-  test [ARGS]    build, then run the whole workspace's tests (ARGS go to cargo test)
+  run [ARGS]     build, then serve the app of ./rawalite.toml with ./data
+                 (ARGS go to `rawalite serve`, e.g. --listen 127.0.0.1:9000)
+  test [ARGS]    build, install Chromium and ChromeDriver for the browser tests if
+                 missing (apt-get), then run the whole workspace's tests
+                 (ARGS go to cargo test)
   bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
                  and print each one's median as a ratio to its group's `native` baseline
 ";
@@ -37,13 +41,15 @@ fn run(args: &[String]) -> Result<()> {
         Some("build") => build(&root),
         Some("run") => {
             build(&root)?;
-            step("rendering the hello guest");
+            step("serving the app (Ctrl-C to stop)");
             cargo_like(&root, &root.join("target/release/rawalite"))
-                .args(["render", "target/guests/hello.wasm", "/"])
+                .args(["serve", "--manifest", "rawalite.toml", "--data", "data"])
+                .args(rest)
                 .status_ok()
         }
         Some("test") => {
             build(&root)?;
+            browser::ensure()?;
             step("running the workspace's tests");
             cargo(&root)
                 .args(["test", "--release", "--workspace"])
@@ -95,7 +101,8 @@ fn ensure_wasm_target() -> Result<()> {
         .status_ok()
 }
 
-/// Every crate under `guests/` (and `guests/hostile/`), by package name.
+/// Every guest under `guests/` (and `guests/hostile/`): a crate that builds a
+/// `cdylib`. Libraries shared by guests (`guests/ui`) are not guests.
 fn guests(root: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for dir in [root.join("guests"), root.join("guests/hostile")] {
@@ -103,7 +110,8 @@ fn guests(root: &Path) -> Result<Vec<String>> {
             std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
         {
             let path = entry?.path();
-            if path.join("Cargo.toml").is_file() {
+            let manifest = std::fs::read_to_string(path.join("Cargo.toml")).unwrap_or_default();
+            if manifest.contains("\"cdylib\"") {
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                 names.push(name.into_owned());
             }
@@ -165,7 +173,7 @@ fn cargo_like(root: &Path, program: &Path) -> Command {
     cmd
 }
 
-fn step(what: &str) {
+pub fn step(what: &str) {
     eprintln!("==> {what}");
 }
 

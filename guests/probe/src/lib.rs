@@ -69,6 +69,14 @@ impl Renderer for Probe {
                 "application/octet-stream",
                 vec![b'x'; mebibytes(&req)? << 20],
             )),
+            // Answers with the query pairs as response headers: for the
+            // host's header allowlist.
+            "/headers" => Ok(req
+                .query
+                .iter()
+                .fold(Response::text("headers"), |res, (k, v)| {
+                    res.with_header(k, v)
+                })),
             "/echo" => Ok(Response::json(&json!({
                 "method": req.method,
                 "base": req.base,

@@ -1,8 +1,10 @@
 //! The `rawalite` command line: argument parsing and one module per
 //! subcommand. Exit codes are part of the contract: see [`Exit`].
 
+mod audit;
 mod inspect;
 mod render;
+mod serve;
 mod user;
 
 use anyhow::{Result, bail};
@@ -44,8 +46,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Serve(serve::ServeArgs),
     Render(render::RenderArgs),
     Inspect(inspect::InspectArgs),
+    Audit(audit::AuditArgs),
     Migrate(MigrateArgs),
     #[command(subcommand)]
     User(user::UserCommand),
@@ -54,16 +58,22 @@ enum Command {
 impl Cli {
     pub fn run(self) -> Result<Exit> {
         match self.command {
+            Command::Serve(args) => serve::run(args),
             Command::Render(args) => render::run(args),
             Command::Inspect(args) => inspect::run(args),
+            Command::Audit(args) => audit::run(args),
             Command::Migrate(args) => migrate(args),
             Command::User(command) => user::run(command),
         }
     }
 
-    /// The default log level: quiet for one-shot commands.
+    /// The default log level: the access and audit log for `serve`, quiet
+    /// for one-shot commands.
     pub fn default_log_level(&self) -> &'static str {
-        "error"
+        match self.command {
+            Command::Serve(_) => "info,refinery_core=warn",
+            _ => "error",
+        }
     }
 }
 

@@ -1,0 +1,63 @@
+//! Signing in and out. `GET /login` shows the form, `POST /login` signs in
+//! through the host (which checks the password and sets the cookie) and
+//! goes on to `next`, `POST /login/logout` signs out.
+
+use maud::html;
+use rawalite_guest::{Error, ErrorCode, Renderer, Request, Response, session};
+
+struct Login;
+
+impl Renderer for Login {
+    fn render(req: Request) -> Result<Response, Error> {
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/") => Ok(form(&req, next(&req, req.query("next")), None, "", 200)),
+            ("POST", "/") => sign_in(&req),
+            ("POST", "/logout") => {
+                session::logout();
+                Ok(Response::redirect("/login"))
+            }
+            _ => Err(Error::not_found("no such page")),
+        }
+    }
+}
+
+rawalite_guest::export!(Login);
+
+fn sign_in(req: &Request) -> Result<Response, Error> {
+    let f = req.form();
+    let username = f.text("username");
+    let next = next(req, f.get("next"));
+    match session::login(username, f.get("password").unwrap_or("")) {
+        Ok(_) => Ok(Response::redirect(&next)),
+        Err(e) if matches!(e.code, ErrorCode::Unauthenticated | ErrorCode::Denied) => {
+            Ok(form(req, next, Some(&e.message), username, 401))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Where to go after signing in: a path of this app, never another site.
+fn next(_req: &Request, next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+fn form(req: &Request, next: String, error: Option<&str>, username: &str, status: u16) -> Response {
+    let body = html! {
+        section.signin {
+            h1 { "Sign in" }
+            @if let Some(error) = error { (ui::alert(error)) }
+            form method="post" action="/login" {
+                input type="hidden" name="next" value=(next);
+                (ui::field("Username", "username", username, None))
+                (ui::field_of_type("Password", "password", "password", "", None))
+                button.primary type="submit" { "Sign in" }
+            }
+        }
+    };
+    ui::page_with_status(req, status, "Sign in", body)
+}

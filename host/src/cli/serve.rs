@@ -1,0 +1,43 @@
+//! `rawalite serve`: the app in the browser.
+
+use super::Exit;
+use anyhow::Result;
+use clap::Args;
+use rawalite_host::app::App;
+use rawalite_host::manifest::Manifest;
+use rawalite_host::runtime::{self, Runtime};
+use rawalite_host::server::{self, Options};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Serve the app over HTTP: every route of the manifest is a sandboxed
+/// guest. On a fresh data directory this creates the database and a first
+/// user, `admin`, whose password is printed once.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The app's manifest.
+    #[arg(long, value_name = "FILE", default_value = "rawalite.toml")]
+    manifest: PathBuf,
+    /// The address to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The data directory; default: the manifest's `data_dir`.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> Result<Exit> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let app = App::open(
+        manifest,
+        args.data,
+        Runtime::new(runtime::default_cache_dir())?,
+    )?;
+    server::serve(
+        app,
+        Options {
+            listen: args.listen,
+        },
+    )?;
+    Ok(Exit::Ok)
+}

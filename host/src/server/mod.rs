@@ -1,0 +1,472 @@
+//! `rawalite serve`: the app in the browser. Routes each request by the
+//! manifest's route prefixes to a guest, renders it on a bounded pool of
+//! blocking threads (a slow guest holds one thread, never the async
+//! runtime), and puts the host's own rules on the way in and out: request
+//! limits, a same-origin check for state changes, the session cookie, a
+//! header allowlist and security headers. Static assets are served from
+//! the app's `static` directory without a guest.
+
+mod page;
+mod routes;
+mod rules;
+
+use crate::app::App;
+use crate::auth::password::Password;
+use crate::capabilities::paths::Root;
+use crate::capabilities::session::{Caller, SessionChange};
+use crate::capabilities::{Error, ErrorCode, Request as GuestRequest};
+use crate::runtime::{Outcome, Stopped};
+use anyhow::{Context, Result};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Method, Response, StatusCode, header};
+use routes::Routes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// The largest request body (bigger ones get 413).
+pub const MAX_BODY: usize = 1 << 20;
+/// The longest request target, path and query (longer ones get 414).
+pub const MAX_URL: usize = 8 << 10;
+/// The most bytes of request headers (more get 431).
+pub const MAX_HEADERS: usize = 16 << 10;
+/// How long a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The session cookie.
+pub const COOKIE: &str = "rawalite_session";
+
+/// Where and how to serve.
+pub struct Options {
+    pub listen: SocketAddr,
+}
+
+struct Server {
+    app: App,
+    routes: Routes,
+    /// The route of the guest called `login`, where a browser is sent to
+    /// sign in; without one, a page that needs a user answers 401.
+    login: Option<String>,
+    static_root: Option<Root>,
+    renders: Semaphore,
+    /// Only loopback host names are accepted when listening on loopback,
+    /// which defeats DNS rebinding.
+    loopback: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM; in-flight requests finish and
+/// the database is closed before this returns.
+pub fn serve(app: App, options: Options) -> Result<()> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // A render holds one blocking thread; many may wait on a slow guest or
+    // the database, so the pool is a multiple of the cores.
+    let pool = (workers * 8).clamp(16, 128);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(pool + 16)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(app, options, pool))
+}
+
+async fn run(app: App, options: Options, pool: usize) -> Result<()> {
+    first_run(&app)?;
+    let mut guests = Vec::new();
+    for entry in &app.manifest.guests {
+        if let Some(route) = &entry.route {
+            guests.push((route.clone(), Arc::new(app.load(&entry.name)?)));
+        }
+    }
+    let login = app
+        .manifest
+        .guests
+        .iter()
+        .find(|g| g.name == "login")
+        .and_then(|g| g.route.clone());
+    let static_root = match &app.manifest.static_dir {
+        Some(dir) => Some(
+            Root::open(dir)
+                .with_context(|| format!("cannot open the static directory {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let server = Arc::new(Server {
+        routes: Routes::new(guests),
+        login,
+        static_root,
+        renders: Semaphore::new(pool),
+        loopback: addr.ip().is_loopback(),
+        app,
+    });
+    println!(
+        "RawaLite is serving {} on http://{addr}/",
+        server.app.manifest.app_name
+    );
+    println!("data: {}   (Ctrl-C to stop)", server.app.data_dir.display());
+    tracing::info!(%addr, guests = server.routes.len(), pool, "serving");
+
+    let router = axum::Router::new()
+        .fallback(handle)
+        .with_state(server.clone());
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    // Every request has finished; dropping the last handle closes the
+    // database connections (and checkpoints the WAL).
+    drop(server);
+    println!("stopped");
+    Ok(())
+}
+
+/// On a fresh data directory: an `admin` with a random password, shown once.
+fn first_run(app: &App) -> Result<()> {
+    if !app.migrations.is_empty() {
+        println!("database ready: {}", app.database.path().display());
+    }
+    if !app.auth.users()?.is_empty() {
+        return Ok(());
+    }
+    let password = random_password()?;
+    app.auth.add_user(
+        "admin",
+        Some("Administrator"),
+        &["admin".to_owned()],
+        &Password::new(password.clone()),
+    )?;
+    println!();
+    println!("  Created the first user: admin");
+    println!("  Password (shown only now): {password}");
+    println!("  Change it with: rawalite user passwd admin");
+    println!();
+    Ok(())
+}
+
+fn random_password() -> Result<String> {
+    // 20 characters from 56 unambiguous ones: about 116 bits.
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    println!("stopping: finishing the requests in flight");
+}
+
+async fn handle(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response<Body> {
+    let started = Instant::now();
+    let id = page::request_id();
+    let method = request.method().clone();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let (status, guest, response) = respond(&server, client, request, &id).await;
+    tracing::info!(
+        target: "rawalite::access",
+        request = %id,
+        method = %method,
+        path = %target.split('?').next().unwrap_or(""),
+        status = status.as_u16(),
+        guest = guest.unwrap_or("-"),
+        us = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+/// The response, its status, and the guest that made it (for the log).
+async fn respond<'s>(
+    server: &'s Server,
+    client: SocketAddr,
+    request: axum::extract::Request,
+    id: &str,
+) -> (StatusCode, Option<&'s str>, Response<Body>) {
+    let secure = rules::behind_tls(request.headers());
+    if let Err(refusal) = rules::check_request(&request, server.loopback) {
+        return (
+            refusal.status,
+            None,
+            page::error(refusal.status, refusal.message, id),
+        );
+    }
+    let path = request.uri().path().to_owned();
+    if let Some(asset) = path.strip_prefix("/static/") {
+        let response = page::static_asset(server.static_root.as_ref(), request.method(), asset, id);
+        return (response.status(), None, response);
+    }
+    let Some((route, guest)) = server.routes.find(&path) else {
+        let status = StatusCode::NOT_FOUND;
+        return (
+            status,
+            None,
+            page::error(status, "There is no page here.", id),
+        );
+    };
+    let name = guest.name();
+    let (parts, body) = request.into_parts();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            let status = StatusCode::PAYLOAD_TOO_LARGE;
+            let message = "The request body is larger than 1 MiB.";
+            return (status, Some(name), page::error(status, message, id));
+        }
+        Err(_) => {
+            let status = StatusCode::REQUEST_TIMEOUT;
+            return (
+                status,
+                Some(name),
+                page::error(status, "The request body took too long.", id),
+            );
+        }
+    };
+    let browser = rules::wants_html(&parts.headers);
+    let token = rules::session_token(&parts.headers);
+    let guest_request = guest_request(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        route,
+        &path,
+        body,
+    );
+
+    // One permit per render: a slow guest holds one thread of the pool.
+    let Ok(_permit) = server.renders.acquire().await else {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        return (
+            status,
+            Some(name),
+            page::error(status, "The server is stopping.", id),
+        );
+    };
+    let auth = server.app.auth.clone();
+    let rendering = guest.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let signed = token.and_then(|t| auth.resolve(&t));
+        let caller = Caller {
+            user: signed.as_ref().map(|s| s.user.clone()),
+            token: signed.map(|s| s.token),
+            client: Some(client.ip()),
+        };
+        rendering.render(&guest_request, caller)
+    })
+    .await;
+    let rendered = match rendered {
+        Ok(rendered) => rendered,
+        Err(e) => {
+            tracing::error!(request = %id, guest = name, error = %e, "the render thread failed");
+            let status = StatusCode::INTERNAL_SERVER_ERROR;
+            return (status, Some(name), page::error(status, page::INTERNAL, id));
+        }
+    };
+    let mut response = match rendered.outcome {
+        Outcome::Response(response) => page::from_guest(response, id),
+        Outcome::Error(error) => guest_error(server, &error, browser, &parts.uri, id),
+        Outcome::Stopped(why) => stopped(name, &why, id),
+    };
+    if let Some(cookie) = cookie(&rendered.session, secure, server.app.auth.policy().absolute) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    (response.status(), Some(name), response)
+}
+
+/// The request as the guest sees it: its route removed from the path, the
+/// query decoded, and without the headers that carry credentials.
+fn guest_request(
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    route: &str,
+    path: &str,
+    body: Bytes,
+) -> GuestRequest {
+    let rest = if route == "/" {
+        path
+    } else {
+        &path[route.len()..]
+    };
+    let rest = if rest.is_empty() { "/" } else { rest };
+    GuestRequest {
+        method: method.as_str().to_owned(),
+        base: if route == "/" {
+            String::new()
+        } else {
+            route.to_owned()
+        },
+        path: percent_decode(rest),
+        query: form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect(),
+        headers: headers
+            .iter()
+            .filter(|(name, _)| !rules::HIDDEN_FROM_GUESTS.contains(name))
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect(),
+        body: body.into(),
+    }
+}
+
+/// Decodes %XX in a path (not `+`, which only means space in a query).
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = path
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn guest_error(
+    server: &Server,
+    error: &Error,
+    browser: bool,
+    uri: &axum::http::Uri,
+    id: &str,
+) -> Response<Body> {
+    if error.code == ErrorCode::Unauthenticated
+        && browser
+        && let Some(login) = &server.login
+    {
+        let next = uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = format!(
+            "{login}?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", next)
+                .finish()
+        );
+        return page::redirect(&location);
+    }
+    let status = match error.code {
+        ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorCode::Denied => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    // The message is safe to show a user by the bridge's contract, except
+    // `internal`, whose details belong in the log.
+    let message = if status.is_server_error() && error.code == ErrorCode::Internal {
+        tracing::error!(request = %id, error = %error.message, "the guest reported an internal error");
+        page::INTERNAL
+    } else {
+        &error.message
+    };
+    page::error(status, message, id)
+}
+
+fn stopped(guest: &str, why: &Stopped, id: &str) -> Response<Body> {
+    tracing::error!(request = %id, guest, reason = %why, "the guest was stopped");
+    let status = match why {
+        Stopped::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    page::error(status, page::INTERNAL, id)
+}
+
+fn cookie(
+    change: &SessionChange,
+    secure: bool,
+    max_age: Duration,
+) -> Option<axum::http::HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = match change {
+        SessionChange::Unchanged => return None,
+        SessionChange::SignedIn(token) => format!(
+            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+            token.expose(),
+            max_age.as_secs()
+        ),
+        SessionChange::SignedOut => {
+            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}")
+        }
+    };
+    axum::http::HeaderValue::from_str(&value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_percent_decoded_but_plus_is_kept() {
+        assert_eq!(percent_decode("/a%20b/c+d"), "/a b/c+d");
+        assert_eq!(percent_decode("/%zz%4"), "/%zz%4");
+        assert_eq!(percent_decode("/K%C3%B6ln"), "/Köln");
+    }
+
+    #[test]
+    fn the_session_cookie_is_http_only_and_strict() {
+        let token = crate::auth::Token::from_cookie("abc");
+        let c = cookie(
+            &SessionChange::SignedIn(token),
+            false,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            "rawalite_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
+        );
+        let c = cookie(&SessionChange::SignedOut, true, Duration::from_secs(60)).unwrap();
+        assert!(c.to_str().unwrap().ends_with("Max-Age=0; Secure"));
+        assert!(cookie(&SessionChange::Unchanged, false, Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn random_passwords_are_long_and_differ() {
+        let a = random_password().unwrap();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, random_password().unwrap());
+    }
+}

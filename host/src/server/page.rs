@@ -1,0 +1,256 @@
+//! The host's own responses and the rules for what goes out: a guest's
+//! headers pass through an allowlist, and every response carries the
+//! security headers. Error pages show a request id; the log has the rest.
+
+use crate::capabilities::Response as GuestResponse;
+use crate::capabilities::paths::Root;
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a user sees when the host failed or stopped a guest.
+pub const INTERNAL: &str =
+    "Something went wrong on our side. The request id below helps find out what.";
+
+/// Headers a guest may set. Everything else (Set-Cookie, security headers,
+/// hop-by-hop headers) is dropped.
+const GUEST_HEADERS: [HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_DISPOSITION,
+    header::CACHE_CONTROL,
+    header::LOCATION,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CONTENT_LANGUAGE,
+];
+
+/// A short id for one request, unique within a run and unpredictable
+/// across runs.
+pub fn request_id() -> String {
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    format!(
+        "{:016x}",
+        base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+    )
+}
+
+fn secured(mut response: Response<Body>) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// A guest's response, with only the allowed headers and a status that is
+/// one; a page that sets no caching rule is not cached.
+pub fn from_guest(guest: GuestResponse, id: &str) -> Response<Body> {
+    let Ok(status) = StatusCode::from_u16(guest.status) else {
+        tracing::error!(request = %id, status = guest.status, "the guest answered an invalid status");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, id);
+    };
+    let mut response = Response::new(Body::from(guest.body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in &guest.headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if !GUEST_HEADERS.contains(&name) {
+            tracing::debug!(request = %id, header = %name, "dropped a header the guest may not set");
+            continue;
+        }
+        // A redirect goes to a path of this site, never to another one.
+        let off_site = !value.starts_with('/') || value.starts_with("//");
+        if name == header::LOCATION && off_site {
+            tracing::warn!(request = %id, "dropped a redirect off this site");
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(name, value);
+        }
+    }
+    headers
+        .entry(header::CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/octet-stream"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    secured(response)
+}
+
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secured(response)
+}
+
+/// The host's error page.
+pub fn error(status: StatusCode, message: &str, id: &str) -> Response<Body> {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {title}</title>\
+         <link rel=\"stylesheet\" href=\"/static/app.css\"></head>\n<body><main class=\"error-page\">\
+         <h1>{code} {title}</h1><p>{message}</p><p>Request id <code>{id}</code></p>\
+         <p><a href=\"/\">Back to the start page</a></p></main></body></html>\n",
+        code = status.as_u16(),
+        message = escape(message),
+    );
+    let mut response = Response::new(Body::from(html));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secured(response)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A file of the app's static directory, read through cap-std like any
+/// root, so `..` and symlinks cannot leave it.
+pub fn static_asset(root: Option<&Root>, method: &Method, path: &str, id: &str) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Static files can only be read.",
+            id,
+        );
+    }
+    let Some(root) = root else {
+        return error(StatusCode::NOT_FOUND, "There is no page here.", id);
+    };
+    let Ok(bytes) = root.read(path, 16 << 20) else {
+        return error(StatusCode::NOT_FOUND, "There is no page here.", id);
+    };
+    let content_type = match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    secured(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(headers: &[(&str, &str)]) -> GuestResponse {
+        GuestResponse {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: b"x".to_vec(),
+        }
+    }
+
+    #[test]
+    fn guest_headers_pass_an_allowlist() {
+        let r = from_guest(
+            guest(&[
+                ("Content-Type", "text/csv"),
+                ("set-cookie", "rawalite_session=stolen"),
+                ("content-security-policy", "default-src *"),
+                ("x-frame-options", "ALLOWALL"),
+                ("access-control-allow-origin", "*"),
+                ("location", "https://evil.example/"),
+                ("content-disposition", "attachment; filename=\"a.csv\""),
+            ]),
+            "id",
+        );
+        let h = r.headers();
+        assert_eq!(h[header::CONTENT_TYPE], "text/csv");
+        assert!(h.get(header::SET_COOKIE).is_none());
+        assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert!(h.get(header::LOCATION).is_none());
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert!(
+            h[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'self'")
+        );
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            h[header::CONTENT_DISPOSITION],
+            "attachment; filename=\"a.csv\""
+        );
+    }
+
+    #[test]
+    fn header_injection_is_dropped() {
+        let r = from_guest(
+            guest(&[("cache-control", "no-cache\r\nset-cookie: x=y")]),
+            "id",
+        );
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn an_invalid_status_is_a_server_error() {
+        let mut g = guest(&[]);
+        g.status = 1000;
+        assert_eq!(
+            from_guest(g, "id").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn error_pages_escape_the_message() {
+        let r = error(StatusCode::BAD_REQUEST, "<script>", "abc");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+}

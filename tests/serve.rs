@@ -1,0 +1,463 @@
+//! `rawalite serve` over real HTTP on 127.0.0.1: sign-in and cookies, the
+//! same-origin rule, the header allowlist, request limits, a trapping guest
+//! next to healthy ones, concurrency, and a SIGTERM under write load.
+
+mod common;
+
+use common::{Served, workspace};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use ureq::Agent;
+
+/// The demo app of the repository, plus the probe at `/probe`.
+fn manifest(dir: &Path) -> PathBuf {
+    let root = workspace();
+    let app = std::fs::read_to_string(root.join("rawalite.toml"))
+        .unwrap()
+        .replace(
+            "\"target/guests/",
+            &format!("\"{}/target/guests/", root.display()),
+        )
+        .replace(
+            "static = \"static\"",
+            &format!("static = \"{}/static\"", root.display()),
+        );
+    let probe = format!(
+        "\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\nroute = \"/probe\"\n[guest.limits]\ntimeout_ms = 5000\n[guest.db]\nread = [\"customers\"]\nwrite = [\"customers\"]\n",
+        common::guest("probe").display()
+    );
+    let file = dir.join("rawalite.toml");
+    std::fs::write(&file, app + &probe).unwrap();
+    file
+}
+
+fn start() -> (tempfile::TempDir, Served) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = manifest(dir.path());
+    let served = Served::start(&file, &dir.path().join("data"), &dir.path().join("cache"));
+    (dir, served)
+}
+
+/// A client that shows every response as it is: no redirects followed, no
+/// error for 4xx/5xx.
+fn agent() -> Agent {
+    Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut response = response.expect("the server answered");
+    Reply {
+        status: response.status().as_u16(),
+        headers: response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: response.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+fn get(served: &Served, path: &str, cookie: Option<&str>) -> Reply {
+    let mut request = agent().get(served.url(path)).header("Accept", "text/html");
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", cookie);
+    }
+    reply(request.call())
+}
+
+fn post(served: &Served, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Reply {
+    let mut request = agent()
+        .post(served.url(path))
+        .header("Accept", "text/html")
+        .header("Origin", &served.base);
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", cookie);
+    }
+    reply(request.send_form(form.iter().copied()))
+}
+
+/// Signs in as admin and returns the `name=value` of the session cookie.
+fn sign_in(served: &Served) -> String {
+    let r = post(
+        served,
+        "/login",
+        None,
+        &[
+            ("username", "admin"),
+            ("password", &served.admin_password),
+            ("next", "/"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.header("set-cookie").expect("a session cookie");
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+fn assert_security_headers(r: &Reply) {
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+}
+
+#[test]
+fn a_browser_without_a_session_is_sent_to_sign_in() {
+    let (_dir, served) = start();
+    let r = get(&served, "/customers?q=ada", None);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("/login?next=%2Fcustomers%3Fq%3Dada")
+    );
+    assert_security_headers(&r);
+    // A client that does not want HTML gets the status, not a redirect.
+    let r = reply(agent().get(served.url("/customers")).call());
+    assert_eq!(r.status, 401);
+    let r = get(&served, "/login", None);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("Sign in"));
+}
+
+#[test]
+fn signing_in_sets_an_http_only_strict_cookie() {
+    let (_dir, served) = start();
+    let wrong = post(
+        &served,
+        "/login",
+        None,
+        &[("username", "admin"), ("password", "not it at all")],
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("set-cookie").is_none());
+    assert!(wrong.body.contains("the username or the password is wrong"));
+
+    let r = post(
+        &served,
+        "/login",
+        None,
+        &[
+            ("username", "admin"),
+            ("password", &served.admin_password),
+            ("next", "/customers"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/customers"));
+    let set = r.header("set-cookie").unwrap();
+    for part in [
+        "rawalite_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=",
+    ] {
+        assert!(set.contains(part), "`{part}` missing in {set}");
+    }
+    assert!(!set.contains("Secure"), "plain http must not set Secure");
+    let cookie = set.split(';').next().unwrap();
+    let page = get(&served, "/customers", Some(cookie));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<h1>Customers</h1>"));
+    assert_security_headers(&page);
+
+    // Behind a TLS proxy the cookie is Secure.
+    let r = reply(
+        agent()
+            .post(served.url("/login"))
+            .header("Origin", &served.base)
+            .header("X-Forwarded-Proto", "https")
+            .send_form([
+                ("username", "admin"),
+                ("password", served.admin_password.as_str()),
+            ]),
+    );
+    assert!(r.header("set-cookie").unwrap().ends_with("; Secure"));
+
+    // Signing out clears the cookie and ends the session.
+    let out = post(&served, "/login/logout", Some(cookie), &[]);
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(get(&served, "/customers", Some(cookie)).status, 303);
+}
+
+#[test]
+fn a_cross_origin_post_is_refused() {
+    let (_dir, served) = start();
+    let cookie = sign_in(&served);
+    let attempt = |origin: Option<&str>, fetch_site: Option<&str>| {
+        let mut request = agent()
+            .post(served.url("/customers/new"))
+            .header("Cookie", &cookie);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        if let Some(site) = fetch_site {
+            request = request.header("Sec-Fetch-Site", site);
+        }
+        reply(request.send_form([("name", "Mallory")]))
+    };
+    assert_eq!(attempt(Some("http://evil.example"), None).status, 403);
+    assert_eq!(attempt(Some("null"), None).status, 403);
+    assert_eq!(attempt(None, Some("cross-site")).status, 403);
+    assert_eq!(attempt(None, None).status, 403);
+    let refused = attempt(Some("http://evil.example"), None);
+    assert!(refused.body.contains("did not come from this site"));
+    // Nothing was created.
+    assert!(
+        !get(&served, "/customers", Some(&cookie))
+            .body
+            .contains("Mallory")
+    );
+    // The same request from this site works.
+    assert_eq!(attempt(None, Some("same-origin")).status, 303);
+    assert_eq!(attempt(Some(&served.base), None).status, 303);
+}
+
+#[test]
+fn a_guests_set_cookie_never_reaches_the_client() {
+    let (_dir, served) = start();
+    let path = "/probe/headers?set-cookie=rawalite_session%3Dforged&content-security-policy=default-src+*&x-frame-options=ALLOWALL&access-control-allow-origin=*&cache-control=max-age%3D60&location=https%3A%2F%2Fevil.example%2F";
+    let r = get(&served, path, None);
+    assert_eq!(r.status, 200);
+    assert!(r.all("set-cookie").is_empty(), "{:?}", r.headers);
+    assert!(r.header("access-control-allow-origin").is_none());
+    assert!(r.header("location").is_none());
+    assert_eq!(r.all("content-security-policy").len(), 1);
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("cache-control"), Some("max-age=60"));
+    assert_security_headers(&r);
+}
+
+#[test]
+fn request_limits_answer_413_414_and_421() {
+    let (_dir, served) = start();
+    let big = vec![b'x'; 2 << 20];
+    let r = reply(
+        agent()
+            .post(served.url("/probe/echo"))
+            .header("Origin", &served.base)
+            .send(&big[..]),
+    );
+    assert_eq!(r.status, 413);
+    assert!(r.body.contains("Request id"));
+    let long = format!("/probe/echo?q={}", "a".repeat(10_000));
+    assert_eq!(get(&served, &long, None).status, 414);
+    let r = reply(
+        agent()
+            .get(served.url("/hello"))
+            .header("Host", "evil.example")
+            .call(),
+    );
+    assert_eq!(r.status, 421);
+    // Just under the body limit is fine.
+    let r = reply(
+        agent()
+            .post(served.url("/probe/echo"))
+            .header("Origin", &served.base)
+            .send(&big[..(1 << 20) - 1]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn a_trapping_guest_gets_an_error_page_while_other_routes_serve() {
+    let (_dir, served) = start();
+    for (path, status) in [
+        ("/probe/panic", 500),
+        ("/probe/alloc?mb=500", 500),
+        ("/probe/big?mb=9", 500),
+    ] {
+        let r = get(&served, path, None);
+        assert_eq!(r.status, status, "{path}");
+        assert!(r.body.contains("Request id <code>"), "{}", r.body);
+        assert!(!r.body.contains("panicked"), "details leaked: {}", r.body);
+        assert!(
+            !r.body.contains("probe was asked"),
+            "details leaked: {}",
+            r.body
+        );
+        assert_eq!(get(&served, "/hello", None).status, 200);
+    }
+    let r = get(&served, "/probe/echo", None);
+    assert_eq!(r.status, 200);
+    let r = get(&served, "/static/app.css", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
+    let escape = get(&served, "/static/../rawalite.toml", None);
+    assert_eq!(escape.status, 404);
+    assert!(!escape.body.contains("[app]"));
+    assert_eq!(get(&served, "/static/nope.css", None).status, 404);
+    assert_eq!(get(&served, "/no/such/route", None).status, 303);
+}
+
+#[test]
+fn a_slow_guest_does_not_block_the_others() {
+    let (_dir, served) = start();
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let url = served.url("/probe/spin");
+            std::thread::spawn(move || reply(agent().get(url).call()).status)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(get(&served, "/hello", None).status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "hello waited for the spinners"
+    );
+    for spinner in spinners {
+        assert_eq!(spinner.join().unwrap(), 504);
+    }
+}
+
+#[test]
+fn two_hundred_concurrent_requests_across_guests_all_succeed() {
+    let (_dir, served) = start();
+    let cookie = sign_in(&served);
+    let paths = [
+        "/hello/x",
+        "/probe/echo",
+        "/login",
+        "/static/app.css",
+        "/customers",
+        "/invoices",
+        "/",
+        "/settings",
+    ];
+    let base = served.base.clone();
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let url = format!("{base}{}", paths[i % paths.len()]);
+            let cookie = cookie.clone();
+            let failures = failures.clone();
+            std::thread::spawn(move || {
+                let r = reply(agent().get(&url).header("Cookie", &cookie).call());
+                if r.status != 200 {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{url}: {}", r.status));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*failures.lock().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn sigterm_during_write_load_loses_no_acknowledged_write() {
+    let (dir, mut served) = start();
+    let base = served.base.clone();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let base = base.clone();
+            let acknowledged = acknowledged.clone();
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let name = format!("writer-{w}-{i}");
+                    let url = format!(
+                        "{base}/probe/db/execute?sql=INSERT%20INTO%20customers%20(name)%20VALUES%20(%3F)&p=t:{name}"
+                    );
+                    match agent().post(&url).header("Origin", &base).send_empty() {
+                        Ok(r) if r.status() == 200 => acknowledged.lock().unwrap().push(name),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = served.stop();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(status.success(), "serve did not stop cleanly: {status}");
+    let acknowledged = acknowledged.lock().unwrap();
+    assert!(
+        acknowledged.len() > 10,
+        "too little load: {}",
+        acknowledged.len()
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("data/rawalite.db")).unwrap();
+    let mut stored = std::collections::HashSet::new();
+    let mut stmt = conn.prepare("SELECT name FROM customers").unwrap();
+    for name in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+        stored.insert(name.unwrap());
+    }
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(*n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}
+
+#[test]
+fn the_first_run_creates_an_admin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = manifest(dir.path());
+    let data = dir.path().join("data");
+    let cache = dir.path().join("cache");
+    let first = Served::start(&file, &data, &cache);
+    assert_eq!(first.admin_password.len(), 20);
+    drop(first);
+    let second = Served::start(&file, &data, &cache);
+    assert_eq!(
+        second.admin_password, "",
+        "a second admin password was printed"
+    );
+}
