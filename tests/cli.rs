@@ -302,3 +302,73 @@ fn usage_error_is_exit_2() {
     let out = rawalite(&["render", "--bogus"], c.path());
     assert_eq!(code(&out), 2);
 }
+
+#[test]
+fn audit_of_the_demo_app_shows_least_privilege_and_flags_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::demo_manifest(dir.path(), false);
+    let out = rawalite(
+        &["audit", "--manifest", file.to_str().unwrap(), "--json"],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let guest = |name: &str| {
+        report["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .clone()
+    };
+    let customers = guest("customers");
+    assert_eq!(customers["db"]["write"], serde_json::json!(["customers"]));
+    assert_eq!(customers["session"]["require_login"], true);
+    assert_eq!(customers["imports"], serde_json::json!(["db", "session"]));
+    assert_eq!(customers["sha256"].as_str().unwrap().len(), 64);
+    let exports = guest("exports");
+    assert_eq!(exports["paths"][0]["root"], "exports");
+    assert_eq!(exports["paths"][0]["access"], "read-write");
+    assert_eq!(exports["paths"][0]["quota"], 50 << 20);
+    assert_eq!(guest("login")["db"]["read"], serde_json::json!([]));
+    for g in report["guests"].as_array().unwrap() {
+        assert_eq!(g["flags"], serde_json::json!([]), "{}", g["name"]);
+    }
+    let text = stdout(&rawalite(
+        &["audit", "--manifest", file.to_str().unwrap()],
+        dir.path(),
+    ));
+    assert!(text.contains("guest exports  route /exports"), "{text}");
+    assert!(
+        text.contains("paths      exports (read-write, quota 50.0 MiB)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn audit_flags_imports_beyond_the_grant_and_grants_beyond_the_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rawalite.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[app]\nname = \"t\"\n\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\n[guest.db]\nread = [\"customers\"]\n\n[[guest]]\nname = \"hello\"\ncomponent = \"{}\"\n[guest.db]\nread = [\"customers\"]\n\n[[guest]]\nname = \"gone\"\ncomponent = \"missing.wasm\"\n\n[[guest]]\nname = \"hostile\"\ncomponent = \"{}\"\n",
+            guest("probe").display(),
+            guest("hello").display(),
+            guest("forbidden-import").display()
+        ),
+    )
+    .unwrap();
+    let out = rawalite(&["audit", "--manifest", file.to_str().unwrap()], dir.path());
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    for flag in [
+        "FLAG       imports paths, but the manifest grants it no root",
+        "FLAG       is granted tables but does not import db: remove [guest.db]",
+        "FLAG       cannot read the component",
+        "FLAG       would be refused at load: imports wasi:sockets/tcp@",
+    ] {
+        assert!(text.contains(flag), "`{flag}` missing in:\n{text}");
+    }
+}

@@ -4,37 +4,14 @@
 
 mod common;
 
-use common::{Served, workspace};
-use std::path::{Path, PathBuf};
+use common::{Served, demo_manifest};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::Agent;
 
-/// The demo app of the repository, plus the probe at `/probe`.
-fn manifest(dir: &Path) -> PathBuf {
-    let root = workspace();
-    let app = std::fs::read_to_string(root.join("rawalite.toml"))
-        .unwrap()
-        .replace(
-            "\"target/guests/",
-            &format!("\"{}/target/guests/", root.display()),
-        )
-        .replace(
-            "static = \"static\"",
-            &format!("static = \"{}/static\"", root.display()),
-        );
-    let probe = format!(
-        "\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\nroute = \"/probe\"\n[guest.limits]\ntimeout_ms = 5000\n[guest.db]\nread = [\"customers\"]\nwrite = [\"customers\"]\n",
-        common::guest("probe").display()
-    );
-    let file = dir.join("rawalite.toml");
-    std::fs::write(&file, app + &probe).unwrap();
-    file
-}
-
 fn start() -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
-    let file = manifest(dir.path());
+    let file = demo_manifest(dir.path(), true);
     let served = Served::start(&file, &dir.path().join("data"), &dir.path().join("cache"));
     (dir, served)
 }
@@ -449,7 +426,7 @@ fn sigterm_during_write_load_loses_no_acknowledged_write() {
 #[test]
 fn the_first_run_creates_an_admin_once() {
     let dir = tempfile::tempdir().unwrap();
-    let file = manifest(dir.path());
+    let file = demo_manifest(dir.path(), true);
     let data = dir.path().join("data");
     let cache = dir.path().join("cache");
     let first = Served::start(&file, &data, &cache);

@@ -214,3 +214,28 @@ impl Drop for Served {
         }
     }
 }
+
+/// The demo app of the repository's `rawalite.toml`, with absolute paths
+/// so it runs from a temp dir; with `probe`, the probe answers at `/probe`.
+pub fn demo_manifest(dir: &Path, probe: bool) -> PathBuf {
+    let root = workspace();
+    let mut app = std::fs::read_to_string(root.join("rawalite.toml"))
+        .expect("the repository's rawalite.toml")
+        .replace(
+            "\"target/guests/",
+            &format!("\"{}/target/guests/", root.display()),
+        )
+        .replace(
+            "static = \"static\"",
+            &format!("static = \"{}/static\"", root.display()),
+        );
+    if probe {
+        app += &format!(
+            "\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\nroute = \"/probe\"\n[guest.limits]\ntimeout_ms = 5000\n[guest.db]\nread = [\"customers\"]\nwrite = [\"customers\"]\n",
+            guest("probe").display()
+        );
+    }
+    let file = dir.join("rawalite.toml");
+    std::fs::write(&file, app).expect("write the manifest");
+    file
+}
