@@ -344,6 +344,9 @@ fn guest_request(
 
 /// Decodes %XX in a path (not `+`, which only means space in a query).
 fn percent_decode(path: &str) -> String {
+    if !path.contains('%') {
+        return path.to_owned();
+    }
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
