@@ -58,7 +58,7 @@ fn render(c: &mut Criterion) {
     group.bench_function("native", |b| {
         b.iter(|| {
             let req = black_box(&req);
-            hello::page(&req.method, &req.path)
+            pages::hello(&req.method, &req.path)
         })
     });
     group.finish();
@@ -93,14 +93,14 @@ fn db_query(c: &mut Criterion) {
     let req = request();
     let native_page = || {
         let mut stmt = conn
-            .prepare_cached(bench_customers::QUERY)
+            .prepare_cached(pages::CUSTOMERS_QUERY)
             .expect("prepare");
         let rows: Vec<(i64, String, Option<String>)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .expect("query")
             .map(|r| r.expect("row"))
             .collect();
-        bench_customers::page(
+        pages::customers(
             rows.iter()
                 .map(|(id, name, email)| (*id, name.as_str(), email.as_deref().unwrap_or(""))),
         )

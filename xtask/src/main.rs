@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
+mod apt;
 mod bench;
 mod browser;
+mod serve_bench;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args]
@@ -22,6 +24,9 @@ commands:
                  (ARGS go to cargo test)
   bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
                  and print each one's median as a ratio to its group's `native` baseline
+  bench serve    build, then load RawaLite, a native server and `wasmtime serve` with
+                 wrk (installing wrk and wasmtime-cli when missing) and write the
+                 figures to BENCHMARKS.md and docs/bench-serve.svg
 ";
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -48,13 +53,19 @@ fn run(args: &[String]) -> Result<()> {
                 .status_ok()
         }
         Some("test") => {
-            build(&root)?;
+            // The host and every test in one build, with the features the
+            // tests unify on, so `cargo test` below compiles nothing again.
+            build_with(&root, &["--workspace", "--all-targets"])?;
             browser::ensure()?;
             step("running the workspace's tests");
             cargo(&root)
                 .args(["test", "--release", "--workspace"])
                 .args(rest)
                 .status_ok()
+        }
+        Some("bench") if rest.first().map(String::as_str) == Some("serve") => {
+            build(&root)?;
+            serve_bench::run(&root)
         }
         Some("bench") => {
             build(&root)?;
@@ -76,11 +87,20 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 fn build(root: &Path) -> Result<()> {
+    build_with(root, &["-p", "rawalite-host"])
+}
+
+/// The guests, then `cargo build --release` of what `packages` selects.
+fn build_with(root: &Path, packages: &[&str]) -> Result<()> {
     ensure_wasm_target()?;
     build_guests(root)?;
-    step("building the host (release)");
+    step(&format!(
+        "building the host (release {})",
+        packages.join(" ")
+    ));
     cargo(root)
-        .args(["build", "--release", "-p", "rawalite-host"])
+        .args(["build", "--release"])
+        .args(packages)
         .status_ok()
 }
 
@@ -160,7 +180,7 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-fn cargo(root: &Path) -> Command {
+pub fn cargo(root: &Path) -> Command {
     cargo_like(
         root,
         Path::new(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
@@ -177,7 +197,7 @@ pub fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-trait StatusOk {
+pub trait StatusOk {
     fn status_ok(&mut self) -> Result<()>;
 }
 

@@ -1,0 +1,628 @@
+//! `cargo xtask bench serve`: RawaLite against a native server and against
+//! `wasmtime serve`, in one run on one machine, over loopback HTTP.
+//!
+//! Each system serves the same pages from `guests/pages`: `hello` (RawaLite
+//! guest, native axum handler, wasi:http component) and a page that reads
+//! 10 customers (RawaLite guest through `db`, native axum + rusqlite). wrk
+//! drives each page with 32 connections; the figures, the ratios, the cold
+//! start and the RSS over a long run go to the terminal, to BENCHMARKS.md
+//! and to docs/bench-serve.svg.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONNECTIONS: &str = "32";
+const DURATION: &str = "10s";
+const WARM_UP: &str = "2s";
+const LONG_RUN: u64 = 60;
+const WASMTIME_VERSION: &str = "48.0.8";
+const SEED_CUSTOMERS: usize = 20;
+
+/// One measurement of one page on one system.
+struct Run {
+    system: &'static str,
+    page: &'static str,
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    peak_rss_mib: f64,
+}
+
+pub fn run(root: &Path) -> Result<()> {
+    ensure_wrk()?;
+    let wasmtime = ensure_wasmtime(root)?;
+    super::step("building the native baseline (release)");
+    super::cargo(root)
+        .args(["build", "--release", "-p", "native-baseline"])
+        .status_ok()?;
+
+    let work = std::env::temp_dir().join(format!("rawalite-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let manifest = bench_manifest(root, &work)?;
+    let rawalite = root.join("target/release/rawalite");
+    seed(&rawalite, &manifest, &work)?;
+
+    super::step("starting the three servers");
+    let cache = work.join("cache");
+    let port = free_port()?;
+    let mut raw = Server::start(
+        "RawaLite",
+        Command::new(&rawalite)
+            .args(["serve", "--manifest"])
+            .arg(&manifest)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RAWALITE_CACHE_DIR", &cache)
+            .env("RUST_LOG", "warn"),
+        port,
+        &work,
+    )?;
+    let port = free_port()?;
+    let native = Server::start(
+        "native",
+        Command::new(root.join("target/release/native-baseline"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(work.join("data/rawalite.db")),
+        port,
+        &work,
+    )?;
+    let port = free_port()?;
+    let wasmtime_serve = Server::start(
+        "wasmtime serve",
+        Command::new(&wasmtime)
+            // `-S cli`: a Rust component's std imports wasi:cli, which
+            // serve's proxy world leaves out by default. The pooling
+            // allocator is its fastest setting (and RawaLite's).
+            .args(["serve", "-S", "cli", "-O", "pooling-allocator=y"])
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .arg(root.join("target/guests/bench-http-hello.wasm")),
+        port,
+        &work,
+    )?;
+
+    // The same bytes from every system, or the comparison means nothing.
+    let hello = raw.get("/hello/bench")?;
+    for other in [&native, &wasmtime_serve] {
+        if other.get("/hello/bench")? != hello {
+            bail!(
+                "{} answers /hello/bench differently from RawaLite",
+                other.name
+            );
+        }
+    }
+    if native.get("/customers-page")? != raw.get("/customers-page")? {
+        bail!("the native baseline answers /customers-page differently from RawaLite");
+    }
+
+    let mut runs = Vec::new();
+    for (page, path) in [("hello", "/hello/bench"), ("db 10 rows", "/customers-page")] {
+        for server in [&raw, &native, &wasmtime_serve] {
+            if server.name == "wasmtime serve" && page != "hello" {
+                continue;
+            }
+            super::step(&format!(
+                "{} · {page}: wrk -c{CONNECTIONS} -d{DURATION}",
+                server.name
+            ));
+            wrk(&server.url(path), WARM_UP)?;
+            let (requests_per_second, p50_ms, p99_ms) = wrk(&server.url(path), DURATION)?;
+            runs.push(Run {
+                system: server.name,
+                page,
+                requests_per_second,
+                p50_ms,
+                p99_ms,
+                peak_rss_mib: status_kib(server.child.id(), "VmHWM")? as f64 / 1024.0,
+            });
+        }
+    }
+
+    super::step(&format!(
+        "RawaLite · db 10 rows for {LONG_RUN} s: RSS after 5 s and at the end"
+    ));
+    let (rss_5s, rss_end) = long_run(&raw, "/customers-page")?;
+    raw.stop();
+    drop(native);
+    drop(wasmtime_serve);
+
+    super::step("cold start: from `rawalite serve` to the first answered request");
+    let warm = cold_start(&rawalite, &manifest, &cache)?;
+    let cold = cold_start_empty_cache(&rawalite, &manifest, &work)?;
+
+    let report = Report {
+        runs,
+        rss_5s,
+        rss_end,
+        warm_start_ms: warm,
+        cold_start_ms: cold,
+    };
+    report.print();
+    report.write(root)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+use super::StatusOk;
+
+fn ensure_wrk() -> Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    super::apt::install(&["wrk"])
+}
+
+/// `target/tools/bin/wasmtime`, installed from crates.io when missing: only
+/// what `wasmtime serve` needs, so the build stays as short as it can (48's
+/// `serve` does not compile without `component-model-async`).
+fn ensure_wasmtime(root: &Path) -> Result<PathBuf> {
+    let bin = root.join("target/tools/bin/wasmtime");
+    let version = Command::new(&bin).arg("--version").output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(WASMTIME_VERSION)) {
+        return Ok(bin);
+    }
+    super::step(&format!(
+        "installing wasmtime-cli {WASMTIME_VERSION} for `wasmtime serve` (cargo install --locked; several minutes, once)"
+    ));
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "--locked", "--no-default-features"])
+        .args([
+            "--features",
+            "run,serve,cranelift,pooling-allocator,parallel-compilation,component-model-async",
+        ])
+        .arg("--root")
+        .arg(root.join("target/tools"))
+        .arg("--target-dir")
+        .arg(root.join("target/tools-build"))
+        .arg(format!("wasmtime-cli@{WASMTIME_VERSION}"))
+        .status_ok()?;
+    Ok(bin)
+}
+
+fn bench_manifest(root: &Path, work: &Path) -> Result<PathBuf> {
+    let guests = root.join("target/guests");
+    let text = format!(
+        r#"[app]
+name = "RawaLite bench"
+data_dir = "{data}"
+
+[[guest]]
+name = "hello"
+component = "{guests}/hello.wasm"
+route = "/hello"
+
+[[guest]]
+name = "customers-page"
+component = "{guests}/bench-customers.wasm"
+route = "/customers-page"
+[guest.db]
+read = ["customers"]
+
+# Seeds the database; no route.
+[[guest]]
+name = "probe"
+component = "{guests}/probe.wasm"
+[guest.db]
+write = ["customers"]
+"#,
+        data = work.join("data").display(),
+        guests = guests.display()
+    );
+    let file = work.join("rawalite.toml");
+    std::fs::write(&file, text)?;
+    Ok(file)
+}
+
+fn seed(rawalite: &Path, manifest: &Path, work: &Path) -> Result<()> {
+    super::step(&format!("seeding {SEED_CUSTOMERS} customers"));
+    let statements: Vec<String> = (1..=SEED_CUSTOMERS)
+        .map(|i| {
+            format!(
+                r#"{{"sql": "INSERT INTO customers (name, email) VALUES (?, ?)", "params": ["t:Customer {i} & Co", "t:customer{i}@example.org"]}}"#
+            )
+        })
+        .collect();
+    let body = work.join("seed.json");
+    std::fs::write(&body, format!("[{}]", statements.join(",")))?;
+    Command::new(rawalite)
+        .args(["render", "--manifest"])
+        .arg(manifest)
+        .args(["--guest", "probe", "--method", "POST", "--body-file"])
+        .arg(&body)
+        .arg("/db/transaction")
+        .stdout(Stdio::null())
+        .status_ok()
+}
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts `command` with its output in `<work>/<name>.log` and waits
+    /// until it answers.
+    fn start(name: &'static str, command: &mut Command, port: u16, work: &Path) -> Result<Server> {
+        let log = work.join(format!("{}.log", name.replace(' ', "-")));
+        let output = std::fs::File::create(&log)?;
+        let child = command
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let mut server = Server { name, child, port };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while server.get("/hello/ready").is_err() {
+            let exited = server.child.try_wait()?;
+            if exited.is_some() || Instant::now() > deadline {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!("{name} did not answer on port {port}; its output:\n{output}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>> {
+        http_get(self.port, path)
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET over a fresh connection; the body of a 200, or an error.
+fn http_get(port: u16, path: &str) -> Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    if !text.starts_with("HTTP/1.1 200") {
+        bail!("{}", text.lines().next().unwrap_or("no answer"));
+    }
+    let at = text.find("\r\n\r\n").context("no header end")? + 4;
+    let mut body = response[at..].to_vec();
+    if text[..at]
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok(body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = end + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs wrk; requests/s, p50 and p99 in milliseconds.
+fn wrk(url: &str, duration: &str) -> Result<(f64, f64, f64)> {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c", CONNECTIONS, "-d", duration, "--latency", url])
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx or 3xx responses") {
+        bail!("{url} answered errors under load:\n{text}");
+    }
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+    };
+    let rps: f64 = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no requests/s in wrk's output:\n{text}"))?;
+    let p50 = field("50%").and_then(millis).context("no p50")?;
+    let p99 = field("99%").and_then(millis).context("no p99")?;
+    Ok((rps, p50, p99))
+}
+
+/// `250.00us`, `1.20ms` or `1.01s` in milliseconds.
+fn millis(value: &str) -> Option<f64> {
+    let (number, scale) = if let Some(v) = value.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = value.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = value.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// A `kB` field of /proc/PID/status (VmRSS, VmHWM).
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {field} for process {pid}"))
+}
+
+/// RSS in MiB after 5 s of load and at the end of a long run.
+fn long_run(server: &Server, path: &str) -> Result<(f64, f64)> {
+    let pid = server.child.id();
+    let url = server.url(path);
+    let load = std::thread::spawn(move || wrk(&url, &format!("{LONG_RUN}s")));
+    std::thread::sleep(Duration::from_secs(5));
+    let early = status_kib(pid, "VmRSS")? as f64 / 1024.0;
+    std::thread::sleep(Duration::from_secs(LONG_RUN - 6));
+    let late = status_kib(pid, "VmRSS")? as f64 / 1024.0;
+    load.join()
+        .map_err(|_| anyhow::anyhow!("wrk thread failed"))??;
+    Ok((early, late))
+}
+
+/// Median milliseconds from spawning `rawalite serve` to a 200 for /hello.
+fn cold_start(rawalite: &Path, manifest: &Path, cache: &Path) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        times.push(start_once(rawalite, manifest, cache)?);
+    }
+    Ok(median(times))
+}
+
+fn cold_start_empty_cache(rawalite: &Path, manifest: &Path, work: &Path) -> Result<f64> {
+    let mut times = Vec::new();
+    for i in 0..3 {
+        let cache = work.join(format!("empty-cache-{i}"));
+        times.push(start_once(rawalite, manifest, &cache)?);
+    }
+    Ok(median(times))
+}
+
+fn start_once(rawalite: &Path, manifest: &Path, cache: &Path) -> Result<f64> {
+    let port = free_port()?;
+    let started = Instant::now();
+    let mut child = Command::new(rawalite)
+        .args(["serve", "--manifest"])
+        .arg(manifest)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RAWALITE_CACHE_DIR", cache)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = started + Duration::from_secs(60);
+    let elapsed = loop {
+        if http_get(port, "/hello/").is_ok() {
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            bail!("rawalite serve did not answer within 60 s");
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    };
+    // Drain what it printed so it never blocks on a full pipe, then stop.
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait()?;
+    Ok(elapsed.as_secs_f64() * 1000.0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+struct Report {
+    runs: Vec<Run>,
+    rss_5s: f64,
+    rss_end: f64,
+    warm_start_ms: f64,
+    cold_start_ms: f64,
+}
+
+impl Report {
+    fn find(&self, system: &str, page: &str) -> Option<&Run> {
+        self.runs
+            .iter()
+            .find(|r| r.system == system && r.page == page)
+    }
+
+    fn ratio(&self, page: &str, other: &str) -> Option<f64> {
+        Some(
+            self.find("RawaLite", page)?.requests_per_second
+                / self.find(other, page)?.requests_per_second,
+        )
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        md += "| system | page | requests/s | p50 | p99 | peak RSS |\n|---|---|---:|---:|---:|---:|\n";
+        for r in &self.runs {
+            md += &format!(
+                "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.1} MiB |\n",
+                r.system, r.page, r.requests_per_second, r.p50_ms, r.p99_ms, r.peak_rss_mib
+            );
+        }
+        md += "\n| ratio (requests/s) | value | target |\n|---|---:|---:|\n";
+        let ratio = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}x"));
+        md += &format!(
+            "| hello: RawaLite / wasmtime serve | {} | ≥ 5x |\n",
+            ratio(self.ratio("hello", "wasmtime serve"))
+        );
+        md += &format!(
+            "| hello: RawaLite / native | {} | ≥ 0.4x |\n",
+            ratio(self.ratio("hello", "native"))
+        );
+        md += &format!(
+            "| db 10 rows: RawaLite / native | {} | ≥ 0.7x |\n",
+            ratio(self.ratio("db 10 rows", "native"))
+        );
+        md += &format!(
+            "\n| RawaLite | value | target |\n|---|---:|---:|\n| RSS after 5 s of load | {:.1} MiB | |\n| RSS after {LONG_RUN} s of load | {:.1} MiB ({:+.1}%) | within 10% |\n| cold start, warm compile cache (median of 5) | {:.0} ms | ≤ 250 ms |\n| cold start, empty compile cache (median of 3) | {:.0} ms | |\n",
+            self.rss_5s,
+            self.rss_end,
+            (self.rss_end / self.rss_5s - 1.0) * 100.0,
+            self.warm_start_ms,
+            self.cold_start_ms
+        );
+        md
+    }
+
+    fn print(&self) {
+        println!("\n{}", self.markdown());
+    }
+
+    /// Replaces the generated part of BENCHMARKS.md and the chart.
+    fn write(&self, root: &Path) -> Result<()> {
+        let file = root.join("BENCHMARKS.md");
+        let text = std::fs::read_to_string(&file)?;
+        let (begin, end) = ("<!-- serve:begin -->", "<!-- serve:end -->");
+        let generated = format!(
+            "{begin}\n_Written by `cargo xtask bench serve` on {}._\n\n{}\n![requests/s per page](docs/bench-serve.svg)\n{end}",
+            date(),
+            self.markdown()
+        );
+        let updated = match (text.find(begin), text.find(end)) {
+            (Some(b), Some(e)) => format!("{}{generated}{}", &text[..b], &text[e + end.len()..]),
+            _ => format!("{text}\n{generated}\n"),
+        };
+        std::fs::write(&file, updated)?;
+        std::fs::create_dir_all(root.join("docs"))?;
+        std::fs::write(root.join("docs/bench-serve.svg"), self.svg())?;
+        println!("wrote BENCHMARKS.md and docs/bench-serve.svg");
+        Ok(())
+    }
+
+    /// A grouped bar chart of requests/s, one group per page.
+    fn svg(&self) -> String {
+        let systems = [
+            ("RawaLite", "#2f5bd3"),
+            ("native", "#1f7a4d"),
+            ("wasmtime serve", "#a15c00"),
+        ];
+        let pages = ["hello", "db 10 rows"];
+        let max = self
+            .runs
+            .iter()
+            .map(|r| r.requests_per_second)
+            .fold(1.0, f64::max);
+        let (width, height, left, top, chart_h) = (640.0, 340.0, 70.0, 40.0, 220.0);
+        let group_w = (width - left - 20.0) / pages.len() as f64;
+        let bar_w = group_w / 4.5;
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"22\" font-size=\"14\" font-weight=\"bold\">Requests per second (wrk, 32 connections, loopback)</text>\n"
+        );
+        for i in 0..=4 {
+            let value = max * i as f64 / 4.0;
+            let y = top + chart_h - chart_h * i as f64 / 4.0;
+            svg += &format!(
+                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{value:.0}</text>\n",
+                width - 20.0,
+                left - 6.0,
+                y + 4.0
+            );
+        }
+        for (g, page) in pages.iter().enumerate() {
+            let x0 = left + g as f64 * group_w + bar_w * 0.5;
+            for (s, (system, color)) in systems.iter().enumerate() {
+                let Some(run) = self.find(system, page) else {
+                    continue;
+                };
+                let h = chart_h * run.requests_per_second / max;
+                let x = x0 + s as f64 * (bar_w + 6.0);
+                svg += &format!(
+                    "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w:.1}\" height=\"{h:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n",
+                    top + chart_h - h,
+                    x + bar_w / 2.0,
+                    top + chart_h - h - 4.0,
+                    run.requests_per_second
+                );
+            }
+            svg += &format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-weight=\"bold\">{page}</text>\n",
+                x0 + 1.5 * (bar_w + 6.0),
+                top + chart_h + 20.0
+            );
+        }
+        for (s, (system, color)) in systems.iter().enumerate() {
+            let x = left + s as f64 * 150.0;
+            let y = height - 20.0;
+            svg += &format!(
+                "<rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{y}\">{system}</text>\n",
+                y - 10.0,
+                x + 18.0
+            );
+        }
+        svg + "</svg>\n"
+    }
+}
+
+fn date() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_latencies_are_read_in_milliseconds() {
+        assert_eq!(millis("250.00us"), Some(0.25));
+        assert_eq!(millis("1.50ms"), Some(1.5));
+        assert_eq!(millis("2.00s"), Some(2000.0));
+        assert_eq!(millis("fast"), None);
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            b"hello world"
+        );
+    }
+}
