@@ -23,9 +23,15 @@ thread_local! {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (Some(addr), Some(db)) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: native-baseline ADDR DATABASE");
+    const USAGE: &str = "usage: native-baseline ADDR DATABASE\n\nServes /hello/... and /customers-page from the SQLite file DATABASE on ADDR\n(e.g. 127.0.0.1:9000), for `cargo xtask bench serve`.";
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let [addr, db] = args.as_slice() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
     };
     DATABASE.set(PathBuf::from(db)).ok();
     let listener = tokio::net::TcpListener::bind(&addr)
