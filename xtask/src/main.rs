@@ -49,7 +49,8 @@ fn run(args: &[String]) -> Result<()> {
             step("serving the app (Ctrl-C to stop)");
             cargo_like(&root, &root.join("target/release/rawalite"))
                 .args(["serve", "--manifest", "rawalite.toml", "--data", "data"])
-                .args(rest)
+                // `cargo xtask run -- --listen …` means the same as without `--`.
+                .args(rest.strip_prefix(&["--".to_owned()][..]).unwrap_or(rest))
                 .status_ok()
         }
         Some("test") => {

@@ -103,10 +103,7 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         loopback: addr.ip().is_loopback(),
         app,
     });
-    println!(
-        "RawaLite is serving {} on http://{addr}/",
-        server.app.manifest.app_name
-    );
+    println!("Serving {} on http://{addr}/", server.app.manifest.app_name);
     println!("data: {}   (Ctrl-C to stop)", server.app.data_dir.display());
     tracing::info!(%addr, guests = server.routes.len(), pool, "serving");
 
