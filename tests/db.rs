@@ -7,12 +7,12 @@ mod common;
 
 use rawalite_host::capabilities::session::Caller;
 
-use common::{get_with, manifest, rawalite, stderr, stdout, url};
+use common::{ProbeApp, assert_code, err, get_with, json, manifest, rawalite, stderr, stdout, url};
 use rawalite_host::app::App;
-use rawalite_host::capabilities::{Error, ErrorCode};
+use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{Guest, Outcome, Runtime};
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use std::path::Path;
 
 /// Three guests on the same probe component: one that reads customers, one
@@ -38,69 +38,51 @@ name = "nogrant"
 component = "{probe}"
 "#;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    app: App,
+/// The app of [`GUESTS`], with two customers in it.
+fn fixture() -> ProbeApp {
+    let f = ProbeApp::open(GUESTS);
+    let writer = f.guest("writer");
+    for (name, email) in [("Ada", "ada@example.org"), ("Grace", "grace@example.org")] {
+        json(execute(
+            &writer,
+            "INSERT INTO customers (name, email) VALUES (?, ?)",
+            &[&format!("t:{name}"), &format!("t:{email}")],
+        ));
+    }
+    f
 }
 
-impl Fixture {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let file = manifest(dir.path(), GUESTS);
-        let runtime = Runtime::new(Some(dir.path().join("cache"))).unwrap();
-        let app = App::open(Manifest::load(&file).unwrap(), None, runtime).unwrap();
-        let fixture = Fixture { dir, app };
-        let writer = fixture.guest("writer");
-        for (name, email) in [("Ada", "ada@example.org"), ("Grace", "grace@example.org")] {
-            ok(execute(
-                &writer,
-                "INSERT INTO customers (name, email) VALUES (?, ?)",
-                &[&format!("t:{name}"), &format!("t:{email}")],
-            ));
-        }
-        fixture
-    }
-
-    fn guest(&self, name: &str) -> Guest {
-        self.app.load(name).unwrap()
-    }
-
-    fn db_file(&self) -> std::path::PathBuf {
-        self.dir.path().join("data/rawalite.db")
-    }
-
-    /// Row counts of every table, the schema, and the integrity check.
-    fn snapshot(&self) -> (Vec<(String, i64)>, Vec<String>, String) {
-        let conn = rusqlite::Connection::open(self.db_file()).unwrap();
-        let mut schema: Vec<String> = conn
-            .prepare("SELECT coalesce(sql, name) FROM sqlite_schema ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        schema.sort();
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let counts = tables
-            .into_iter()
-            .map(|t| {
-                let n = conn
-                    .query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))
-                    .unwrap();
-                (t, n)
-            })
-            .collect();
-        let integrity = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        (counts, schema, integrity)
-    }
+/// Row counts of every table, the schema, and the integrity check.
+fn snapshot(f: &ProbeApp) -> (Vec<(String, i64)>, Vec<String>, String) {
+    let conn = f.db();
+    let mut schema: Vec<String> = conn
+        .prepare("SELECT coalesce(sql, name) FROM sqlite_schema ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    schema.sort();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let counts = tables
+        .into_iter()
+        .map(|t| {
+            let n = conn
+                .query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))
+                .unwrap();
+            (t, n)
+        })
+        .collect();
+    let integrity = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    (counts, schema, integrity)
 }
 
 fn query(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
@@ -119,40 +101,11 @@ fn execute(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
         .outcome
 }
 
-fn ok(outcome: Outcome) -> Json {
-    match outcome {
-        Outcome::Response(r) => serde_json::from_slice(&r.body).unwrap(),
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
-fn err(outcome: Outcome) -> Error {
-    match outcome {
-        Outcome::Error(e) => e,
-        other => panic!("expected a guest error, got {other:?}"),
-    }
-}
-
-fn assert_code(outcome: Outcome, code: ErrorCode, needle: &str) {
-    let e = err(outcome);
-    assert_eq!(e.code, code, "{}", e.message);
-    assert!(
-        e.message.contains(needle),
-        "`{needle}` not in: {}",
-        e.message
-    );
-    assert!(
-        !e.message.contains("/tmp"),
-        "a host path leaked: {}",
-        e.message
-    );
-}
-
 #[test]
 fn granted_reads_and_writes_work() {
-    let f = Fixture::new();
+    let f = fixture();
     let reader = f.guest("reader");
-    let rows = ok(query(
+    let rows = json(query(
         &reader,
         "SELECT name FROM customers WHERE email = ? ORDER BY id",
         &["t:ada@example.org"],
@@ -160,14 +113,14 @@ fn granted_reads_and_writes_work() {
     assert_eq!(rows, json!({"columns": ["name"], "rows": [["Ada"]]}));
 
     let writer = f.guest("writer");
-    let out = ok(execute(
+    let out = json(execute(
         &writer,
         "UPDATE customers SET phone = ? WHERE name = ?",
         &["t:+49 30 1234", "t:Grace"],
     ));
     assert_eq!(out["changed"], 1);
     // Every value type crosses the boundary intact.
-    let rows = ok(query(
+    let rows = json(query(
         &reader,
         "SELECT ?, ?, ?, ?, ?",
         &[
@@ -186,8 +139,8 @@ fn granted_reads_and_writes_work() {
 
 #[test]
 fn read_only_grant_cannot_write() {
-    let f = Fixture::new();
-    let before = f.snapshot();
+    let f = fixture();
+    let before = snapshot(&f);
     let reader = f.guest("reader");
     for sql in [
         "INSERT INTO customers (name) VALUES ('Mallory')",
@@ -200,12 +153,12 @@ fn read_only_grant_cannot_write() {
             "db.write grant",
         );
     }
-    assert_eq!(f.snapshot(), before);
+    assert_eq!(snapshot(&f), before);
 }
 
 #[test]
 fn guest_without_db_grant_can_do_nothing() {
-    let f = Fixture::new();
+    let f = fixture();
     let nogrant = f.guest("nogrant");
     assert_code(
         query(&nogrant, "SELECT 1", &[]),
@@ -221,8 +174,8 @@ fn guest_without_db_grant_can_do_nothing() {
 
 #[test]
 fn hostile_statements_get_their_code_and_change_nothing() {
-    let f = Fixture::new();
-    let before = f.snapshot();
+    let f = fixture();
+    let before = snapshot(&f);
     let writer = f.guest("writer");
     let cases: &[(&str, bool, ErrorCode, &str)] = &[
         (
@@ -372,13 +325,13 @@ fn hostile_statements_get_their_code_and_change_nothing() {
             e.message
         );
     }
-    assert_eq!(f.snapshot(), before, "the database changed");
+    assert_eq!(snapshot(&f), before, "the database changed");
     assert_eq!(before.2, "ok");
 }
 
 #[test]
 fn oversized_sql_and_wrong_parameter_counts_are_invalid_input() {
-    let f = Fixture::new();
+    let f = fixture();
     let reader = f.guest("reader");
     let long = format!("SELECT 1 -- {}", "x".repeat(70 * 1024));
     assert_code(
@@ -400,21 +353,21 @@ fn oversized_sql_and_wrong_parameter_counts_are_invalid_input() {
 
 #[test]
 fn parameters_are_bound_never_spliced() {
-    let f = Fixture::new();
-    let before = f.snapshot();
+    let f = fixture();
+    let before = snapshot(&f);
     let reader = f.guest("reader");
-    let rows = ok(query(
+    let rows = json(query(
         &reader,
         "SELECT count(*) FROM customers WHERE name = ?",
         &["t:x' OR '1'='1"],
     ));
     assert_eq!(rows["rows"], json!([[0]]));
-    assert_eq!(f.snapshot(), before);
+    assert_eq!(snapshot(&f), before);
 }
 
 #[test]
 fn constraint_violation_is_conflict_without_the_sql() {
-    let f = Fixture::new();
+    let f = fixture();
     let writer = f.guest("writer");
     let e = err(execute(
         &writer,
@@ -439,8 +392,8 @@ fn constraint_violation_is_conflict_without_the_sql() {
 
 #[test]
 fn a_failing_third_statement_leaves_nothing_of_the_first_two() {
-    let f = Fixture::new();
-    let before = f.snapshot();
+    let f = fixture();
+    let before = snapshot(&f);
     let writer = f.guest("writer");
     let body = json!([
         {"sql": "INSERT INTO customers (name) VALUES (?)", "params": ["t:Linus"]},
@@ -453,7 +406,7 @@ fn a_failing_third_statement_leaves_nothing_of_the_first_two() {
     let e = err(writer.render(&req, Caller::default()).outcome);
     assert_eq!(e.code, ErrorCode::Conflict);
     assert!(e.message.starts_with("statement 3: "), "{}", e.message);
-    assert_eq!(f.snapshot(), before);
+    assert_eq!(snapshot(&f), before);
 
     // The same transaction without the bad statement commits both.
     let body = json!([
@@ -461,15 +414,15 @@ fn a_failing_third_statement_leaves_nothing_of_the_first_two() {
         {"sql": "INSERT INTO invoices (number, customer_id, issued_on) VALUES (1, last_insert_rowid(), '2026-11-26')"},
     ]);
     req.body = body.to_string().into_bytes();
-    let outcomes = ok(writer.render(&req, Caller::default()).outcome);
+    let outcomes = json(writer.render(&req, Caller::default()).outcome);
     assert_eq!(outcomes[0]["changed"], 1);
     assert_eq!(outcomes[1]["changed"], 1);
 }
 
 #[test]
 fn a_transaction_cannot_smuggle_a_denied_statement() {
-    let f = Fixture::new();
-    let before = f.snapshot();
+    let f = fixture();
+    let before = snapshot(&f);
     let writer = f.guest("writer");
     let mut req = get_with("/db/transaction", &[]);
     req.body = json!([
@@ -482,12 +435,12 @@ fn a_transaction_cannot_smuggle_a_denied_statement() {
     let e = err(writer.render(&req, Caller::default()).outcome);
     assert_eq!(e.code, ErrorCode::Denied);
     assert!(e.message.starts_with("statement 2: "), "{}", e.message);
-    assert_eq!(f.snapshot(), before);
+    assert_eq!(snapshot(&f), before);
 }
 
 #[test]
 fn a_busy_database_is_conflict() {
-    let f = Fixture::new();
+    let f = fixture();
     let writer = f.guest("writer");
     let lock = rusqlite::Connection::open(f.db_file()).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -497,7 +450,7 @@ fn a_busy_database_is_conflict() {
         "busy",
     );
     lock.execute_batch("ROLLBACK").unwrap();
-    ok(execute(
+    json(execute(
         &writer,
         "INSERT INTO customers (name) VALUES ('x')",
         &[],

@@ -6,9 +6,9 @@ mod common;
 
 use rawalite_host::capabilities::session::Caller;
 
-use common::{get_with, manifest, stderr};
+use common::{ProbeApp, assert_code, body, err, get_with, json, stderr};
 use rawalite_host::app::App;
-use rawalite_host::capabilities::{Error, ErrorCode, Request};
+use rawalite_host::capabilities::{ErrorCode, Request};
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{Guest, Outcome, Runtime};
 use serde_json::Value as Json;
@@ -62,37 +62,12 @@ timeout_ms = 600000
 files = { access = "read-write", quota = "100 MiB" }
 "#;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    manifest: PathBuf,
-    app: App,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = manifest(dir.path(), MANIFEST);
-        let runtime = Runtime::new(Some(dir.path().join("cache"))).unwrap();
-        let app = App::open(Manifest::load(&manifest).unwrap(), None, runtime).unwrap();
-        Fixture { dir, manifest, app }
-    }
-
-    fn guest(&self, name: &str) -> Guest {
-        self.app.load(name).unwrap()
-    }
-
-    /// Where a root lives on disk, for checking behind the guest's back.
-    fn root(&self, name: &str) -> PathBuf {
-        self.dir.path().join("data").join(name)
-    }
-
-    /// A directory outside every root, with a secret in it.
-    fn outside(&self) -> PathBuf {
-        let outside = self.dir.path().join("outside");
-        std::fs::create_dir_all(&outside).unwrap();
-        std::fs::write(outside.join("secret.txt"), b"top secret").unwrap();
-        outside
-    }
+/// A directory outside every root, with a secret in it.
+fn outside(f: &ProbeApp) -> PathBuf {
+    let outside = f.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), b"top secret").unwrap();
+    outside
 }
 
 fn call(guest: &Guest, route: &str, pairs: &[(&str, &str)], body: &[u8]) -> Outcome {
@@ -122,35 +97,6 @@ fn write(guest: &Guest, root: &str, path: &str, body: &[u8]) -> Outcome {
     )
 }
 
-fn bytes(outcome: Outcome) -> Vec<u8> {
-    match outcome {
-        Outcome::Response(r) => r.body,
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
-fn json(outcome: Outcome) -> Json {
-    serde_json::from_slice(&bytes(outcome)).unwrap()
-}
-
-fn err(outcome: Outcome) -> Error {
-    match outcome {
-        Outcome::Error(e) => e,
-        other => panic!("expected a guest error, got {other:?}"),
-    }
-}
-
-fn assert_code(outcome: Outcome, code: ErrorCode, needle: &str) -> Error {
-    let e = err(outcome);
-    assert_eq!(e.code, code, "{}", e.message);
-    assert!(
-        e.message.contains(needle),
-        "`{needle}` not in: {}",
-        e.message
-    );
-    e
-}
-
 /// Deterministic bytes that are not all alike.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -166,12 +112,12 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn write_read_list_remove_round_trip() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let w = f.guest("writer");
     assert_eq!(json(write(&w, "files", "a.txt", b"hello"))["bytes"], 5);
-    assert_eq!(bytes(op(&w, "read", "files", "a.txt")), b"hello");
-    bytes(op(&w, "mkdir", "files", "reports"));
-    bytes(write(
+    assert_eq!(body(op(&w, "read", "files", "a.txt")), b"hello");
+    body(op(&w, "mkdir", "files", "reports"));
+    body(write(
         &w,
         "files",
         "reports/2026-11.csv",
@@ -198,21 +144,26 @@ fn write_read_list_remove_round_trip() {
         ErrorCode::Conflict,
         "not empty",
     );
-    bytes(op(&w, "remove", "files", "reports/2026-11.csv"));
-    bytes(op(&w, "remove", "files", "reports"));
-    bytes(op(&w, "remove", "files", "a.txt"));
+    body(op(&w, "remove", "files", "reports/2026-11.csv"));
+    body(op(&w, "remove", "files", "reports"));
+    body(op(&w, "remove", "files", "a.txt"));
     assert_eq!(json(op(&w, "list", "files", "")), serde_json::json!([]));
     assert_code(
         op(&w, "read", "files", "a.txt"),
         ErrorCode::NotFound,
         "`a.txt` does not exist in root `files`",
     );
-    assert!(std::fs::read_dir(f.root("files")).unwrap().next().is_none());
+    assert!(
+        std::fs::read_dir(f.data_path("files"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }
 
 #[test]
 fn paths_that_try_to_leave_the_root_are_refused() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let w = f.guest("writer");
     let long = "x".repeat(2000);
     let deep = vec!["d"; 40].join("/");
@@ -244,14 +195,19 @@ fn paths_that_try_to_leave_the_root_are_refused() {
             e.message
         );
     }
-    assert!(std::fs::read_dir(f.root("files")).unwrap().next().is_none());
+    assert!(
+        std::fs::read_dir(f.data_path("files"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }
 
 #[test]
 fn symlinks_out_of_the_root_lead_nowhere() {
-    let f = Fixture::new();
-    let outside = f.outside();
-    let files = f.root("files");
+    let f = ProbeApp::open(MANIFEST);
+    let outside = outside(&f);
+    let files = f.data_path("files");
     std::os::unix::fs::symlink(&outside, files.join("escape")).unwrap();
     std::os::unix::fs::symlink(outside.join("secret.txt"), files.join("secret")).unwrap();
     std::os::unix::fs::symlink("../outside/secret.txt", files.join("relative")).unwrap();
@@ -264,31 +220,15 @@ fn symlinks_out_of_the_root_lead_nowhere() {
             "leads outside root `files`",
         );
     }
-    assert_code(
+    for refused in [
         op(&w, "list", "files", "escape"),
-        ErrorCode::Denied,
-        "leads outside",
-    );
-    assert_code(
         write(&w, "files", "escape/new.txt", b"pwned"),
-        ErrorCode::Denied,
-        "leads outside",
-    );
-    assert_code(
         write(&w, "files", "secret", b"pwned"),
-        ErrorCode::Denied,
-        "leads outside",
-    );
-    assert_code(
         op(&w, "mkdir", "files", "escape/sub"),
-        ErrorCode::Denied,
-        "leads outside",
-    );
-    assert_code(
         op(&w, "remove", "files", "escape/secret.txt"),
-        ErrorCode::Denied,
-        "leads outside",
-    );
+    ] {
+        assert_code(refused, ErrorCode::Denied, "leads outside");
+    }
 
     // Nothing outside changed, and the listing does not follow the links.
     assert_eq!(
@@ -306,7 +246,7 @@ fn symlinks_out_of_the_root_lead_nowhere() {
 
 #[test]
 fn ungranted_roots_get_the_same_answer_whether_they_exist_or_not() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let w = f.guest("writer");
     let existing = assert_code(op(&w, "read", "archive", "x"), ErrorCode::Denied, "");
     let missing = assert_code(op(&w, "read", "nosuch", "x"), ErrorCode::Denied, "");
@@ -337,47 +277,38 @@ fn ungranted_roots_get_the_same_answer_whether_they_exist_or_not() {
 
 #[test]
 fn read_only_roots_refuse_every_change() {
-    let f = Fixture::new();
-    std::fs::write(f.root("archive").join("old.txt"), b"kept").unwrap();
+    let f = ProbeApp::open(MANIFEST);
+    std::fs::write(f.data_path("archive").join("old.txt"), b"kept").unwrap();
     let r = f.guest("reader");
     assert_eq!(
         json(call(&r, "/paths/access", &[("root", "archive")], b"")),
         "read-only"
     );
-    assert_eq!(bytes(op(&r, "read", "archive", "old.txt")), b"kept");
-    assert_code(
+    assert_eq!(body(op(&r, "read", "archive", "old.txt")), b"kept");
+    for refused in [
         write(&r, "archive", "old.txt", b"changed"),
-        ErrorCode::Denied,
-        "read-only",
-    );
-    assert_code(
         write(&r, "archive", "new.txt", b"x"),
-        ErrorCode::Denied,
-        "read-only",
-    );
-    assert_code(
         op(&r, "remove", "archive", "old.txt"),
-        ErrorCode::Denied,
-        "read-only",
-    );
-    assert_code(
         op(&r, "mkdir", "archive", "d"),
-        ErrorCode::Denied,
-        "read-only",
-    );
+    ] {
+        assert_code(refused, ErrorCode::Denied, "read-only");
+    }
     assert_eq!(
-        std::fs::read(f.root("archive").join("old.txt")).unwrap(),
+        std::fs::read(f.data_path("archive").join("old.txt")).unwrap(),
         b"kept"
     );
-    assert_eq!(std::fs::read_dir(f.root("archive")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(f.data_path("archive")).unwrap().count(),
+        1
+    );
 }
 
 #[test]
 fn a_write_over_the_quota_is_refused_and_the_old_file_kept() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let s = f.guest("small");
     let first = pattern(6 << 10, 1);
-    bytes(write(&s, "files", "a.bin", &first));
+    body(write(&s, "files", "a.bin", &first));
     assert_code(
         write(&s, "files", "b.bin", &pattern(6 << 10, 2)),
         ErrorCode::TooLarge,
@@ -385,7 +316,7 @@ fn a_write_over_the_quota_is_refused_and_the_old_file_kept() {
     );
     // Replacing a file counts only the difference.
     let second = pattern(9 << 10, 3);
-    bytes(write(&s, "files", "a.bin", &second));
+    body(write(&s, "files", "a.bin", &second));
     let e = assert_code(
         write(&s, "files", "a.bin", &pattern(11 << 10, 4)),
         ErrorCode::TooLarge,
@@ -397,22 +328,22 @@ fn a_write_over_the_quota_is_refused_and_the_old_file_kept() {
         e.message
     );
     assert_eq!(
-        std::fs::read(f.root("files").join("a.bin")).unwrap(),
+        std::fs::read(f.data_path("files").join("a.bin")).unwrap(),
         second
     );
-    assert!(!f.root("files").join("b.bin").exists());
+    assert!(!f.data_path("files").join("b.bin").exists());
 }
 
 #[test]
 fn fifty_mebibytes_round_trip_byte_exact() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let big = f.guest("big");
     let contents = pattern(50 << 20, 7);
-    bytes(write(&big, "files", "big.bin", &contents));
-    let back = bytes(op(&big, "read", "files", "big.bin"));
+    body(write(&big, "files", "big.bin", &contents));
+    let back = body(op(&big, "read", "files", "big.bin"));
     assert!(back == contents, "the file came back different");
     assert_eq!(
-        std::fs::read(f.root("files").join("big.bin"))
+        std::fs::read(f.data_path("files").join("big.bin"))
             .unwrap()
             .len(),
         50 << 20
@@ -421,9 +352,13 @@ fn fifty_mebibytes_round_trip_byte_exact() {
 
 #[test]
 fn files_over_the_size_limit_are_too_large() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let big = f.guest("big");
-    std::fs::write(f.root("files").join("huge.bin"), vec![0u8; (64 << 20) + 1]).unwrap();
+    std::fs::write(
+        f.data_path("files").join("huge.bin"),
+        vec![0u8; (64 << 20) + 1],
+    )
+    .unwrap();
     assert_code(
         op(&big, "read", "files", "huge.bin"),
         ErrorCode::TooLarge,
@@ -433,9 +368,9 @@ fn files_over_the_size_limit_are_too_large() {
 
 #[test]
 fn odd_requests_get_clear_errors() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let w = f.guest("writer");
-    bytes(op(&w, "mkdir", "files", "d"));
+    body(op(&w, "mkdir", "files", "d"));
     assert_code(
         op(&w, "mkdir", "files", "d"),
         ErrorCode::Conflict,
@@ -456,7 +391,7 @@ fn odd_requests_get_clear_errors() {
         ErrorCode::NotFound,
         "",
     );
-    bytes(write(&w, "files", "f.txt", b"x"));
+    body(write(&w, "files", "f.txt", b"x"));
     assert_code(
         op(&w, "list", "files", "f.txt"),
         ErrorCode::InvalidInput,
@@ -471,7 +406,7 @@ fn odd_requests_get_clear_errors() {
 
 #[test]
 fn open_handles_are_capped_per_request() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let w = f.guest("writer");
     assert_eq!(
         json(call(
@@ -501,11 +436,11 @@ fn open_handles_are_capped_per_request() {
 
 #[test]
 fn stray_temporary_files_are_hidden_and_swept_at_start() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let w = f.guest("writer");
-    bytes(write(&w, "files", "kept.txt", b"kept"));
+    body(write(&w, "files", "kept.txt", b"kept"));
     std::fs::write(
-        f.root("files").join(".rawalite-tmp-deadbeef"),
+        f.data_path("files").join(".rawalite-tmp-deadbeef"),
         b"half a write",
     )
     .unwrap();
@@ -525,19 +460,19 @@ fn stray_temporary_files_are_hidden_and_swept_at_start() {
     // The next start sweeps it.
     let runtime = Runtime::new(None).unwrap();
     App::open(Manifest::load(&f.manifest).unwrap(), None, runtime).unwrap();
-    assert!(!f.root("files").join(".rawalite-tmp-deadbeef").exists());
-    assert!(f.root("files").join("kept.txt").exists());
+    assert!(!f.data_path("files").join(".rawalite-tmp-deadbeef").exists());
+    assert!(f.data_path("files").join("kept.txt").exists());
 }
 
 /// The crash test: a host writing one file over and over is killed with
 /// SIGKILL at random moments; every time, the file is one whole version.
 #[test]
 fn a_killed_writer_leaves_the_old_or_the_new_file_never_a_torn_one() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let body = pattern(256 << 10, 11);
     let body_file = f.dir.path().join("body.bin");
     std::fs::write(&body_file, &body).unwrap();
-    let target = f.root("files").join("churn.bin");
+    let target = f.data_path("files").join("churn.bin");
     // Compile the probe into the shared cache first, so the kills land in
     // the writes and not in the compile.
     f.guest("churner");
@@ -598,7 +533,7 @@ fn a_killed_writer_leaves_the_old_or_the_new_file_never_a_torn_one() {
 
 #[test]
 fn every_call_writes_one_audit_event() {
-    let f = Fixture::new();
+    let f = ProbeApp::open(MANIFEST);
     let out = Command::new(common::bin())
         .args([
             "render",
@@ -643,5 +578,5 @@ fn every_call_writes_one_audit_event() {
         !log.contains(&f.dir.path().display().to_string()),
         "a host path in the log: {log}"
     );
-    assert!(Path::new(&f.root("files").join("copy.toml")).is_file());
+    assert!(Path::new(&f.data_path("files").join("copy.toml")).is_file());
 }

@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::{get_with, manifest, rawalite, rawalite_with_stdin, stderr, stdout};
-use rawalite_host::app::App;
+use common::{
+    ProbeApp, err, get_with, json, manifest, rawalite, rawalite_with_stdin, stderr, stdout,
+};
 use rawalite_host::auth::Token;
 use rawalite_host::auth::password::Password;
+use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::capabilities::session::{Caller, SessionChange};
-use rawalite_host::capabilities::{Error, ErrorCode};
-use rawalite_host::manifest::Manifest;
-use rawalite_host::runtime::{Guest, Outcome, Rendered, Runtime};
+use rawalite_host::runtime::{Guest, Outcome, Rendered};
 use serde_json::Value as Json;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -67,44 +67,29 @@ impl std::io::Write for Writer {
     }
 }
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    app: App,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        captured_log();
-        let dir = tempfile::tempdir().unwrap();
-        let file = manifest(dir.path(), GUESTS);
-        let runtime = Runtime::new(Some(dir.path().join("cache"))).unwrap();
-        let app = App::open(Manifest::load(&file).unwrap(), None, runtime).unwrap();
-        app.auth
-            .add_user(
-                "ada",
-                Some("Ada Lovelace"),
-                &["admin".into()],
-                &Password::new(ADA_PASSWORD.into()),
-            )
-            .unwrap();
-        app.auth
-            .add_user(
-                "bob",
-                None,
-                &["staff".into()],
-                &Password::new(BOB_PASSWORD.into()),
-            )
-            .unwrap();
-        Fixture { dir, app }
-    }
-
-    fn guest(&self, name: &str) -> Guest {
-        self.app.load(name).unwrap()
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.path().join("data/rawalite.db")).unwrap()
-    }
+/// The app of [`GUESTS`], with two users: ada (admin) and bob (staff).
+fn fixture() -> ProbeApp {
+    captured_log();
+    let f = ProbeApp::open(GUESTS);
+    f.app
+        .auth
+        .add_user(
+            "ada",
+            Some("Ada Lovelace"),
+            &["admin".into()],
+            &Password::new(ADA_PASSWORD.into()),
+        )
+        .unwrap();
+    f.app
+        .auth
+        .add_user(
+            "bob",
+            None,
+            &["staff".into()],
+            &Password::new(BOB_PASSWORD.into()),
+        )
+        .unwrap();
+    f
 }
 
 fn login(guest: &Guest, username: &str, password: &str, client: Option<IpAddr>) -> Rendered {
@@ -128,20 +113,6 @@ fn as_caller(guest: &Guest, route: &str, caller: Caller) -> Outcome {
     guest.render(&get_with(route, &[]), caller).outcome
 }
 
-fn json(outcome: Outcome) -> Json {
-    match outcome {
-        Outcome::Response(r) => serde_json::from_slice(&r.body).unwrap(),
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
-fn err(outcome: Outcome) -> Error {
-    match outcome {
-        Outcome::Error(e) => e,
-        other => panic!("expected a guest error, got {other:?}"),
-    }
-}
-
 fn token(rendered: &Rendered) -> Token {
     match &rendered.session {
         SessionChange::SignedIn(token) => token.clone(),
@@ -149,7 +120,7 @@ fn token(rendered: &Rendered) -> Token {
     }
 }
 
-fn signed_in(f: &Fixture, token: &Token) -> Caller {
+fn signed_in(f: &ProbeApp, token: &Token) -> Caller {
     let signed = f.app.auth.resolve(token).expect("the session is live");
     Caller {
         user: Some(signed.user),
@@ -160,7 +131,7 @@ fn signed_in(f: &Fixture, token: &Token) -> Caller {
 
 #[test]
 fn a_correct_login_opens_a_session_the_guest_never_sees() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let rendered = login(&open, "ADA", ADA_PASSWORD, None);
     let token = token(&rendered);
@@ -195,7 +166,7 @@ fn a_correct_login_opens_a_session_the_guest_never_sees() {
 
 #[test]
 fn wrong_password_and_unknown_user_answer_the_same() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let checks = f.app.auth.hash_checks();
     let wrong = err(login(&open, "ada", "not the password at all", None).outcome);
@@ -217,7 +188,7 @@ fn wrong_password_and_unknown_user_answer_the_same() {
 
 #[test]
 fn the_sixth_rapid_failure_is_refused_without_a_hash_check() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let client: IpAddr = "192.0.2.7".parse().unwrap();
     for _ in 0..5 {
@@ -256,7 +227,7 @@ fn the_sixth_rapid_failure_is_refused_without_a_hash_check() {
 
 #[test]
 fn logout_and_password_changes_end_sessions() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let first = token(&login(&open, "ada", ADA_PASSWORD, None));
     let second = token(&login(&open, "ada", ADA_PASSWORD, None));
@@ -287,7 +258,7 @@ fn logout_and_password_changes_end_sessions() {
 
 #[test]
 fn signing_in_again_replaces_the_old_session() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let old = token(&login(&open, "bob", BOB_PASSWORD, None));
     let mut req = get_with("/session/login", &[]);
@@ -304,7 +275,7 @@ fn signing_in_again_replaces_the_old_session() {
 
 #[test]
 fn idle_and_absolute_expiry_end_sessions() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let idle = token(&login(&open, "ada", ADA_PASSWORD, None));
     let old = token(&login(&open, "bob", BOB_PASSWORD, None));
@@ -346,7 +317,7 @@ fn idle_and_absolute_expiry_end_sessions() {
 
 #[test]
 fn require_login_and_roles_are_enforced_before_the_guest_runs() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let members = f.guest("members");
     let admins = f.guest("admins");
@@ -376,7 +347,7 @@ fn require_login_and_roles_are_enforced_before_the_guest_runs() {
 
 #[test]
 fn a_db_grant_never_reaches_users_or_sessions() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     token(&login(&open, "ada", ADA_PASSWORD, None));
     for sql in [
@@ -548,7 +519,7 @@ fn render_as_a_user_and_login_from_the_command_line() {
 /// from the binary): no password and no token may appear anywhere.
 #[test]
 fn no_password_or_token_is_ever_logged() {
-    let f = Fixture::new();
+    let f = fixture();
     let open = f.guest("open");
     let mut secrets = vec![
         ADA_PASSWORD.to_owned(),

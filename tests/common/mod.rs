@@ -3,7 +3,10 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
-use rawalite_host::capabilities::Request;
+use rawalite_host::app::App;
+use rawalite_host::capabilities::{Error, ErrorCode, Request};
+use rawalite_host::manifest::Manifest;
+use rawalite_host::runtime::{Guest, Outcome, Runtime};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -87,6 +90,83 @@ pub fn manifest(dir: &Path, guests: &str) -> PathBuf {
     );
     std::fs::write(&file, text).expect("write the manifest");
     file
+}
+
+/// An app in a temporary directory, opened in-process with a private
+/// compile cache: its manifest has the given `[[guest]]` tables (see
+/// [`manifest`]) and its data lives in `dir/data`.
+pub struct ProbeApp {
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+    pub app: App,
+}
+
+impl ProbeApp {
+    pub fn open(guests: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest(dir.path(), guests);
+        let runtime = Runtime::new(Some(dir.path().join("cache"))).unwrap();
+        let app = App::open(Manifest::load(&manifest).unwrap(), None, runtime).unwrap();
+        ProbeApp { dir, manifest, app }
+    }
+
+    pub fn guest(&self, name: &str) -> Guest {
+        self.app.load(name).unwrap()
+    }
+
+    /// A path in the data directory (where roots live by default), for
+    /// checking behind the guests' backs.
+    pub fn data_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("data").join(name)
+    }
+
+    pub fn db_file(&self) -> PathBuf {
+        self.data_path("rawalite.db")
+    }
+
+    /// A connection of the test's own to the database.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_file()).unwrap()
+    }
+}
+
+/// The body of the response `outcome` must be.
+pub fn body(outcome: Outcome) -> Vec<u8> {
+    match outcome {
+        Outcome::Response(r) => r.body,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+/// The JSON body of the response `outcome` must be.
+pub fn json(outcome: Outcome) -> serde_json::Value {
+    serde_json::from_slice(&body(outcome)).unwrap()
+}
+
+/// The guest error `outcome` must be.
+pub fn err(outcome: Outcome) -> Error {
+    match outcome {
+        Outcome::Error(e) => e,
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+}
+
+/// Asserts a guest error with `code` whose message contains `needle` and
+/// shows no host path.
+pub fn assert_code(outcome: Outcome, code: ErrorCode, needle: &str) -> Error {
+    let e = err(outcome);
+    assert_eq!(e.code, code, "{}", e.message);
+    assert!(
+        e.message.contains(needle),
+        "`{needle}` not in: {}",
+        e.message
+    );
+    assert!(
+        !e.message.contains("/tmp"),
+        "a host path leaked: {}",
+        e.message
+    );
+    e
 }
 
 /// `path?k=v&…` with the values percent-encoded, for the command line.
