@@ -43,6 +43,19 @@ fn guests_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
 }
 
+/// An app in `dir` whose manifest is `[app]` plus `rest`.
+fn bench_app(dir: &Path, rest: &str) -> App {
+    let manifest = dir.join("rawalite.toml");
+    std::fs::write(&manifest, format!("[app]\nname = \"bench\"\n{rest}"))
+        .expect("write the manifest");
+    App::open(
+        Manifest::load(&manifest).expect("manifest"),
+        None,
+        Runtime::new(None).expect("runtime"),
+    )
+    .expect("app")
+}
+
 fn render(c: &mut Criterion) {
     let wasm = guests_dir().join("hello.wasm");
     let runtime = Runtime::new(None).expect("runtime");
@@ -66,21 +79,13 @@ fn render(c: &mut Criterion) {
 
 fn db_query(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("rawalite.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[app]\nname = \"bench\"\n[[guest]]\nname = \"customers\"\ncomponent = \"{}\"\n[guest.db]\nread = [\"customers\"]\n",
+    let app = bench_app(
+        dir.path(),
+        &format!(
+            "[[guest]]\nname = \"customers\"\ncomponent = \"{}\"\n[guest.db]\nread = [\"customers\"]\n",
             guests_dir().join("bench-customers.wasm").display()
         ),
-    )
-    .expect("write the manifest");
-    let app = App::open(
-        Manifest::load(&manifest).expect("manifest"),
-        None,
-        Runtime::new(None).expect("runtime"),
-    )
-    .expect("app");
+    );
     let conn = rusqlite::Connection::open(app.database.path()).expect("open");
     for i in 0..20 {
         conn.execute(
@@ -121,21 +126,13 @@ fn db_query(c: &mut Criterion) {
 
 fn paths(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("rawalite.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[app]\nname = \"bench\"\n[paths]\nfiles = \"files\"\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\n[guest.paths]\nfiles = {{ access = \"read-write\", quota = \"1 GiB\" }}\n",
+    let app = bench_app(
+        dir.path(),
+        &format!(
+            "[paths]\nfiles = \"files\"\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\n[guest.paths]\nfiles = {{ access = \"read-write\", quota = \"1 GiB\" }}\n",
             guests_dir().join("probe.wasm").display()
         ),
-    )
-    .expect("write the manifest");
-    let app = App::open(
-        Manifest::load(&manifest).expect("manifest"),
-        None,
-        Runtime::new(None).expect("runtime"),
-    )
-    .expect("app");
+    );
     let probe = app.load("probe").expect("probe");
     let files = dir.path().join("data/files");
 
