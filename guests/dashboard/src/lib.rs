@@ -39,20 +39,7 @@ impl Renderer for Dashboard {
             @if recent.rows.is_empty() {
                 p.empty { "No invoices yet. " a href="/invoices/new" { "Create the first one" } "." }
             } @else {
-                table {
-                    thead { tr { th { "No." } th { "Customer" } th { "Issued" } th { "Status" } th.num { "Total" } } }
-                    tbody {
-                        @for r in recent.records() {
-                            tr {
-                                td { a href={ "/invoices/" (r.int("id")) } { (r.int("number")) } }
-                                td { (r.text("name")) }
-                                td { (r.text("issued_on")) }
-                                td { span class={ "status " (r.text("status")) } { (r.text("status")) } }
-                                td.num { (ui::money(r.int("total_cents"))) }
-                            }
-                        }
-                    }
-                }
+                (ui::invoice_table(recent.records()))
             }
         };
         Ok(ui::page(&req, "Dashboard", body))

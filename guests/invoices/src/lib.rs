@@ -249,20 +249,7 @@ fn list(req: &Request) -> Result<Response, Error> {
         @if rows.rows.is_empty() {
             p.empty { "No invoices yet." }
         } @else {
-            table {
-                thead { tr { th { "No." } th { "Customer" } th { "Issued" } th { "Status" } th.num { "Total" } } }
-                tbody {
-                    @for r in rows.records().take(PAGE as usize) {
-                        tr {
-                            td { a href={ "/invoices/" (r.int("id")) } { (r.int("number")) } }
-                            td { (r.text("name")) }
-                            td { (r.text("issued_on")) }
-                            td { span class={ "status " (r.text("status")) } { (r.text("status")) } }
-                            td.num { (ui::money(r.int("total_cents"))) }
-                        }
-                    }
-                }
-            }
+            (ui::invoice_table(rows.records().take(PAGE as usize)))
             nav.pager {
                 @if page > 0 { a href={ "/invoices?page=" (page - 1) } { "← Newer" } }
                 @if more { a href={ "/invoices?page=" (page + 1) } { "Older →" } }

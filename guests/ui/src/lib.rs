@@ -1,9 +1,9 @@
 //! The demo app's shared look: the page layout with its navigation, form
-//! fields with their errors, and money in integer cents. Every demo guest
+//! fields with their errors, the invoice table, and money in integer cents. Every demo guest
 //! links this library; it is not a guest itself.
 
 use maud::{DOCTYPE, Markup, html};
-use rawalite_guest::{Request, Response, session};
+use rawalite_guest::{Record, Request, Response, session};
 
 /// The sections of the app, in the order the navigation shows them.
 const SECTIONS: &[(&str, &str)] = &[
@@ -93,6 +93,28 @@ pub fn notice(text: &str) -> Markup {
 
 pub fn alert(text: &str) -> Markup {
     html! { p.alert { (text) } }
+}
+
+/// A table of invoices, one row per record with the columns `id`,
+/// `number`, `name` (the customer), `issued_on`, `status` and
+/// `total_cents`: the dashboard's recent invoices and the invoice list.
+pub fn invoice_table<'a>(invoices: impl Iterator<Item = Record<'a>>) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "No." } th { "Customer" } th { "Issued" } th { "Status" } th.num { "Total" } } }
+            tbody {
+                @for r in invoices {
+                    tr {
+                        td { a href={ "/invoices/" (r.int("id")) } { (r.int("number")) } }
+                        td { (r.text("name")) }
+                        td { (r.text("issued_on")) }
+                        td { span class={ "status " (r.text("status")) } { (r.text("status")) } }
+                        td.num { (money(r.int("total_cents"))) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `123456` cents → `1,234.56`.
