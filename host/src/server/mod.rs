@@ -184,18 +184,15 @@ async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let id = page::request_id();
+    // Kept for the log line; both clones share the request's bytes.
     let method = request.method().clone();
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    let uri = request.uri().clone();
     let (status, guest, response) = respond(&server, client, request, &id).await;
     tracing::info!(
         target: "rawalite::access",
         request = %id,
         method = %method,
-        path = %target.split('?').next().unwrap_or(""),
+        path = %uri.path(),
         status = status.as_u16(),
         guest = guest.unwrap_or("-"),
         us = started.elapsed().as_micros() as u64,
@@ -218,12 +215,13 @@ async fn respond<'s>(
             page::error(refusal.status, refusal.message, id),
         );
     }
-    let path = request.uri().path().to_owned();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
     if let Some(asset) = path.strip_prefix("/static/") {
-        let response = page::static_asset(server.static_root.as_ref(), request.method(), asset, id);
+        let response = page::static_asset(server.static_root.as_ref(), &parts.method, asset, id);
         return (response.status(), None, response);
     }
-    let Some((route, guest)) = server.routes.find(&path) else {
+    let Some((route, guest)) = server.routes.find(path) else {
         let status = StatusCode::NOT_FOUND;
         return (
             status,
@@ -232,7 +230,6 @@ async fn respond<'s>(
         );
     };
     let name = guest.name();
-    let (parts, body) = request.into_parts();
     let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
     {
         Ok(Ok(body)) => body,
@@ -252,14 +249,7 @@ async fn respond<'s>(
     };
     let browser = rules::wants_html(&parts.headers);
     let token = rules::session_token(&parts.headers);
-    let guest_request = guest_request(
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        route,
-        &path,
-        body,
-    );
+    let guest_request = guest_request(&parts.method, &parts.uri, &parts.headers, route, path, body);
 
     // One permit per render: a slow guest holds one thread of the pool.
     let Ok(_permit) = server.renders.acquire().await else {
