@@ -9,7 +9,7 @@
 //! and to docs/bench-serve.svg.
 
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,12 +52,7 @@ pub fn run(root: &Path) -> Result<()> {
     let port = free_port()?;
     let mut raw = Server::start(
         "RawaLite",
-        Command::new(&rawalite)
-            .args(["serve", "--manifest"])
-            .arg(&manifest)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RAWALITE_CACHE_DIR", &cache)
-            .env("RUST_LOG", "warn"),
+        &mut rawalite_serve(&rawalite, &manifest, port, &cache),
         port,
         &work,
     )?;
@@ -130,8 +125,9 @@ pub fn run(root: &Path) -> Result<()> {
     drop(wasmtime_serve);
 
     super::step("cold start: from `rawalite serve` to the first answered request");
-    let warm = cold_start(&rawalite, &manifest, &cache)?;
-    let cold = cold_start_empty_cache(&rawalite, &manifest, &work)?;
+    let warm = cold_start(&rawalite, &manifest, std::iter::repeat_n(cache, 5))?;
+    let empty = (0..3).map(|i| work.join(format!("empty-cache-{i}")));
+    let cold = cold_start(&rawalite, &manifest, empty)?;
 
     let report = Report {
         runs,
@@ -397,19 +393,28 @@ fn long_run(server: &Server, path: &str) -> Result<(f64, f64)> {
     Ok((early, late))
 }
 
-/// Median milliseconds from spawning `rawalite serve` to a 200 for /hello.
-fn cold_start(rawalite: &Path, manifest: &Path, cache: &Path) -> Result<f64> {
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        times.push(start_once(rawalite, manifest, cache)?);
-    }
-    Ok(median(times))
+/// `rawalite serve` of `manifest` on `port` with its compile cache in
+/// `cache`, logging only warnings (the other servers log nothing either).
+fn rawalite_serve(rawalite: &Path, manifest: &Path, port: u16, cache: &Path) -> Command {
+    let mut command = Command::new(rawalite);
+    command
+        .args(["serve", "--manifest"])
+        .arg(manifest)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RAWALITE_CACHE_DIR", cache)
+        .env("RUST_LOG", "warn");
+    command
 }
 
-fn cold_start_empty_cache(rawalite: &Path, manifest: &Path, work: &Path) -> Result<f64> {
+/// Median milliseconds from spawning `rawalite serve` to a 200 for /hello,
+/// one start per compile cache in `caches`.
+fn cold_start(
+    rawalite: &Path,
+    manifest: &Path,
+    caches: impl Iterator<Item = PathBuf>,
+) -> Result<f64> {
     let mut times = Vec::new();
-    for i in 0..3 {
-        let cache = work.join(format!("empty-cache-{i}"));
+    for cache in caches {
         times.push(start_once(rawalite, manifest, &cache)?);
     }
     Ok(median(times))
@@ -418,13 +423,8 @@ fn cold_start_empty_cache(rawalite: &Path, manifest: &Path, work: &Path) -> Resu
 fn start_once(rawalite: &Path, manifest: &Path, cache: &Path) -> Result<f64> {
     let port = free_port()?;
     let started = Instant::now();
-    let mut child = Command::new(rawalite)
-        .args(["serve", "--manifest"])
-        .arg(manifest)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RAWALITE_CACHE_DIR", cache)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+    let mut child = rawalite_serve(rawalite, manifest, port, cache)
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let deadline = started + Duration::from_secs(60);
@@ -433,14 +433,11 @@ fn start_once(rawalite: &Path, manifest: &Path, cache: &Path) -> Result<f64> {
             break started.elapsed();
         }
         if Instant::now() > deadline {
+            let _ = child.kill();
             bail!("rawalite serve did not answer within 60 s");
         }
         std::thread::sleep(Duration::from_micros(500));
     };
-    // Drain what it printed so it never blocks on a full pipe, then stop.
-    if let Some(stdout) = child.stdout.take() {
-        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
-    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
