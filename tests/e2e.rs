@@ -119,11 +119,12 @@ async fn path(c: &Client) -> String {
     }
 }
 
+/// Waits until the browser is at `want`, or at `want` with a query.
 async fn wait_for_path(c: &Client, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = path(c).await;
-        if now.starts_with(want) {
+        if now == want || now.starts_with(&format!("{want}?")) {
             return;
         }
         assert!(
@@ -134,13 +135,23 @@ async fn wait_for_path(c: &Client, want: &str) {
     }
 }
 
+/// The text of the first element matching `css`, waiting for one to appear:
+/// after a form is sent, the old page may still be showing.
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = match c.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.ok(),
+            Err(_) => None,
+        };
+        match found {
+            Some(text) => return text,
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            None => panic!("no element matches {css}"),
+        }
+    }
 }
 
 fn wait_for_file(path: &Path) -> String {
