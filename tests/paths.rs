@@ -562,7 +562,7 @@ fn every_call_writes_one_audit_event() {
     for field in [
         "guest=writer",
         "capability=\"paths\"",
-        "root=files",
+        "root=\"files\"",
         "op=\"write\"",
         "path=\"copy.toml\"",
         &format!("bytes={size}"),

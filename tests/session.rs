@@ -11,7 +11,7 @@ use rawalite_host::auth::Token;
 use rawalite_host::auth::password::Password;
 use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::capabilities::session::{Caller, SessionChange};
-use rawalite_host::runtime::{Guest, Outcome, Rendered};
+use rawalite_host::runtime::{Guest, Outcome, Rendered, Stopped};
 use serde_json::Value as Json;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,6 +22,8 @@ name = "open"
 component = "{probe}"
 [guest.db]
 read = ["customers"]
+[guest.session]
+login = true
 
 [[guest]]
 name = "members"
@@ -187,7 +189,7 @@ fn wrong_password_and_unknown_user_answer_the_same() {
 }
 
 #[test]
-fn the_sixth_rapid_failure_is_refused_without_a_hash_check() {
+fn the_sixth_failure_from_one_address_is_refused_without_a_hash_check() {
     let f = fixture();
     let open = f.guest("open");
     let client: IpAddr = "192.0.2.7".parse().unwrap();
@@ -196,7 +198,7 @@ fn the_sixth_rapid_failure_is_refused_without_a_hash_check() {
         assert_eq!(e.code, ErrorCode::Unauthenticated);
     }
     let checks = f.app.auth.hash_checks();
-    // Even the right password is not checked now.
+    // Even the right password is not checked now, from that address.
     let e = err(login(&open, "bob", BOB_PASSWORD, Some(client)).outcome);
     assert_eq!(e.code, ErrorCode::Denied);
     assert!(
@@ -210,19 +212,71 @@ fn the_sixth_rapid_failure_is_refused_without_a_hash_check() {
         checks,
         "the sixth attempt checked a hash"
     );
-    // The address is blocked for other usernames too; other addresses are
-    // blocked for bob, whose name has five failures.
-    assert_eq!(
-        err(login(&open, "ada", ADA_PASSWORD, Some(client)).outcome).code,
-        ErrorCode::Denied
-    );
+    // Failures from one address never stop the right password from another
+    // (bob at home), nor another user from that address.
     let elsewhere: IpAddr = "198.51.100.1".parse().unwrap();
-    assert_eq!(
-        err(login(&open, "bob", BOB_PASSWORD, Some(elsewhere)).outcome).code,
-        ErrorCode::Denied
+    token(&login(&open, "bob", BOB_PASSWORD, Some(elsewhere)));
+    token(&login(&open, "ada", ADA_PASSWORD, Some(client)));
+}
+
+#[test]
+fn a_user_attacked_from_many_addresses_is_slowed_and_still_signs_in() {
+    let f = fixture();
+    let open = f.guest("open");
+    // Bob signed in from home once.
+    let home: IpAddr = "198.51.100.7".parse().unwrap();
+    token(&login(&open, "bob", BOB_PASSWORD, Some(home)));
+    // Twelve addresses try two passwords each.
+    for i in 0..12 {
+        let attacker: IpAddr = format!("203.0.113.{i}").parse().unwrap();
+        for _ in 0..2 {
+            let _ = login(&open, "bob", "guess guess guess", Some(attacker));
+        }
+    }
+    // Another new address gets one try, then is told to wait seconds (not
+    // minutes), without a hash being checked.
+    let first: IpAddr = "192.0.2.200".parse().unwrap();
+    let _ = login(&open, "bob", "guess guess guess", Some(first));
+    let checks = f.app.auth.hash_checks();
+    let next: IpAddr = "192.0.2.201".parse().unwrap();
+    let e = err(login(&open, "bob", BOB_PASSWORD, Some(next)).outcome);
+    assert_eq!(e.code, ErrorCode::Denied);
+    assert!(e.message.contains("seconds"), "{}", e.message);
+    assert_eq!(f.app.auth.hash_checks(), checks);
+    // From home, bob signs in at once.
+    token(&login(&open, "bob", BOB_PASSWORD, Some(home)));
+}
+
+#[test]
+fn a_guest_without_the_login_grant_can_neither_sign_in_nor_out() {
+    let f = fixture();
+    let members = f.guest("members");
+    let ada = token(&login(&f.guest("open"), "ada", ADA_PASSWORD, None));
+    let checks = f.app.auth.hash_checks();
+    let mut req = get_with("/session/login", &[]);
+    req.method = "POST".into();
+    req.body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("username", "bob")
+        .append_pair("password", BOB_PASSWORD)
+        .finish()
+        .into_bytes();
+    let e = err(members.render(&req, signed_in(&f, &ada)).outcome);
+    assert_eq!(e.code, ErrorCode::Denied);
+    assert!(
+        e.message.contains("`login = true`") && e.message.contains("[guest.session]"),
+        "{}",
+        e.message
     );
-    // Ada from elsewhere is fine, and a success clears nothing it should not.
-    token(&login(&open, "ada", ADA_PASSWORD, Some(elsewhere)));
+    assert_eq!(f.app.auth.hash_checks(), checks, "no password was checked");
+    let rendered = members.render(&get_with("/session/logout", &[]), signed_in(&f, &ada));
+    match rendered.outcome {
+        Outcome::Stopped(Stopped::Refused { message }) => {
+            assert!(message.contains("`login = true`"), "{message}")
+        }
+        other => panic!("expected the guest to be stopped, got {other:?}"),
+    }
+    assert_eq!(rendered.session, SessionChange::Unchanged);
+    assert!(f.app.auth.resolve(&ada).is_some(), "ada is still signed in");
 }
 
 #[test]

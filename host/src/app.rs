@@ -4,7 +4,7 @@
 
 use crate::auth::{Auth, Policy};
 use crate::capabilities::Grants;
-use crate::capabilities::db::GuestDb;
+use crate::capabilities::db::{DbLimits, GuestDb};
 use crate::capabilities::paths::{GuestPaths, Root};
 use crate::database::{Applied, Database};
 use crate::manifest::{GuestEntry, Manifest};
@@ -94,7 +94,11 @@ impl App {
                         self.tables.iter().cloned().collect::<Vec<_>>().join(", ")
                     );
                 }
-                Some(Arc::new(GuestDb::new(grant.clone(), self.database.clone())))
+                Some(Arc::new(GuestDb::new(
+                    grant.clone(),
+                    self.database.clone(),
+                    DbLimits::of(&entry.limits),
+                )))
             }
         };
         let paths = (!entry.paths.is_empty()).then(|| {

@@ -9,6 +9,13 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if !cli.is_server() {
+        // `rawalite audit | head` should stop quietly when `head` does, as
+        // command-line tools do. (`serve` keeps Rust's default of ignoring
+        // SIGPIPE: a client that hangs up must not stop the server.)
+        // SAFETY: called before any thread starts; SIG_DFL is always valid.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
     tracing_subscriber::fmt()

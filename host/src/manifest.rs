@@ -272,6 +272,8 @@ struct RawLimits {
     timeout_ms: Option<u64>,
     response: Option<Size>,
     handles: Option<usize>,
+    db_rows: Option<usize>,
+    db_bytes: Option<Size>,
 }
 
 impl RawLimits {
@@ -285,6 +287,7 @@ impl RawLimits {
                 ));
             }
             limits.memory = memory.0;
+            limits.db_bytes = Limits::default_db_bytes(memory.0);
         }
         if let Some(ms) = self.timeout_ms {
             if !(1..=600_000).contains(&ms) {
@@ -297,6 +300,23 @@ impl RawLimits {
         }
         if let Some(handles) = self.handles {
             limits.handles = handles;
+        }
+        if let Some(rows) = self.db_rows {
+            if rows == 0 {
+                return Err("db_rows must be at least 1".to_owned());
+            }
+            limits.db_rows = rows;
+        }
+        if let Some(bytes) = self.db_bytes {
+            // SQLite needs some memory for any statement at all, and a
+            // result must fit in the guest.
+            if bytes.0 < (1 << 20) || bytes.0 > limits.memory {
+                return Err(format!(
+                    "db_bytes must be between 1 MiB and the guest's memory ({})",
+                    ByteSize(limits.memory)
+                ));
+            }
+            limits.db_bytes = bytes.0;
         }
         Ok(limits)
     }
@@ -363,6 +383,22 @@ mod tests {
         assert_eq!(limits.memory, 256 << 20);
         assert_eq!(limits.timeout, Duration::from_millis(250));
         assert_eq!(limits.response_bytes, 1 << 20);
+        assert_eq!(limits.db_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn db_limits_follow_memory_unless_given() {
+        let guest = |limits: &str| {
+            parse(&format!(
+                "{MINIMAL}[[guest]]\nname = \"p\"\ncomponent = \"p.wasm\"\n[guest.limits]\n{limits}\n"
+            ))
+            .map(|m| m.guests[0].limits)
+        };
+        assert_eq!(guest("memory = \"8 MiB\"").unwrap().db_bytes, 4 << 20);
+        let l = guest("db_rows = 50\ndb_bytes = \"2 MiB\"").unwrap();
+        assert_eq!((l.db_rows, l.db_bytes), (50, 2 << 20));
+        let e = guest("memory = \"8 MiB\"\ndb_bytes = \"32 MiB\"").unwrap_err();
+        assert!(e.to_string().contains("db_bytes must be between"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,15 @@ impl Renderer for Probe {
                 ok()
             }
             "/spin" => spin(),
+            "/sleep" => {
+                // A guest that waits inside a host call (WASI's monotonic
+                // clock and poll), where the epoch deadline cannot reach it.
+                let ms: u64 = param(&req, "ms")?
+                    .parse()
+                    .map_err(|_| Error::invalid_input("`ms` must be a whole number"))?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(Response::json(&json!({"slept_ms": ms})))
+            }
             "/alloc" => alloc(mebibytes(&req)?),
             "/panic" => panic!("the probe was asked to panic"),
             "/big" => Ok(Response::bytes(

@@ -1,70 +1,249 @@
-//! Failed sign-ins, counted per username and per client address in a
-//! sliding window. Only failures count and a success clears the username's
-//! count, which is why this is a small window of our own rather than a
-//! request-rate limiter like governor's.
+//! Failed sign-ins, counted so that brute force is slow and a user under
+//! attack can still sign in. Three counts, each over a sliding window:
+//!
+//! - per address and user: [`Rules::pair`] failures stop that address from
+//!   trying that user again until the window has passed;
+//! - per address: [`Rules::address`] failures (any users) stop the address;
+//! - per user, from every address: past [`Rules::user`] failures the user
+//!   is *slowed* — one attempt per [`Rules::pace`] from addresses it has not
+//!   signed in from — never locked out. One address alone cannot reach this
+//!   count (its pair count stops it first), so failures from one address
+//!   never stand in the way of the right password from another.
+//!
+//! IPv6 addresses count per /64, what one client usually holds. Keys are
+//! bounded in size (a username that cannot exist shares one key) and in
+//! number; when the table is full, attempts that would need a new key are
+//! refused until old ones expire: it fails by limiting more, never less.
+//! Only failures count and a success clears its pair, which is why this is
+//! a window of our own rather than a request-rate limiter like governor's.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Keys tracked at once; past this, stale keys are dropped first and then
-/// the oldest, so a flood of names cannot grow the map without bound.
-const MAX_KEYS: usize = 100_000;
+/// How many failures each count allows in its window.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub pair: usize,
+    pub address: usize,
+    pub user: usize,
+    /// How often a slowed user may be tried from an unfamiliar address.
+    pub pace: Duration,
+    pub window: Duration,
+    /// Entries the table holds at most (counts and familiar addresses).
+    pub keys: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            pair: 5,
+            address: 20,
+            user: 10,
+            pace: Duration::from_secs(10),
+            window: Duration::from_secs(15 * 60),
+            keys: 100_000,
+        }
+    }
+}
+/// Addresses remembered per user as ones it signed in from.
+const FAMILIAR_PER_USER: usize = 8;
+/// How long a successful sign-in makes an address familiar.
+const FAMILIAR_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// A client, as the limiter counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Address(IpAddr);
+
+impl Address {
+    /// IPv4 as it is; IPv6 by its /64.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Address(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    Address(IpAddr::V6(prefix.into()))
+                }
+            },
+            v4 => Address(v4),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Pair(Address, String),
+    Address(Address),
+    User(String),
+}
+
+#[derive(Default)]
+struct Count {
+    failures: VecDeque<Instant>,
+    /// For a slowed user: when an unfamiliar address may try next.
+    next_try: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Table {
+    counts: HashMap<Key, Count>,
+    /// Per user, the addresses it signed in from and when.
+    familiar: HashMap<String, Vec<(Address, Instant)>>,
+}
+
+/// Why an attempt may not go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many failures: try again after this long.
+    Wait(Duration),
+    /// The table is full of other clients' failures; try again later.
+    Full,
+}
 
 pub struct Limiter {
-    max_failures: usize,
-    window: Duration,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    rules: Rules,
+    table: Mutex<Table>,
+}
+
+/// The key a username counts under: itself (lower-case) when it could be a
+/// user's name, else one shared key, so a key is never longer than a name.
+fn user_key(username: &str) -> String {
+    if crate::auth::check_username(username).is_ok() {
+        username.to_ascii_lowercase()
+    } else {
+        "\0invalid".to_owned()
+    }
 }
 
 impl Limiter {
-    pub fn new(max_failures: usize, window: Duration) -> Self {
+    pub fn new(rules: Rules) -> Self {
         Limiter {
-            max_failures,
-            window,
-            failures: Mutex::default(),
+            rules,
+            table: Mutex::default(),
         }
     }
 
-    /// `Some(wait)` when any key has used up its failures: how long until
-    /// the oldest of them leaves the window.
-    pub fn refused(&self, keys: &[String]) -> Option<Duration> {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `username` may be tried from `client` now. A slowed user's
+    /// turn is taken by the attempt this allows. A client the table has no
+    /// room to count is refused.
+    pub fn admit(&self, username: &str, client: Option<Address>) -> Result<(), Refusal> {
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        keys.iter()
-            .filter_map(|key| {
-                let times = failures.get_mut(key)?;
-                prune(times, now, self.window);
-                (times.len() >= self.max_failures)
-                    .then(|| self.window.saturating_sub(now - times[0]))
+        let rules = self.rules;
+        let user = user_key(username);
+        let mut table = self.table();
+        let mut wait = Duration::ZERO;
+        let mut over = |count: Option<&mut Count>, max: usize| {
+            if let Some(count) = count {
+                prune(&mut count.failures, now, rules.window);
+                if count.failures.len() >= max {
+                    wait = wait.max(rules.window.saturating_sub(now - count.failures[0]));
+                }
+            }
+        };
+        if let Some(addr) = client {
+            over(
+                table.counts.get_mut(&Key::Pair(addr, user.clone())),
+                rules.pair,
+            );
+            over(table.counts.get_mut(&Key::Address(addr)), rules.address);
+        }
+        if !wait.is_zero() {
+            return Err(Refusal::Wait(wait));
+        }
+        let familiar = client.is_some_and(|addr| {
+            table.familiar.get(&user).is_some_and(|seen| {
+                seen.iter()
+                    .any(|(a, at)| *a == addr && now - *at < FAMILIAR_FOR)
             })
-            .max()
+        });
+        if !familiar && let Some(count) = table.counts.get_mut(&Key::User(user.clone())) {
+            prune(&mut count.failures, now, rules.window);
+            if count.failures.len() >= rules.user {
+                match count.next_try {
+                    Some(next) if next > now => return Err(Refusal::Wait(next - now)),
+                    _ => count.next_try = Some(now + rules.pace),
+                }
+            }
+        }
+        let known = match client {
+            Some(addr) => table.counts.contains_key(&Key::Pair(addr, user)),
+            None => table.counts.contains_key(&Key::User(user)),
+        };
+        if !known && !self.make_room(&mut table, now) {
+            return Err(Refusal::Full);
+        }
+        Ok(())
     }
 
-    pub fn record_failure(&self, keys: &[String]) {
+    /// Counts a failed attempt. When the table is full even after dropping
+    /// expired counts, the attempt is counted where it can be and the
+    /// limiter refuses new clients until there is room.
+    pub fn failed(&self, username: &str, client: Option<Address>) {
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_KEYS {
-            failures.retain(|_, times| {
-                prune(times, now, self.window);
-                !times.is_empty()
-            });
+        let user = user_key(username);
+        let mut keys = vec![Key::User(user.clone())];
+        if let Some(addr) = client {
+            keys.push(Key::Pair(addr, user));
+            keys.push(Key::Address(addr));
         }
+        let mut table = self.table();
         for key in keys {
-            if failures.len() >= MAX_KEYS && !failures.contains_key(key) {
+            if !table.counts.contains_key(&key) && !self.make_room(&mut table, now) {
                 continue;
             }
-            let times = failures.entry(key.clone()).or_default();
-            prune(times, now, self.window);
-            times.push_back(now);
+            let count = table.counts.entry(key).or_default();
+            prune(&mut count.failures, now, self.rules.window);
+            count.failures.push_back(now);
+            // More than the largest limit is never needed.
+            let most = self.rules.pair.max(self.rules.address).max(self.rules.user);
+            while count.failures.len() > most {
+                count.failures.pop_front();
+            }
         }
     }
 
-    pub fn clear(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    /// Records a sign-in: the pair's failures are forgiven and the address
+    /// becomes familiar for the user. The address and user counts stay.
+    pub fn succeeded(&self, username: &str, client: Option<Address>) {
+        let now = Instant::now();
+        let user = user_key(username);
+        let Some(addr) = client else {
+            return;
+        };
+        let mut table = self.table();
+        table.counts.remove(&Key::Pair(addr, user.clone()));
+        if !table.familiar.contains_key(&user) && !self.make_room(&mut table, now) {
+            return;
+        }
+        let seen = table.familiar.entry(user).or_default();
+        seen.retain(|(a, _)| *a != addr);
+        seen.push((addr, now));
+        if seen.len() > FAMILIAR_PER_USER {
+            seen.remove(0);
+        }
+    }
+
+    /// Whether a new key fits, after dropping expired counts if needed.
+    fn make_room(&self, table: &mut Table, now: Instant) -> bool {
+        if table.counts.len() + table.familiar.len() < self.rules.keys {
+            return true;
+        }
+        let window = self.rules.window;
+        table.counts.retain(|_, count| {
+            prune(&mut count.failures, now, window);
+            !count.failures.is_empty() || count.next_try.is_some_and(|t| t > now)
+        });
+        table.familiar.retain(|_, seen| {
+            seen.retain(|(_, at)| now - *at < FAMILIAR_FOR);
+            !seen.is_empty()
+        });
+        table.counts.len() + table.familiar.len() < self.rules.keys
     }
 }
 
@@ -81,36 +260,130 @@ fn prune(times: &mut VecDeque<Instant>, now: Instant, window: Duration) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_sixth_attempt_after_five_failures_is_refused() {
-        let limiter = Limiter::new(5, Duration::from_secs(900));
-        let keys = ["user:ada".to_owned(), "addr:10.0.0.1".to_owned()];
-        for _ in 0..5 {
-            assert_eq!(limiter.refused(&keys), None);
-            limiter.record_failure(&keys);
+    fn addr(text: &str) -> Option<Address> {
+        Some(Address::of(text.parse().unwrap()))
+    }
+
+    fn fail(limiter: &Limiter, user: &str, client: Option<Address>, times: usize) {
+        for _ in 0..times {
+            limiter.failed(user, client);
         }
-        let wait = limiter.refused(&keys).unwrap();
-        assert!(wait > Duration::from_secs(890), "{wait:?}");
-        // The address stays blocked for another user too.
-        assert!(
-            limiter
-                .refused(&["user:bob".into(), "addr:10.0.0.1".into()])
-                .is_some()
+    }
+
+    #[test]
+    fn one_address_is_stopped_for_a_user_and_others_are_not() {
+        let limiter = Limiter::new(Rules::default());
+        let attacker = addr("192.0.2.7");
+        for _ in 0..5 {
+            assert_eq!(limiter.admit("bob", attacker), Ok(()));
+            limiter.failed("bob", attacker);
+        }
+        match limiter.admit("bob", attacker) {
+            Err(Refusal::Wait(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        // Bob from anywhere else, and the attacker for another user, may try.
+        assert_eq!(limiter.admit("bob", addr("198.51.100.1")), Ok(()));
+        assert_eq!(limiter.admit("ada", attacker), Ok(()));
+    }
+
+    #[test]
+    fn an_address_trying_many_users_is_stopped() {
+        let limiter = Limiter::new(Rules::default());
+        let attacker = addr("192.0.2.8");
+        for i in 0..20 {
+            limiter.failed(&format!("user{i}"), attacker);
+        }
+        assert!(limiter.admit("someone", attacker).is_err());
+        assert_eq!(limiter.admit("someone", addr("192.0.2.9")), Ok(()));
+    }
+
+    #[test]
+    fn a_user_attacked_from_many_addresses_is_slowed_not_locked_out() {
+        let limiter = Limiter::new(Rules::default());
+        for i in 0..10 {
+            fail(&limiter, "bob", addr(&format!("203.0.113.{i}")), 2);
+        }
+        // From an unfamiliar address: one try now, then wait the pace.
+        let fresh = addr("198.51.100.2");
+        assert_eq!(limiter.admit("bob", fresh), Ok(()));
+        match limiter.admit("bob", addr("198.51.100.3")) {
+            Err(Refusal::Wait(wait)) => assert!(wait <= Duration::from_secs(10), "{wait:?}"),
+            other => panic!("expected a short wait, got {other:?}"),
+        }
+        // From where bob signed in before: no wait at all.
+        let home = addr("198.51.100.50");
+        limiter.succeeded("bob", home);
+        assert_eq!(limiter.admit("bob", home), Ok(()));
+        assert_eq!(limiter.admit("bob", home), Ok(()));
+    }
+
+    #[test]
+    fn a_success_forgives_the_pair_but_not_the_address() {
+        let limiter = Limiter::new(Rules::default());
+        let client = addr("192.0.2.10");
+        fail(&limiter, "ada", client, 4);
+        limiter.succeeded("ada", client);
+        fail(&limiter, "ada", client, 4);
+        assert_eq!(
+            limiter.admit("ada", client),
+            Ok(()),
+            "the pair was forgiven"
         );
-        // A success clears the username, not the address.
-        limiter.clear("user:ada");
-        assert!(limiter.refused(&["user:ada".into()]).is_none());
-        assert!(limiter.refused(&["addr:10.0.0.1".into()]).is_some());
+        fail(&limiter, "ada", client, 12);
+        assert!(limiter.admit("ada", client).is_err(), "20 from one address");
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_v4_mapped_as_v4() {
+        assert_eq!(
+            Address::of("2001:db8::1".parse().unwrap()),
+            Address::of("2001:db8::ffff:1".parse().unwrap())
+        );
+        assert_ne!(
+            Address::of("2001:db8::1".parse().unwrap()),
+            Address::of("2001:db8:0:1::1".parse().unwrap())
+        );
+        assert_eq!(
+            Address::of("::ffff:192.0.2.1".parse().unwrap()),
+            Address::of("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn names_that_cannot_exist_share_one_key() {
+        assert_eq!(user_key(&"x".repeat(10_000)), user_key("a b"));
+        assert_eq!(user_key("Ada"), "ada");
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_clients_and_keeps_counting_known_ones() {
+        let limiter = Limiter::new(Rules {
+            keys: 30,
+            ..Rules::default()
+        });
+        // 1 user, 14 pairs and 14 addresses; then ada's user key fills it.
+        for i in 0..14 {
+            limiter.failed("bob", addr(&format!("192.0.2.{i}")));
+        }
+        fail(&limiter, "ada", addr("192.0.2.100"), 1);
+        assert_eq!(
+            limiter.admit("carol", addr("198.51.100.9")),
+            Err(Refusal::Full)
+        );
+        assert_eq!(limiter.admit("bob", addr("192.0.2.3")), Ok(()));
     }
 
     #[test]
     fn failures_leave_the_window() {
-        let limiter = Limiter::new(2, Duration::from_millis(50));
-        let keys = ["user:x".to_owned()];
-        limiter.record_failure(&keys);
-        limiter.record_failure(&keys);
-        assert!(limiter.refused(&keys).is_some());
+        let limiter = Limiter::new(Rules {
+            window: Duration::from_millis(50),
+            ..Rules::default()
+        });
+        let client = addr("192.0.2.11");
+        fail(&limiter, "bob", client, 5);
+        assert!(limiter.admit("bob", client).is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(limiter.refused(&keys).is_none());
+        assert_eq!(limiter.admit("bob", client), Ok(()));
     }
 }

@@ -1,22 +1,25 @@
 //! Users, passwords and sessions, kept in the host's own `users` and
 //! `sessions` tables, which no guest can reach. Owns: checking a password
-//! (argon2id, rate-limited), creating and resolving session tokens (256-bit,
-//! stored only as SHA-256), expiry and revocation. Refuses: unknown users and
-//! wrong passwords alike, and every attempt past the failure limit.
+//! (argon2id, limited by [`limiter`]), creating and resolving session tokens
+//! (256-bit, stored only as SHA-256), expiry, sweeping and revocation.
+//! Refuses: unknown users and wrong passwords alike, and every attempt the
+//! limiter holds back. A sign-in made for a request never waits on the
+//! database past that request's deadline.
 
 pub mod limiter;
 pub mod password;
 
 use crate::database::Database;
 use anyhow::{Context, Result, bail};
+use limiter::{Address, Refusal};
 use password::Password;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
 /// How long sessions live and how hard sign-ins are limited.
@@ -26,9 +29,8 @@ pub struct Policy {
     pub idle: Duration,
     /// A session older than this is gone, used or not.
     pub absolute: Duration,
-    /// Failed sign-ins per username, and per client address, in `window`.
-    pub max_failures: usize,
-    pub window: Duration,
+    /// How failed sign-ins are counted and held back.
+    pub limits: limiter::Rules,
 }
 
 impl Default for Policy {
@@ -36,8 +38,7 @@ impl Default for Policy {
         Policy {
             idle: Duration::from_secs(30 * 60),
             absolute: Duration::from_secs(12 * 60 * 60),
-            max_failures: 5,
-            window: Duration::from_secs(15 * 60),
+            limits: limiter::Rules::default(),
         }
     }
 }
@@ -93,6 +94,8 @@ pub enum LoginError {
     BadCredentials,
     /// Too many failures; try again after this long.
     RateLimited(Duration),
+    /// The database stayed busy until the request's deadline.
+    Busy,
     /// The host could not do it; the log has why.
     Internal,
 }
@@ -105,18 +108,21 @@ pub struct Signed {
 }
 
 pub struct Auth {
-    conn: Mutex<Connection>,
+    conn: parking_lot::Mutex<Connection>,
     policy: Policy,
     limiter: limiter::Limiter,
     hash_checks: AtomicU64,
 }
 
+/// While the sign-in limiter is full, a new client is told to wait this long.
+const FULL_WAIT: Duration = Duration::from_secs(60);
+
 impl Auth {
     pub fn new(database: &Database, policy: Policy) -> Result<Arc<Self>> {
         let conn = database.connect(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         Ok(Arc::new(Auth {
-            conn: Mutex::new(conn),
-            limiter: limiter::Limiter::new(policy.max_failures, policy.window),
+            conn: parking_lot::Mutex::new(conn),
+            limiter: limiter::Limiter::new(policy.limits),
             policy,
             hash_checks: AtomicU64::new(0),
         }))
@@ -131,8 +137,18 @@ impl Auth {
         self.hash_checks.load(Ordering::Relaxed)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.conn.lock()
+    }
+
+    /// The connection, waited for and then busy-waiting on the database no
+    /// later than `deadline`.
+    fn conn_until(&self, deadline: Instant) -> Option<parking_lot::MutexGuard<'_, Connection>> {
+        let conn = self.conn.try_lock_until(deadline)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        conn.busy_timeout(left.min(crate::database::BUSY_TIMEOUT))
+            .ok()?;
+        Some(conn)
     }
 
     // ---- users -------------------------------------------------------
@@ -235,21 +251,21 @@ impl Auth {
         username: &str,
         password: &Password,
         client: Option<IpAddr>,
+        deadline: Instant,
     ) -> Result<Signed, LoginError> {
-        let user_key = format!("user:{}", username.to_lowercase());
-        let mut keys = vec![user_key.clone()];
-        if let Some(addr) = client {
-            keys.push(format!("addr:{addr}"));
-        }
-        if let Some(wait) = self.limiter.refused(&keys) {
-            return Err(LoginError::RateLimited(wait));
+        let client = client.map(Address::of);
+        match self.limiter.admit(username, client) {
+            Ok(()) => {}
+            Err(Refusal::Wait(wait)) => return Err(LoginError::RateLimited(wait)),
+            Err(Refusal::Full) => return Err(LoginError::RateLimited(FULL_WAIT)),
         }
         let internal = |e: &dyn fmt::Display| {
             tracing::error!(error = %e, "sign-in failed inside the host");
             LoginError::Internal
         };
         let found: Option<(User, String)> = self
-            .conn()
+            .conn_until(deadline)
+            .ok_or(LoginError::Busy)?
             .query_row(
                 &format!("{USER_COLUMNS_WITH_HASH} WHERE username = ?"),
                 [username],
@@ -268,21 +284,26 @@ impl Auth {
         };
         match found {
             Some((user, _)) if matches && !user.disabled => {
-                self.limiter.clear(&user_key);
-                let token = self.open_session(user.id).map_err(|e| internal(&e))?;
+                self.limiter.succeeded(username, client);
+                let token = self.open_session(user.id, deadline)?;
                 Ok(Signed { user, token })
             }
             _ => {
-                self.limiter.record_failure(&keys);
+                self.limiter.failed(username, client);
                 Err(LoginError::BadCredentials)
             }
         }
     }
 
-    fn open_session(&self, user_id: i64) -> Result<Token> {
-        let token = Token::generate()?;
+    fn open_session(&self, user_id: i64, deadline: Instant) -> Result<Token, LoginError> {
+        let internal = |e: &dyn fmt::Display| {
+            tracing::error!(error = %e, "opening a session failed");
+            LoginError::Internal
+        };
+        let token = Token::generate().map_err(|e| internal(&e))?;
         let now = now();
-        self.conn().execute(
+        let conn = self.conn_until(deadline).ok_or(LoginError::Busy)?;
+        let inserted = conn.execute(
             "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)",
             params![
                 token.hash().as_slice(),
@@ -291,8 +312,16 @@ impl Auth {
                 now,
                 now + self.policy.absolute.as_secs() as i64
             ],
-        )?;
-        Ok(token)
+        );
+        match inserted {
+            Ok(_) => Ok(token),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Err(LoginError::Busy)
+            }
+            Err(e) => Err(internal(&e)),
+        }
     }
 
     /// The user of a session token, if the session exists, has not expired
@@ -333,11 +362,15 @@ impl Auth {
             return None;
         }
         let idle = self.policy.idle.as_secs() as i64;
+        // These writes are best effort: they do not wait for another
+        // writer (a guest's transaction), and a later request retries.
+        let _ = conn.busy_timeout(Duration::ZERO);
         if now >= expires || now - last_seen >= idle || user.disabled {
             let _ = conn.execute(
                 "DELETE FROM sessions WHERE token_hash = ?",
                 [hash.as_slice()],
             );
+            let _ = conn.busy_timeout(crate::database::BUSY_TIMEOUT);
             return None;
         }
         // Touch at most once a minute: a write per request would cost an
@@ -348,20 +381,37 @@ impl Auth {
                 params![now, hash.as_slice()],
             );
         }
+        let _ = conn.busy_timeout(crate::database::BUSY_TIMEOUT);
         Some(Signed {
             user,
             token: token.clone(),
         })
     }
 
-    /// Ends a session.
-    pub fn logout(&self, token: &Token) {
-        if let Err(e) = self.conn().execute(
+    /// Ends a session, waiting for the database no later than `deadline`.
+    pub fn logout(&self, token: &Token, deadline: Instant) {
+        let Some(conn) = self.conn_until(deadline) else {
+            tracing::error!("ending a session failed: the user database was busy");
+            return;
+        };
+        if let Err(e) = conn.execute(
             "DELETE FROM sessions WHERE token_hash = ?",
             [token.hash().as_slice()],
         ) {
             tracing::error!(error = %e, "ending a session failed");
         }
+    }
+
+    /// Deletes the sessions that have expired (idle or absolute); returns
+    /// how many. `resolve` refuses them anyway; this keeps the table from
+    /// growing with sessions nobody comes back to.
+    pub fn sweep_expired(&self) -> Result<usize> {
+        let now = now();
+        let idle = self.policy.idle.as_secs() as i64;
+        Ok(self.conn().execute(
+            "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2",
+            params![now, idle],
+        )?)
     }
 }
 

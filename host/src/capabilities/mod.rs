@@ -5,9 +5,12 @@
 //! trait generated from `wit/`. Adding a capability means one WIT interface
 //! and one module here; nothing else changes.
 
+mod call;
 pub mod db;
 pub mod paths;
 pub mod session;
+
+pub use call::{AUDIT_EVENTS, Call, CallError, DeadlineReached, Refused};
 
 use crate::runtime::GuestState;
 use std::sync::Arc;
@@ -17,6 +20,12 @@ use wasmtime::component::{HasSelf, Linker};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "renderer",
+    // Every call may stop the guest (a deadline, a refused call), and a
+    // call's `types.error` comes back as `CallError::Guest`.
+    imports: { default: trappable },
+    trappable_error_type: {
+        "rawalite:bridge/types.error" => CallError,
+    },
     with: {
         "rawalite:bridge/paths.root": paths::RootHandle,
     },
@@ -29,33 +38,72 @@ pub use rawalite::bridge::types::ErrorCode;
 /// Links every capability into `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     rawalite::bridge::types::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)?;
-    rawalite::bridge::db::add_to_linker::<GuestState, db::Db>(linker, |s| &mut s.db)?;
+    rawalite::bridge::db::add_to_linker::<GuestState, db::Db>(linker, |s| db::View {
+        state: &mut s.db,
+        call: &mut s.call,
+    })?;
     rawalite::bridge::paths::add_to_linker::<GuestState, paths::Paths>(linker, |s| paths::View {
         state: &mut s.paths,
         table: &mut s.table,
+        call: &mut s.call,
     })?;
     rawalite::bridge::session::add_to_linker::<GuestState, session::Session>(linker, |s| {
-        &mut s.session
+        session::View {
+            state: &mut s.session,
+            call: &mut s.call,
+        }
     })?;
     Ok(())
 }
 
-impl rawalite::bridge::types::Host for GuestState {}
+/// A call's `types.error` goes back to the guest; anything else stops it.
+fn convert_error(error: CallError) -> wasmtime::Result<Error> {
+    match error {
+        CallError::Guest(e) => Ok(e),
+        CallError::Stop(e) => Err(e),
+    }
+}
+
+impl rawalite::bridge::types::Host for GuestState {
+    fn convert_error(&mut self, error: CallError) -> wasmtime::Result<Error> {
+        convert_error(error)
+    }
+}
+
+impl rawalite::bridge::types::Host for db::View<'_> {
+    fn convert_error(&mut self, error: CallError) -> wasmtime::Result<Error> {
+        convert_error(error)
+    }
+}
+
+impl rawalite::bridge::types::Host for paths::View<'_> {
+    fn convert_error(&mut self, error: CallError) -> wasmtime::Result<Error> {
+        convert_error(error)
+    }
+}
+
+impl rawalite::bridge::types::Host for session::View<'_> {
+    fn convert_error(&mut self, error: CallError) -> wasmtime::Result<Error> {
+        convert_error(error)
+    }
+}
 
 /// What one guest is granted, resolved once at load. Nothing by default.
 #[derive(Clone, Default)]
 pub struct Grants {
     pub db: Option<Arc<db::GuestDb>>,
     pub paths: Option<Arc<paths::GuestPaths>>,
-    /// What a request needs before the guest runs.
+    /// What a request needs before the guest runs, and whether it may sign
+    /// users in and out.
     pub session: session::SessionGrant,
     /// The user database behind `session`; none when the host has no data
     /// directory (a component rendered on its own).
     pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
-/// Each capability's state for one request of `guest`.
+/// Each capability's state for one request.
 pub(crate) struct RequestStates {
+    pub call: Call,
     pub db: db::State,
     pub paths: paths::State,
     pub session: session::State,
@@ -66,12 +114,14 @@ impl Grants {
         &self,
         guest: &Arc<str>,
         deadline: Instant,
+        memory: u64,
         caller: session::Caller,
     ) -> RequestStates {
         RequestStates {
-            db: db::State::new(guest.clone(), self.db.clone(), deadline),
-            paths: paths::State::new(guest.clone(), self.paths.clone()),
-            session: session::State::new(guest.clone(), self.auth.clone(), caller),
+            call: Call::new(guest.clone(), deadline),
+            db: db::State::new(self.db.clone()),
+            paths: paths::State::new(self.paths.clone(), memory),
+            session: session::State::new(self.auth.clone(), self.session.login, caller),
         }
     }
 }
@@ -82,6 +132,12 @@ impl Error {
             code,
             message: message.into(),
         }
+    }
+}
+
+impl From<wasmtime::Error> for CallError {
+    fn from(e: wasmtime::Error) -> Self {
+        CallError::Stop(e)
     }
 }
 

@@ -2,10 +2,12 @@
 //! roles, and signing in and out through the host. The host checks the
 //! password, opens the session and sets the cookie; the token never enters
 //! the guest. `[guest.session]` can require a signed-in user, or a role,
-//! before the guest runs at all.
+//! before the guest runs at all; only a guest granted `login = true` may
+//! sign anyone in or out (a guest that could would otherwise be a password
+//! form for any account, and could sign a victim into another).
 
 use super::rawalite::bridge::session::{Host, User};
-use super::{Error, ErrorCode};
+use super::{Call, CallError, Error, ErrorCode, Refused};
 use crate::auth::password::Password;
 use crate::auth::{self, Auth, LoginError, Token};
 use serde::Deserialize;
@@ -14,14 +16,21 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::HasData;
 
-/// Links `session` to a request's [`State`].
+/// Links `session` to a request's [`View`].
 pub struct Session;
 
 impl HasData for Session {
-    type Data<'a> = &'a mut State;
+    type Data<'a> = View<'a>;
 }
 
-/// `[guest.session]`: what a request needs before this guest runs.
+/// What a `session` call works with: the request's state and its calls.
+pub struct View<'a> {
+    pub(crate) state: &'a mut State,
+    pub(crate) call: &'a mut Call,
+}
+
+/// `[guest.session]`: what a request needs before this guest runs, and
+/// whether the guest may sign users in and out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionGrant {
@@ -31,7 +40,13 @@ pub struct SessionGrant {
     /// Refuse users with none of these roles (`denied`); empty means any.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// May call `session.login` and `session.logout` (the sign-in screen).
+    #[serde(default)]
+    pub login: bool,
 }
+
+/// What a guest without `login = true` is told.
+const NO_LOGIN_GRANT: &str = "this guest may not sign users in or out: add `login = true` to its [guest.session] in the manifest";
 
 impl SessionGrant {
     /// Whether a request from `user` may run this guest.
@@ -79,32 +94,39 @@ pub enum SessionChange {
 
 /// What one request's `session` calls work with.
 pub struct State {
-    guest: Arc<str>,
     auth: Option<Arc<Auth>>,
+    /// Whether the guest may sign users in and out.
+    may_login: bool,
     caller: Caller,
     pub(crate) change: SessionChange,
 }
 
 impl State {
-    pub(crate) fn new(guest: Arc<str>, auth: Option<Arc<Auth>>, caller: Caller) -> Self {
+    pub(crate) fn new(auth: Option<Arc<Auth>>, may_login: bool, caller: Caller) -> Self {
         State {
-            guest,
             auth,
+            may_login,
             caller,
             change: SessionChange::Unchanged,
         }
     }
+}
 
-    fn audit(&self, op: &str, username: Option<&str>, outcome: &str, started: Instant) {
-        tracing::info!(
-            target: "rawalite::audit",
-            guest = %self.guest,
-            capability = "session",
-            op,
-            username = username.unwrap_or(""),
-            outcome,
-            us = started.elapsed().as_micros() as u64,
-        );
+impl View<'_> {
+    /// One audit event; the username comes from the guest, so it is
+    /// written escaped.
+    fn audit(&mut self, op: &str, username: Option<&str>, outcome: &str, started: Instant) {
+        if self.call.audit() {
+            tracing::info!(
+                target: "rawalite::audit",
+                guest = %self.call.guest,
+                capability = "session",
+                op,
+                username = ?username.unwrap_or(""),
+                outcome,
+                us = started.elapsed().as_micros() as u64,
+            );
+        }
     }
 }
 
@@ -117,38 +139,51 @@ fn to_wit(user: &auth::User) -> User {
     }
 }
 
-impl Host for State {
-    fn current(&mut self) -> Option<User> {
-        self.caller.user.as_ref().map(to_wit)
+impl Host for View<'_> {
+    fn current(&mut self) -> wasmtime::Result<Option<User>> {
+        self.call.begin()?;
+        Ok(self.state.caller.user.as_ref().map(to_wit))
     }
 
-    fn has_role(&mut self, role: String) -> bool {
-        self.caller
+    fn has_role(&mut self, role: String) -> wasmtime::Result<bool> {
+        self.call.begin()?;
+        Ok(self
+            .state
+            .caller
             .user
             .as_ref()
-            .is_some_and(|u| u.roles.contains(&role))
+            .is_some_and(|u| u.roles.contains(&role)))
     }
 
-    fn login(&mut self, username: String, password: String) -> Result<User, Error> {
-        let started = Instant::now();
+    fn login(&mut self, username: String, password: String) -> Result<User, CallError> {
+        let started = self.call.begin()?;
         let password = Password::new(password);
-        let Some(auth) = self.auth.clone() else {
+        if !self.state.may_login {
+            self.audit("login", Some(&username), "denied", started);
+            return Err(Error::new(ErrorCode::Denied, NO_LOGIN_GRANT).into());
+        }
+        let Some(auth) = self.state.auth.clone() else {
             self.audit("login", Some(&username), "unavailable", started);
-            return Err(Error::new(
-                ErrorCode::Unavailable,
-                "this host has no user database",
-            ));
+            return Err(
+                Error::new(ErrorCode::Unavailable, "this host has no user database").into(),
+            );
         };
-        match auth.login(&username, &password, self.caller.client) {
+        let state = &mut *self.state;
+        match auth.login(
+            &username,
+            &password,
+            state.caller.client,
+            self.call.deadline,
+        ) {
             Ok(signed) => {
                 // A new token at every sign-in; the old session ends.
-                if let Some(old) = self.caller.token.take() {
-                    auth.logout(&old);
+                if let Some(old) = state.caller.token.take() {
+                    auth.logout(&old, self.call.deadline);
                 }
                 let user = to_wit(&signed.user);
+                state.caller.user = Some(signed.user.clone());
+                state.change = SessionChange::SignedIn(signed.token);
                 self.audit("login", Some(&signed.user.username), "ok", started);
-                self.caller.user = Some(signed.user);
-                self.change = SessionChange::SignedIn(signed.token);
                 Ok(user)
             }
             Err(e) => {
@@ -157,12 +192,11 @@ impl Host for State {
                         ErrorCode::Unauthenticated,
                         "the username or the password is wrong".to_owned(),
                     ),
-                    LoginError::RateLimited(wait) => (
-                        ErrorCode::Denied,
-                        format!(
-                            "too many failed sign-ins; try again in {} minutes",
-                            wait.as_secs().div_ceil(60).max(1)
-                        ),
+                    LoginError::RateLimited(wait) => (ErrorCode::Denied, wait_message(wait)),
+                    LoginError::Busy => (
+                        ErrorCode::Timeout,
+                        "the user database was busy until this request's deadline; try again"
+                            .to_owned(),
                     ),
                     LoginError::Internal => (
                         ErrorCode::Internal,
@@ -170,19 +204,41 @@ impl Host for State {
                     ),
                 };
                 self.audit("login", Some(&username), code.as_str(), started);
-                Err(Error::new(code, message))
+                Err(Error::new(code, message).into())
             }
         }
     }
 
-    fn logout(&mut self) {
-        let started = Instant::now();
-        if let (Some(auth), Some(token)) = (&self.auth, self.caller.token.take()) {
-            auth.logout(&token);
+    /// `logout` returns nothing, so a guest without the grant is stopped
+    /// (with the same message a refused `login` gets) rather than left to
+    /// believe the user signed out.
+    fn logout(&mut self) -> wasmtime::Result<()> {
+        let started = self.call.begin()?;
+        if !self.state.may_login {
+            self.audit("logout", None, "denied", started);
+            return Err(wasmtime::Error::new(Refused(NO_LOGIN_GRANT.to_owned())));
         }
-        let username = self.caller.user.take().map(|u| u.username);
-        self.change = SessionChange::SignedOut;
+        let state = &mut *self.state;
+        if let (Some(auth), Some(token)) = (&state.auth, state.caller.token.take()) {
+            auth.logout(&token, self.call.deadline);
+        }
+        let username = state.caller.user.take().map(|u| u.username);
+        state.change = SessionChange::SignedOut;
         self.audit("logout", username.as_deref(), "ok", started);
+        Ok(())
+    }
+}
+
+/// How long to wait, in words a person reads at the sign-in form.
+fn wait_message(wait: std::time::Duration) -> String {
+    let secs = wait.as_secs().max(1);
+    if secs < 120 {
+        format!("too many failed sign-ins; try again in {secs} seconds")
+    } else {
+        format!(
+            "too many failed sign-ins; try again in {} minutes",
+            secs.div_ceil(60)
+        )
     }
 }
 
@@ -207,7 +263,7 @@ mod tests {
         assert!(open.admit(None).is_ok());
         let login = SessionGrant {
             require_login: true,
-            roles: vec![],
+            ..SessionGrant::default()
         };
         assert_eq!(
             login.admit(None).unwrap_err().code,
@@ -217,6 +273,7 @@ mod tests {
         let admin = SessionGrant {
             require_login: true,
             roles: vec!["admin".into()],
+            ..SessionGrant::default()
         };
         assert_eq!(
             admin.admit(Some(&user(&["staff"]))).unwrap_err().code,

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use rawalite_host::manifest::{GuestEntry, Manifest};
 use rawalite_host::runtime::{self, Limits};
+use rawalite_host::server::MAX_REQUEST;
 use serde_json::{Value as Json, json};
 use std::path::PathBuf;
 
@@ -109,6 +110,7 @@ fn audit(g: &GuestEntry) -> Report {
                 "access": grant.access.as_str(),
                 "quota": grant.quota.map(|q| q.0),
                 "max_file": grant.max_file(),
+                "max_entries": grant.max_entries(),
             })
         })
         .collect();
@@ -120,7 +122,11 @@ fn audit(g: &GuestEntry) -> Report {
         "imports": imports,
         "db": {"read": read, "write": write},
         "paths": roots,
-        "session": {"require_login": g.session.require_login, "roles": g.session.roles},
+        "session": {
+            "require_login": g.session.require_login,
+            "roles": g.session.roles,
+            "login": g.session.login,
+        },
         "limits": limits_json(&g.limits),
         "flags": flags,
     });
@@ -133,6 +139,9 @@ fn limits_json(l: &Limits) -> Json {
         "timeout_ms": l.timeout.as_millis() as u64,
         "response": l.response_bytes,
         "handles": l.handles,
+        "db_rows": l.db_rows,
+        "db_bytes": l.db_bytes,
+        "worst_case_bytes": l.worst_case_bytes(MAX_REQUEST as u64),
     })
 }
 
@@ -197,20 +206,31 @@ fn print(report: &Report) {
         needs.push(format!("a role of: {}", list(&s["roles"])));
     }
     println!(
-        "  session    {}",
+        "  session    {}{}",
         if needs.is_empty() {
             "anyone".into()
         } else {
             needs.join("; ")
+        },
+        if s["login"].as_bool() == Some(true) {
+            "; may sign users in and out"
+        } else {
+            ""
         }
     );
     let l = &g["limits"];
     println!(
-        "  limits     memory {}, timeout {} ms, response {}, handles {}",
+        "  limits     memory {}, timeout {} ms, response {}, handles {}, db {} rows / {} per call",
         size(&l["memory"]),
         l["timeout_ms"],
         size(&l["response"]),
-        l["handles"]
+        l["handles"],
+        l["db_rows"],
+        size(&l["db_bytes"]),
+    );
+    println!(
+        "  worst case {} of memory per request, guest and host together",
+        size(&l["worst_case_bytes"])
     );
     for flag in &report.flags {
         println!("  FLAG       {flag}");

@@ -67,6 +67,11 @@ impl Cli {
         }
     }
 
+    /// Whether this is the long-running server.
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+
     /// The default log level: the access and audit log for `serve`, quiet
     /// for one-shot commands.
     pub fn default_log_level(&self) -> &'static str {

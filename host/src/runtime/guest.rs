@@ -7,7 +7,9 @@ use super::limits::{Limiter, Limits};
 use super::wasi::{self, GuestOutput};
 use super::{GuestState, engine};
 use crate::capabilities::session::{Caller, SessionChange};
-use crate::capabilities::{Error, Grants, RendererPre, Request, Response};
+use crate::capabilities::{
+    DeadlineReached, Error, Grants, Refused, RendererPre, Request, Response,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -54,6 +56,8 @@ pub enum Stopped {
     ResponseTooLarge { size: u64, limit: u64 },
     #[error("panic: {message}")]
     Panic { message: String },
+    #[error("refused: {message}")]
+    Refused { message: String },
     #[error("trap: {message}")]
     Trap { message: String },
 }
@@ -112,11 +116,14 @@ impl Guest {
         let output = GuestOutput::default();
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.limits.handles);
-        let states = self.grants.request(&self.name, deadline, caller);
+        let states = self
+            .grants
+            .request(&self.name, deadline, self.limits.memory, caller);
         let state = GuestState {
             wasi: wasi::context(&output),
             table,
             limiter: Limiter::new(&self.limits),
+            call: states.call,
             db: states.db,
             paths: states.paths,
             session: states.session,
@@ -136,7 +143,7 @@ impl Guest {
             Err(trap) => Outcome::Stopped(self.stopped(&trap, &store, &output)),
         };
         if let Outcome::Stopped(why) = &outcome {
-            tracing::warn!(guest = %self.name, reason = %why, "guest stopped");
+            tracing::warn!(guest = %self.name, reason = ?why.to_string(), "guest stopped");
         }
         let session = std::mem::take(&mut store.data_mut().session.change);
         Rendered { outcome, session }
@@ -168,6 +175,16 @@ impl Guest {
         if store.data().limiter.memory_exceeded {
             return Stopped::Memory {
                 limit: self.limits.memory,
+            };
+        }
+        if error.downcast_ref::<DeadlineReached>().is_some() {
+            return Stopped::Deadline {
+                timeout: self.limits.timeout,
+            };
+        }
+        if let Some(Refused(message)) = error.downcast_ref::<Refused>() {
+            return Stopped::Refused {
+                message: message.clone(),
             };
         }
         match error.downcast_ref::<Trap>() {

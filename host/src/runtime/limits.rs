@@ -1,5 +1,6 @@
-//! Per-request limits and the store limiter that enforces the memory cap.
-//! Every limit has a default; the manifest may change them per guest.
+//! Per-request limits and the store limiter that enforces the memory cap
+//! across all of a component's memories and tables. Every limit has a
+//! default; the manifest may change them per guest.
 
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
@@ -7,7 +8,7 @@ use wasmtime::ResourceLimiter;
 /// What one request of one guest may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Bytes of linear memory, per memory.
+    /// Bytes of linear memory, all of the component's memories together.
     pub memory: u64,
     /// Wall-clock time for the whole request, host calls included.
     pub timeout: Duration,
@@ -15,24 +16,66 @@ pub struct Limits {
     pub response_bytes: u64,
     /// Host resource handles (open roots, streams) alive at once.
     pub handles: usize,
+    /// Rows one `db.query` may return.
+    pub db_rows: usize,
+    /// Bytes one `db` call may take on the host: SQLite's working memory
+    /// and the result together.
+    pub db_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let memory = 64 << 20;
         Limits {
-            memory: 64 << 20,
+            memory,
             timeout: Duration::from_secs(1),
             response_bytes: 8 << 20,
             handles: 64,
+            db_rows: 10_000,
+            db_bytes: Limits::default_db_bytes(memory),
         }
     }
 }
 
-/// The store's resource limiter. A growth past the cap traps (rather than
-/// failing `memory.grow`), and the limiter remembers it so the host can say
+impl Limits {
+    /// Unless the manifest says otherwise, a `db` call may take 16 MiB, or
+    /// half the guest's memory when that is less: the result must fit in
+    /// the guest beside everything else it holds.
+    pub fn default_db_bytes(memory: u64) -> u64 {
+        (16 << 20).min(memory / 2)
+    }
+
+    /// The largest file a guest may read, whatever its grant says: half its
+    /// memory, since the guest must hold the bytes.
+    pub fn read_bytes(&self) -> u64 {
+        self.memory / 2
+    }
+
+    /// The most memory one request of this guest can hold at once, guest
+    /// and host together, for a request of at most `request` bytes: its
+    /// linear memory; the arguments of one host call, copied out of that
+    /// memory (at most as much again); the larger of what one host call
+    /// builds (a `db` call's budget plus the one value it may read past it
+    /// and its copy, a file read); the response; the request; and the
+    /// guest's captured output.
+    pub fn worst_case_bytes(&self, request: u64) -> u64 {
+        let value = crate::capabilities::db::VALUE_BYTES as u64;
+        let host_call = (self.db_bytes + 2 * value).max(self.read_bytes());
+        2 * self.memory + host_call + self.response_bytes + request + 2 * (64 << 10)
+    }
+}
+
+/// The store's resource limiter. It adds up every memory and every table
+/// of the instance, so a component cannot multiply its cap by declaring
+/// more memories. A growth past the cap traps (rather than failing
+/// `memory.grow`), and the limiter remembers it so the host can say
 /// "memory limit" instead of a bare trap.
 pub(crate) struct Limiter {
     memory: u64,
+    /// Bytes of all memories so far.
+    memory_used: u64,
+    /// Elements of all tables so far.
+    table_elements: usize,
     pub(crate) memory_exceeded: bool,
 }
 
@@ -41,12 +84,15 @@ pub(crate) struct Limiter {
 const MAX_INSTANCES: usize = 32;
 const MAX_TABLES: usize = 32;
 const MAX_MEMORIES: usize = 8;
+/// Table elements across all tables (a few bytes of host memory each).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl Limiter {
     pub(crate) fn new(limits: &Limits) -> Self {
         Limiter {
             memory: limits.memory,
+            memory_used: 0,
+            table_elements: 0,
             memory_exceeded: false,
         }
     }
@@ -55,24 +101,31 @@ impl Limiter {
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory {
+        let total = self.memory_used + desired.saturating_sub(current) as u64;
+        if total > self.memory {
             self.memory_exceeded = true;
             wasmtime::bail!("memory limit of {} bytes reached", self.memory);
         }
+        self.memory_used = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        let total = self.table_elements + desired.saturating_sub(current);
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {

@@ -31,6 +31,7 @@ pub struct GuestState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: limits::Limiter,
+    pub(crate) call: capabilities::Call,
     pub(crate) db: capabilities::db::State,
     pub(crate) paths: capabilities::paths::State,
     pub(crate) session: capabilities::session::State,

@@ -1,19 +1,24 @@
 //! The inert WASI subset a Rust guest's standard library needs, and nothing
 //! more: no filesystem, no sockets, an empty environment, no arguments, an
-//! empty stdin, and stdout/stderr captured into `tracing`.
+//! empty stdin, and stdout/stderr captured into `tracing`. Waiting (a
+//! `sleep`, anything that polls) ends at the request's deadline: the guest
+//! is stopped then, however long it asked to wait.
 //!
 //! The interfaces linked here are exactly the WASI half of the load-time
 //! allowlist in `imports.rs`; the two lists must name the same interfaces.
 
 use super::GuestState;
+use crate::capabilities::DeadlineReached;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
-use wasmtime::component::Linker;
+use std::time::Instant;
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::bindings::{cli, clocks, io, random, sync};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::runtime::in_tokio;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Adds the inert WASI interfaces to `linker`.
@@ -36,7 +41,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<T, HasIo>(l, |t| &mut t.table)?;
-    sync::io::poll::add_to_linker::<T, HasIo>(l, |t| &mut t.table)?;
+    sync::io::poll::add_to_linker::<T, Poll>(l, |t| DeadlinePoll {
+        table: &mut t.table,
+        deadline: t.call.deadline,
+    })?;
     sync::io::streams::add_to_linker::<T, HasIo>(l, |t| &mut t.table)?;
     Ok(())
 }
@@ -44,7 +52,53 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
 struct HasIo;
 
 impl wasmtime::component::HasData for HasIo {
-    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// `wasi:io/poll` whose waits end at the request's deadline.
+struct Poll;
+
+impl wasmtime::component::HasData for Poll {
+    type Data<'a> = DeadlinePoll<'a>;
+}
+
+struct DeadlinePoll<'a> {
+    table: &'a mut ResourceTable,
+    deadline: Instant,
+}
+
+impl DeadlinePoll<'_> {
+    /// Waits for `wait` or the deadline, whichever comes first; at the
+    /// deadline the guest is stopped.
+    fn until_deadline<T>(
+        &mut self,
+        wait: impl AsyncFnOnce(&mut ResourceTable) -> wasmtime::Result<T>,
+    ) -> wasmtime::Result<T> {
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        let table = &mut *self.table;
+        in_tokio(async move { tokio::time::timeout_at(deadline, wait(table)).await })
+            .unwrap_or_else(|_elapsed| Err(wasmtime::Error::new(DeadlineReached)))
+    }
+}
+
+impl sync::io::poll::Host for DeadlinePoll<'_> {
+    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        self.until_deadline(async |table| io::poll::Host::poll(table, pollables).await)
+    }
+}
+
+impl sync::io::poll::HostPollable for DeadlinePoll<'_> {
+    fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        self.until_deadline(async |table| io::poll::HostPollable::ready(table, pollable).await)
+    }
+
+    fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        self.until_deadline(async |table| io::poll::HostPollable::block(table, pollable).await)
+    }
+
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        io::poll::HostPollable::drop(self.table, pollable)
+    }
 }
 
 impl WasiView for GuestState {
@@ -65,8 +119,9 @@ pub(crate) fn context(output: &GuestOutput) -> WasiCtx {
 }
 
 /// What a guest printed during one request, kept up to a cap so a chatty or
-/// hostile guest cannot fill the host's memory. Writes past the cap are
-/// dropped silently: the guest must not trap because it logged too much.
+/// hostile guest cannot fill the host's memory or the log. Writes past the
+/// cap are dropped (the guest must not trap because it logged too much) and
+/// counted in one summary event.
 #[derive(Clone, Default)]
 pub(crate) struct GuestOutput {
     inner: Arc<Mutex<Captured>>,
@@ -79,7 +134,10 @@ struct Captured {
     dropped: usize,
 }
 
+/// Bytes kept per stream.
 const OUTPUT_CAP: usize = 64 << 10;
+/// Lines logged per stream; the rest are counted.
+const OUTPUT_LINES: usize = 64;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stream {
@@ -119,21 +177,34 @@ impl GuestOutput {
         String::from_utf8_lossy(&captured.stderr).into_owned()
     }
 
-    /// Sends what the guest printed to the log, one event per line.
+    /// Sends what the guest printed to the log, one event per line up to
+    /// [`OUTPUT_LINES`] per stream. A line is escaped (`\n`, `\u{1b}`…), so
+    /// a guest cannot end an event early or forge another.
     pub(crate) fn emit(&self, guest: &str) {
         let captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        for line in String::from_utf8_lossy(&captured.stdout).lines() {
-            tracing::info!(target: "rawalite::guest", guest, stream = "stdout", "{line}");
+        let mut dropped_lines = 0;
+        for (stream, bytes) in [("stdout", &captured.stdout), ("stderr", &captured.stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            for (i, line) in text.lines().enumerate() {
+                if i >= OUTPUT_LINES {
+                    dropped_lines += 1;
+                    continue;
+                }
+                let line = line.escape_debug();
+                if stream == "stdout" {
+                    tracing::info!(target: "rawalite::guest", guest, stream, "{line}");
+                } else {
+                    tracing::warn!(target: "rawalite::guest", guest, stream, "{line}");
+                }
+            }
         }
-        for line in String::from_utf8_lossy(&captured.stderr).lines() {
-            tracing::warn!(target: "rawalite::guest", guest, stream = "stderr", "{line}");
-        }
-        if captured.dropped > 0 {
+        if captured.dropped > 0 || dropped_lines > 0 {
             tracing::warn!(
                 target: "rawalite::guest",
                 guest,
                 dropped_bytes = captured.dropped,
-                "guest output over {OUTPUT_CAP} bytes was dropped"
+                dropped_lines,
+                "guest output past {OUTPUT_LINES} lines or {OUTPUT_CAP} bytes per stream was not logged"
             );
         }
     }

@@ -32,6 +32,8 @@ pub const MAX_BODY: usize = 1 << 20;
 pub const MAX_URL: usize = 8 << 10;
 /// The most bytes of request headers (more get 431).
 pub const MAX_HEADERS: usize = 16 << 10;
+/// The most a request can be: target, headers and body.
+pub const MAX_REQUEST: usize = MAX_URL + MAX_HEADERS + MAX_BODY;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The session cookie.

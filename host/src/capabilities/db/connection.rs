@@ -1,11 +1,17 @@
 //! A guest's connection: a SQLite connection of its own with the guest's
 //! authorizer, a progress handler that enforces the request's deadline,
-//! SQLite's own size limits, and a prepared-statement cache.
+//! SQLite's own size limits, functions with a bounded cost, and a
+//! prepared-statement cache. Each call runs under a memory [`Charge`]: what
+//! SQLite allocates for it and the result the host builds share one budget,
+//! checked before the memory is spent.
 
 use super::grant::{AuthLog, DbGrant, Mode, not_granted};
+use super::scan::{first_keyword_is, has_trailing_statement, writes};
 use crate::capabilities::rawalite::bridge::db::{Outcome, Rows, Statement, Value};
 use crate::capabilities::{Error, ErrorCode};
 use crate::database::Database;
+use crate::database::memory::{Charge, Trip};
+use crate::runtime::Limits;
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
@@ -14,29 +20,45 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-/// The limits of one call. The defaults are the issue's; none is a manifest
-/// setting yet.
-#[derive(Debug, Clone, Copy)]
+/// The limits of one call of one guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbLimits {
+    /// Rows one query may return (`[guest.limits] db_rows`).
     pub rows: usize,
-    pub bytes: usize,
+    /// Bytes one call may take on the host: SQLite's working memory and the
+    /// result together (`[guest.limits] db_bytes`).
+    pub bytes: u64,
+    /// The longest text or blob SQL may build or read.
+    pub value: usize,
     pub sql_bytes: usize,
     pub statements: usize,
 }
 
-impl Default for DbLimits {
-    fn default() -> Self {
+impl DbLimits {
+    pub fn of(limits: &Limits) -> Self {
         DbLimits {
-            rows: 10_000,
-            bytes: 16 << 20,
+            rows: limits.db_rows,
+            bytes: limits.db_bytes,
+            value: VALUE_BYTES,
             sql_bytes: 64 << 10,
             statements: 1_000,
         }
     }
 }
 
+/// The longest text or blob a guest's SQL may build or read. It bounds what
+/// one function call can cost (the host cannot interrupt SQLite inside one):
+/// with it, the costliest allowed call takes tens of milliseconds.
+pub const VALUE_BYTES: usize = 1 << 20;
+/// The longest LIKE or GLOB pattern: matching costs up to its length per
+/// character of the value.
+pub const LIKE_PATTERN_BYTES: i32 = 50;
+/// What the host counts for each value of a result besides its bytes: the
+/// `Value` itself and its share of the row.
+const VALUE_OVERHEAD: usize = std::mem::size_of::<Value>();
+
 /// How many VM instructions pass between two deadline checks.
-const PROGRESS_STEPS: i32 = 1_000;
+const PROGRESS_STEPS: i32 = 100;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 
@@ -71,10 +93,15 @@ impl GuestConnection {
         let conn = database.connect(flags)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
-        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, limits.bytes as i32)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, limits.value as i32)?;
         conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, limits.sql_bytes as i32)?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
         conn.set_limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER, 999)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH, LIKE_PATTERN_BYTES)?;
+        // Sorters and temporary tables stay in memory, where the call's
+        // charge counts them, instead of in files nothing bounds.
+        conn.pragma_update(None, "temp_store", "memory")?;
+        super::functions::install(&conn)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Load the schema before the strict authorizer is installed: the
         // load itself reads sqlite_schema, which no guest may.
@@ -108,8 +135,9 @@ impl GuestConnection {
         self.conn.is_autocommit()
     }
 
-    /// Arms the deadline for the next call and resets the authorizer's log.
-    fn begin(&self, deadline: Instant) {
+    /// Arms the deadline for the next call, resets the authorizer's log, and
+    /// starts charging SQLite's memory to the call.
+    fn begin(&self, deadline: Instant, limits: &DbLimits) -> Charge {
         self.deadline.store(nanos(deadline), Ordering::Relaxed);
         // Waiting for another writer's lock may take half of what is left of
         // the request, so the guest still has time to answer `conflict`.
@@ -117,10 +145,8 @@ impl GuestConnection {
         let _ = self
             .conn
             .busy_timeout((left / 2).min(crate::database::BUSY_TIMEOUT));
-        let mut log = self.log();
-        log.denial = None;
-        log.tables.clear();
-        log.mode = Mode::Guest;
+        self.log().reset(Mode::Guest);
+        Charge::new(limits.bytes, deadline)
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, AuthLog> {
@@ -134,22 +160,31 @@ impl GuestConnection {
         limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(Rows, Touched), Error> {
-        self.begin(deadline);
-        let tables = self.prepare_checked(sql, limits)?;
+        let charge = self.begin(deadline, limits);
+        let tables = self.prepare_checked(sql, limits, &charge)?;
         let mut stmt = self
             .conn
             .prepare_cached(sql)
-            .map_err(|e| self.error(e, sql))?;
+            .map_err(|e| self.error(e, sql, &charge))?;
         if !stmt.readonly() {
             return Err(invalid("this statement changes rows: use db.execute"));
         }
-        bind(&mut stmt, params).map_err(|e| self.error(e, sql))?;
-        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        bind(&mut stmt, params).map_err(|e| self.error(e, sql, &charge))?;
+        let columns: Vec<String> =
+            charge.lenient(|| stmt.column_names().iter().map(|c| c.to_string()).collect());
         let width = columns.len();
+        let result_too_large = || {
+            too_large(format!(
+                "the result is larger than this guest's {} bytes for one db call; select fewer rows or columns",
+                charge.budget()
+            ))
+        };
+        if !charge.spend(columns.iter().map(|c| c.len() + VALUE_OVERHEAD).sum()) {
+            return Err(result_too_large());
+        }
         let mut rows = Vec::new();
-        let mut bytes = 0usize;
         let mut cursor = stmt.raw_query();
-        while let Some(row) = cursor.next().map_err(|e| self.error(e, sql))? {
+        while let Some(row) = cursor.next().map_err(|e| self.error(e, sql, &charge))? {
             if rows.len() == limits.rows {
                 return Err(too_large(format!(
                     "the result has more than {} rows; add a LIMIT",
@@ -158,15 +193,14 @@ impl GuestConnection {
             }
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
-                let value = row.get_ref(i).map_err(|e| self.error(e, sql))?;
-                bytes += value_size(&value);
-                values.push(to_value(value));
-            }
-            if bytes > limits.bytes {
-                return Err(too_large(format!(
-                    "the result is larger than {} bytes; select fewer rows or columns",
-                    limits.bytes
-                )));
+                // Each value is counted as it is read, so the result never
+                // grows more than one value past the budget.
+                let value = charge.lenient(|| row.get_ref(i).map(to_value));
+                let value = value.map_err(|e| self.error(e, sql, &charge))?;
+                if !charge.spend(value_size(&value) + VALUE_OVERHEAD) {
+                    return Err(result_too_large());
+                }
+                values.push(value);
             }
             rows.push(values);
         }
@@ -184,8 +218,8 @@ impl GuestConnection {
         limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(Outcome, Touched), Error> {
-        self.begin(deadline);
-        let tables = self.run(sql, params, limits)?;
+        let charge = self.begin(deadline, limits);
+        let tables = self.run(sql, params, limits, &charge)?;
         let outcome = Outcome {
             changed: self.conn.changes(),
             last_insert_rowid: self.conn.last_insert_rowid(),
@@ -208,18 +242,22 @@ impl GuestConnection {
                 limits.statements
             )));
         }
-        self.begin(deadline);
-        self.host("BEGIN IMMEDIATE")?;
-        let result = self.run_all(statements, limits);
+        let charge = self.begin(deadline, limits);
+        self.host("BEGIN IMMEDIATE", &charge)?;
+        let result = self.run_all(statements, limits, &charge);
         let result = result.and_then(|done| {
-            self.host("COMMIT")?;
+            self.host("COMMIT", &charge)?;
             Ok(done)
         });
-        if result.is_err()
-            && !self.conn.is_autocommit()
-            && let Err(e) = self.host("ROLLBACK")
-        {
-            tracing::error!(error = %e.message, "rollback failed");
+        if result.is_err() && !self.conn.is_autocommit() {
+            // The rollback must not be refused for the budget or the time
+            // the failed statement used up.
+            drop(charge);
+            self.log().mode = Mode::Host;
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "rollback failed");
+            }
+            self.log().mode = Mode::Guest;
         }
         result
     }
@@ -228,16 +266,19 @@ impl GuestConnection {
         &mut self,
         statements: &[Statement],
         limits: &DbLimits,
+        charge: &Charge,
     ) -> Result<(Vec<Outcome>, Touched), Error> {
         let mut outcomes = Vec::with_capacity(statements.len());
         let mut tables = BTreeSet::new();
         let mut rows = 0;
         for (i, s) in statements.iter().enumerate() {
-            self.log().mode = Mode::Guest;
-            let touched = self.run(&s.sql, &s.params, limits).map_err(|e| Error {
-                message: format!("statement {}: {}", i + 1, e.message),
-                ..e
-            })?;
+            self.log().reset(Mode::Guest);
+            let touched = self
+                .run(&s.sql, &s.params, limits, charge)
+                .map_err(|e| Error {
+                    message: format!("statement {}: {}", i + 1, e.message),
+                    ..e
+                })?;
             tables.extend(
                 touched
                     .split(',')
@@ -256,23 +297,34 @@ impl GuestConnection {
     }
 
     /// Prepares (or finds) and executes one statement that returns no rows.
-    fn run(&mut self, sql: &str, params: &[Value], limits: &DbLimits) -> Result<Arc<str>, Error> {
-        let tables = self.prepare_checked(sql, limits)?;
+    fn run(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limits: &DbLimits,
+        charge: &Charge,
+    ) -> Result<Arc<str>, Error> {
+        let tables = self.prepare_checked(sql, limits, charge)?;
         let mut stmt = self
             .conn
             .prepare_cached(sql)
-            .map_err(|e| self.error(e, sql))?;
-        bind(&mut stmt, params).map_err(|e| self.error(e, sql))?;
+            .map_err(|e| self.error(e, sql, charge))?;
+        bind(&mut stmt, params).map_err(|e| self.error(e, sql, charge))?;
         if stmt.column_count() > 0 {
             return Err(invalid("this statement returns rows: use db.query"));
         }
-        stmt.raw_execute().map_err(|e| self.error(e, sql))?;
+        stmt.raw_execute().map_err(|e| self.error(e, sql, charge))?;
         Ok(tables)
     }
 
     /// Checks the statement's size and that it is one statement, prepares
     /// it under the guest's authorizer, and returns the tables it touches.
-    fn prepare_checked(&mut self, sql: &str, limits: &DbLimits) -> Result<Arc<str>, Error> {
+    fn prepare_checked(
+        &mut self,
+        sql: &str,
+        limits: &DbLimits,
+        charge: &Charge,
+    ) -> Result<Arc<str>, Error> {
         if sql.len() > limits.sql_bytes {
             return Err(invalid(format!(
                 "the SQL is longer than {} bytes",
@@ -290,7 +342,7 @@ impl GuestConnection {
         }
         self.conn
             .prepare_cached(sql)
-            .map_err(|e| self.error(e, sql))?;
+            .map_err(|e| self.error(e, sql, charge))?;
         let tables: Arc<str> = self
             .log()
             .tables
@@ -309,23 +361,42 @@ impl GuestConnection {
     }
 
     /// Runs one of the host's own control statements.
-    fn host(&mut self, sql: &str) -> Result<(), Error> {
+    fn host(&mut self, sql: &str, charge: &Charge) -> Result<(), Error> {
         self.log().mode = Mode::Host;
         let result = self.conn.execute_batch(sql);
         self.log().mode = Mode::Guest;
-        result.map_err(|e| self.error(e, sql))
+        result.map_err(|e| self.error(e, sql, charge))
     }
 
     /// Maps a SQLite error onto the bridge's codes. The message is SQLite's
     /// own where that is safe (syntax, constraints); anything about files
     /// or the machine becomes `internal` and goes to the log.
-    fn error(&self, e: rusqlite::Error, sql: &str) -> Error {
+    fn error(&self, e: rusqlite::Error, sql: &str, charge: &Charge) -> Error {
         use rusqlite::ErrorCode as C;
         // A denied function is reported as a plain SQL error, a denied
         // table as SQLITE_AUTH: either way the authorizer said why.
         if let Some(why) = self.log().denial.take() {
             return denied(why);
         }
+        match charge.tripped() {
+            Some(Trip::Memory) => {
+                return too_large(format!(
+                    "the statement needs more than this guest's {} bytes for one db call",
+                    charge.budget()
+                ));
+            }
+            Some(Trip::Deadline) => return deadline_passed(),
+            None => {}
+        }
+        // A statement SQLite could not compile may have been refused before
+        // the authorizer saw its tables, with a message that names a column
+        // ("no such column", "has no column named"). When it mentions a
+        // table this guest may not read, the answer is the grant's, so no
+        // message ever tells a guest about another table's columns.
+        let refuse_unless_granted = |message: &str| match self.log().ungranted_name(sql) {
+            Some(table) => denied(not_granted(&table, writes(sql))),
+            None => invalid(message),
+        };
         match &e {
             rusqlite::Error::SqliteFailure(failure, message) => {
                 let message = message.as_deref().unwrap_or("");
@@ -342,13 +413,11 @@ impl GuestConnection {
                     C::DatabaseBusy | C::DatabaseLocked => {
                         Error::new(ErrorCode::Conflict, "the database is busy; try again")
                     }
-                    C::OperationInterrupted => Error::new(
-                        ErrorCode::Timeout,
-                        "the statement ran past the request's deadline",
-                    ),
-                    C::TooBig => {
-                        too_large("a value or the statement is larger than this host allows")
-                    }
+                    C::OperationInterrupted => deadline_passed(),
+                    C::TooBig => too_large(format!(
+                        "a value or the statement is larger than this host allows (values up to {} bytes)",
+                        VALUE_BYTES
+                    )),
                     C::ReadOnly => denied("this guest has no db.write grant"),
                     C::ParameterOutOfRange => invalid("a parameter index is out of range"),
                     C::Unknown => match message.strip_prefix("no such table: ") {
@@ -356,12 +425,12 @@ impl GuestConnection {
                         // grant's tables are checked at start), so the
                         // answer is the authorizer's, exists or not.
                         Some(table) => denied(not_granted(table, writes(sql))),
-                        None => invalid(message),
+                        None => refuse_unless_granted(message),
                     },
                     _ => internal(&e),
                 }
             }
-            rusqlite::Error::SqlInputError { msg, .. } => invalid(msg.as_str()),
+            rusqlite::Error::SqlInputError { msg, .. } => refuse_unless_granted(msg),
             rusqlite::Error::MultipleStatement => {
                 invalid("one statement per call: remove what follows the first `;`")
             }
@@ -398,6 +467,13 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> rusqlite:
     Ok(())
 }
 
+fn deadline_passed() -> Error {
+    Error::new(
+        ErrorCode::Timeout,
+        "the statement ran past the request's deadline",
+    )
+}
+
 fn to_value(value: ValueRef<'_>) -> Value {
     match value {
         ValueRef::Null => Value::Null,
@@ -408,74 +484,12 @@ fn to_value(value: ValueRef<'_>) -> Value {
     }
 }
 
-fn value_size(value: &ValueRef<'_>) -> usize {
+fn value_size(value: &Value) -> usize {
     match value {
-        ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
-        _ => 8,
+        Value::Text(t) => t.len(),
+        Value::Blob(b) => b.len(),
+        _ => 0,
     }
-}
-
-/// Whether `sql` has a second statement after the first `;` (comments and
-/// white space after it do not count). Quotes and comments are skipped so a
-/// `;` inside a string does not end the statement.
-fn has_trailing_statement(sql: &str) -> bool {
-    let b = sql.as_bytes();
-    let mut i = 0;
-    let mut ended = false;
-    while i < b.len() {
-        match b[i] {
-            quote @ (b'\'' | b'"' | b'`') => {
-                if ended {
-                    return true;
-                }
-                i += 1;
-                while i < b.len() && b[i] != quote {
-                    i += 1;
-                }
-            }
-            b'[' => {
-                if ended {
-                    return true;
-                }
-                while i < b.len() && b[i] != b']' {
-                    i += 1;
-                }
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b';' => ended = true,
-            c if c.is_ascii_whitespace() => {}
-            _ if ended => return true,
-            _ => {}
-        }
-        i += 1;
-    }
-    false
-}
-
-/// Whether a statement writes, by its first keyword: for the denial of a
-/// table that does not exist, which the authorizer never sees.
-fn writes(sql: &str) -> bool {
-    ["insert", "update", "delete", "replace"]
-        .iter()
-        .any(|k| first_keyword_is(sql, k))
-}
-
-fn first_keyword_is(sql: &str, keyword: &str) -> bool {
-    sql.trim_start()
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .is_some_and(|first| first.eq_ignore_ascii_case(keyword))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -505,34 +519,4 @@ fn nanos(at: Instant) -> u64 {
     at.saturating_duration_since(epoch)
         .as_nanos()
         .min(u64::MAX as u128) as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_statement_with_trailing_noise_is_one() {
-        assert!(!has_trailing_statement("select 1"));
-        assert!(!has_trailing_statement("select 1;"));
-        assert!(!has_trailing_statement("select 1;  -- done\n"));
-        assert!(!has_trailing_statement("select 1; /* done */ "));
-        assert!(!has_trailing_statement("select ';' || \"a;b\" || [c;d]"));
-    }
-
-    #[test]
-    fn a_second_statement_is_found() {
-        assert!(has_trailing_statement("select 1; delete from customers"));
-        assert!(has_trailing_statement("select 1;select 2"));
-        assert!(has_trailing_statement("select 1; -- x\n delete from t"));
-        assert!(has_trailing_statement("select 1; 'x'"));
-    }
-
-    #[test]
-    fn writes_is_judged_by_the_first_keyword() {
-        assert!(writes("  INSERT INTO x VALUES (1)"));
-        assert!(writes("delete from x"));
-        assert!(!writes("select * from x"));
-        assert!(!writes("with a as (select 1) select * from a"));
-    }
 }

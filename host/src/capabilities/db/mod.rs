@@ -1,35 +1,46 @@
 //! The `db` capability: SQL against the host's database under the guest's
 //! table grants. Each guest has connections of its own whose authorizer
-//! enforces its grant on every statement, whatever SQL it sends.
+//! enforces its grant on every statement, whatever SQL it sends, and each
+//! call's memory and time are charged to the guest's limits.
 //! Refuses: tables outside the grant, DDL, PRAGMA, ATTACH, VACUUM, SQL
-//! transactions, impure functions, a second statement, oversized results.
+//! transactions, impure functions, a second statement, results or working
+//! memory past the guest's `db_bytes`, work past the deadline.
 
 mod connection;
+mod functions;
 mod grant;
+mod scan;
 
-pub use connection::DbLimits;
-pub use grant::DbGrant;
+pub use connection::{DbLimits, LIKE_PATTERN_BYTES, VALUE_BYTES};
+pub use functions::MAX_TRIM_SET;
+pub use grant::{DbGrant, MAX_FUNCTION_CALLS};
 
 use super::rawalite::bridge::db::{Host, Outcome, Rows, Statement, Value};
-use super::{Error, ErrorCode};
+use super::{Call, CallError, Error, ErrorCode};
 use crate::database::Database;
 use connection::{GuestConnection, Touched};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime::component::HasData;
 
-/// Links `db` to a request's [`State`].
+/// Links `db` to a request's [`View`].
 pub struct Db;
 
 impl HasData for Db {
-    type Data<'a> = &'a mut State;
+    type Data<'a> = View<'a>;
+}
+
+/// What a `db` call works with: the request's `db` state and its calls.
+pub struct View<'a> {
+    pub(crate) state: &'a mut State,
+    pub(crate) call: &'a mut Call,
 }
 
 /// Idle connections kept per guest.
 const POOL: usize = 16;
 
-/// One guest's access to the database, built once at load: its grant and
-/// the connections that carry its authorizer.
+/// One guest's access to the database, built once at load: its grant, its
+/// limits and the connections that carry its authorizer.
 pub struct GuestDb {
     grant: Arc<DbGrant>,
     database: Arc<Database>,
@@ -38,11 +49,11 @@ pub struct GuestDb {
 }
 
 impl GuestDb {
-    pub fn new(grant: DbGrant, database: Arc<Database>) -> Self {
+    pub fn new(grant: DbGrant, database: Arc<Database>, limits: DbLimits) -> Self {
         GuestDb {
             grant: Arc::new(grant),
             database,
-            limits: DbLimits::default(),
+            limits,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -69,72 +80,72 @@ impl GuestDb {
     }
 }
 
-/// What one request's `db` calls work with: the guest's database access
-/// (none without a grant), a connection taken on first use, the deadline.
+/// One request's database access (none without a grant) and the
+/// connection it took on first use.
 pub struct State {
-    guest: Arc<str>,
     db: Option<Arc<GuestDb>>,
     conn: Option<GuestConnection>,
-    deadline: Instant,
 }
 
 impl State {
-    pub(crate) fn new(guest: Arc<str>, db: Option<Arc<GuestDb>>, deadline: Instant) -> Self {
-        State {
-            guest,
-            db,
-            conn: None,
-            deadline,
-        }
+    pub(crate) fn new(db: Option<Arc<GuestDb>>) -> Self {
+        State { db, conn: None }
     }
+}
 
+impl View<'_> {
     /// Runs one call on this request's connection and writes its audit event.
-    fn call<T>(
+    fn run<T>(
         &mut self,
         op: &'static str,
         f: impl FnOnce(&mut GuestConnection, &DbLimits, Instant) -> Result<(T, Touched), Error>,
-    ) -> Result<T, Error> {
-        let started = Instant::now();
-        let result = match &self.db {
+    ) -> Result<T, CallError> {
+        let started = self.call.begin()?;
+        let deadline = self.call.deadline;
+        let state = &mut *self.state;
+        let result = match &state.db {
             None => Err(Error::new(
                 ErrorCode::Denied,
                 "this guest has no db grant ([guest.db] in the manifest)",
             )),
             Some(db) => {
-                let conn = match self.conn.take() {
+                let conn = match state.conn.take() {
                     Some(conn) => Ok(conn),
                     None => db.take(),
                 };
                 conn.and_then(|mut conn| {
-                    let result = f(&mut conn, &db.limits, self.deadline);
-                    self.conn = Some(conn);
+                    let result = f(&mut conn, &db.limits, deadline);
+                    state.conn = Some(conn);
                     result
                 })
             }
         };
-        let us = started.elapsed().as_micros() as u64;
-        match &result {
-            Ok((_, touched)) => tracing::info!(
-                target: "rawalite::audit",
-                guest = %self.guest,
-                capability = "db",
-                op,
-                tables = %touched.tables,
-                outcome = "ok",
-                rows = touched.rows,
-                us,
-            ),
-            Err(e) => tracing::info!(
-                target: "rawalite::audit",
-                guest = %self.guest,
-                capability = "db",
-                op,
-                outcome = e.code.as_str(),
-                error = %e.message,
-                us,
-            ),
+        if self.call.audit() {
+            let us = started.elapsed().as_micros() as u64;
+            let guest = &self.call.guest;
+            match &result {
+                Ok((_, touched)) => tracing::info!(
+                    target: "rawalite::audit",
+                    guest = %guest,
+                    capability = "db",
+                    op,
+                    tables = %touched.tables,
+                    outcome = "ok",
+                    rows = touched.rows,
+                    us,
+                ),
+                Err(e) => tracing::info!(
+                    target: "rawalite::audit",
+                    guest = %guest,
+                    capability = "db",
+                    op,
+                    outcome = e.code.as_str(),
+                    error = ?e.message,
+                    us,
+                ),
+            }
         }
-        result.map(|(value, _)| value)
+        Ok(result.map(|(value, _)| value)?)
     }
 }
 
@@ -146,21 +157,21 @@ impl Drop for State {
     }
 }
 
-impl Host for State {
-    fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
-        self.call("query", |conn, limits, deadline| {
+impl Host for View<'_> {
+    fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, CallError> {
+        self.run("query", |conn, limits, deadline| {
             conn.query(&sql, &params, limits, deadline)
         })
     }
 
-    fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<Outcome, Error> {
-        self.call("execute", |conn, limits, deadline| {
+    fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<Outcome, CallError> {
+        self.run("execute", |conn, limits, deadline| {
             conn.execute(&sql, &params, limits, deadline)
         })
     }
 
-    fn transaction(&mut self, statements: Vec<Statement>) -> Result<Vec<Outcome>, Error> {
-        self.call("transaction", |conn, limits, deadline| {
+    fn transaction(&mut self, statements: Vec<Statement>) -> Result<Vec<Outcome>, CallError> {
+        self.run("transaction", |conn, limits, deadline| {
             conn.transaction(&statements, limits, deadline)
         })
     }

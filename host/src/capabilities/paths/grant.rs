@@ -1,5 +1,5 @@
 //! `[guest.paths]`: the roots a guest may open, each with its access, its
-//! byte quota and its largest file.
+//! byte quota, its bound on entries and its largest file.
 
 use crate::manifest::Size;
 use serde::Deserialize;
@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 /// The largest single file unless a grant says otherwise.
 pub const DEFAULT_MAX_FILE: u64 = 64 << 20;
+/// The most entries (files, directories) a root may hold after a guest's
+/// change, and the most a listing returns, unless a grant says otherwise.
+pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -36,6 +39,10 @@ pub struct RootGrant {
     /// The largest file this guest may write or read.
     #[serde(default)]
     pub max_file: Option<Size>,
+    /// The most entries the root may hold after one of this guest's
+    /// changes; also the longest listing it gets.
+    #[serde(default)]
+    pub max_entries: Option<u64>,
 }
 
 impl RootGrant {
@@ -45,6 +52,10 @@ impl RootGrant {
 
     pub fn max_file(&self) -> u64 {
         self.max_file.map_or(DEFAULT_MAX_FILE, |m| m.0)
+    }
+
+    pub fn max_entries(&self) -> u64 {
+        self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES)
     }
 
     /// A read-write root needs a quota; a quota on a read-only root would

@@ -2,35 +2,39 @@
 //! `[paths]` in the manifest) are opened once as cap-std directories; a
 //! guest may `open` the ones its grant names and gets a `root` handle, which
 //! is the capability. Refuses: ungranted roots (the same answer whether they
-//! exist or not), writes to read-only roots, writes past the quota, and any
-//! path that is malformed or leads out of the root.
+//! exist or not), writes to read-only roots, changes past the quota or the
+//! bound on entries, reads and listings larger than the guest can hold, and
+//! any path that is malformed or leads out of the root.
 
 mod grant;
 mod root;
 
-pub use grant::{Access as GrantAccess, DEFAULT_MAX_FILE, PathsGrant, RootGrant};
-pub use root::Root;
+pub use grant::{
+    Access as GrantAccess, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE, PathsGrant, RootGrant,
+};
+pub use root::{BLOCK, Root, Usage};
 
 use super::rawalite::bridge::paths::{Access, Entry, EntryKind, Host, HostRoot};
-use super::{Error, ErrorCode};
-use root::RootError;
+use super::{Call, CallError, Error, ErrorCode};
+use root::{Bounds, RootError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
-/// Links `paths` to a request's [`State`] and the store's resource table.
+/// Links `paths` to a request's [`View`].
 pub struct Paths;
 
 impl HasData for Paths {
     type Data<'a> = View<'a>;
 }
 
-/// What a `paths` call works with: the request's state and the table that
-/// holds its open roots.
+/// What a `paths` call works with: the request's state, the table that
+/// holds its open roots, and its calls.
 pub struct View<'a> {
     pub(crate) state: &'a mut State,
     pub(crate) table: &'a mut ResourceTable,
+    pub(crate) call: &'a mut Call,
 }
 
 /// One guest's roots, built once at load: each granted root with its grant.
@@ -58,15 +62,21 @@ pub struct RootHandle {
     grant: RootGrant,
 }
 
-/// What one request's `paths` calls work with.
+/// What one request's `paths` calls work with: the guest's roots and the
+/// most it may read at once.
 pub struct State {
-    guest: Arc<str>,
     paths: Option<Arc<GuestPaths>>,
+    read_limit: u64,
 }
 
 impl State {
-    pub(crate) fn new(guest: Arc<str>, paths: Option<Arc<GuestPaths>>) -> Self {
-        State { guest, paths }
+    /// The guest's roots, for a guest of `memory` bytes (it can read at
+    /// most half of that at once).
+    pub(crate) fn new(paths: Option<Arc<GuestPaths>>, memory: u64) -> Self {
+        State {
+            paths,
+            read_limit: memory / 2,
+        }
     }
 }
 
@@ -77,19 +87,23 @@ impl View<'_> {
         handle: &Resource<RootHandle>,
         op: &'static str,
         path: &str,
-        f: impl FnOnce(&RootHandle) -> Result<(T, u64), Error>,
-    ) -> Result<T, Error> {
-        let started = Instant::now();
+        f: impl FnOnce(&RootHandle, Instant) -> Result<(T, u64), Error>,
+    ) -> Result<T, CallError> {
+        let started = self.call.begin()?;
         let handle = self
             .table
             .get(handle)
             .map_err(|_| Error::new(ErrorCode::InvalidInput, "this root handle is closed"))?;
-        let result = f(handle);
-        audit(&self.state.guest, &handle.name, op, path, &result, started);
-        result.map(|(value, _)| value)
+        let result = f(handle, self.call.deadline);
+        if self.call.audit() {
+            audit(&self.call.guest, &handle.name, op, path, &result, started);
+        }
+        Ok(result.map(|(value, _)| value)?)
     }
 }
 
+/// One audit event. The root's name and the path come from the guest, so
+/// they are written escaped (`?`): a newline cannot start a forged event.
 fn audit<T>(
     guest: &str,
     root: &str,
@@ -102,28 +116,30 @@ fn audit<T>(
     match result {
         Ok((_, bytes)) => tracing::info!(
             target: "rawalite::audit",
-            guest = %guest, capability = "paths", root = %root, op, path, bytes,
+            guest = %guest, capability = "paths", root = ?root, op, path = ?path, bytes,
             outcome = "ok", us,
         ),
         Err(e) => tracing::info!(
             target: "rawalite::audit",
-            guest = %guest, capability = "paths", root = %root, op, path,
-            outcome = e.code.as_str(), error = %e.message, us,
+            guest = %guest, capability = "paths", root = ?root, op, path = ?path,
+            outcome = e.code.as_str(), error = ?e.message, us,
         ),
     }
 }
 
 impl Host for View<'_> {
-    fn granted(&mut self) -> Vec<String> {
-        self.state
+    fn granted(&mut self) -> wasmtime::Result<Vec<String>> {
+        self.call.begin()?;
+        Ok(self
+            .state
             .paths
             .as_ref()
             .map(|p| p.roots.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
-    fn open(&mut self, name: String) -> Result<Resource<RootHandle>, Error> {
-        let started = Instant::now();
+    fn open(&mut self, name: String) -> Result<Resource<RootHandle>, CallError> {
+        let started = self.call.begin()?;
         let granted = self.state.paths.as_ref().and_then(|p| p.roots.get(&name));
         let result = match granted {
             None => Err(Error::new(
@@ -145,24 +161,40 @@ impl Host for View<'_> {
                     )
                 }),
         };
-        audit(&self.state.guest, &name, "open", "", &result, started);
-        result.map(|(handle, _)| handle)
+        if self.call.audit() {
+            audit(&self.call.guest, &name, "open", "", &result, started);
+        }
+        Ok(result.map(|(handle, _)| handle)?)
+    }
+}
+
+impl RootHandle {
+    /// What this guest may make of the root, for a change ending by `deadline`.
+    fn bounds(&self, deadline: Instant) -> Bounds {
+        Bounds {
+            quota: self.grant.quota(),
+            entries: self.grant.max_entries(),
+            max_file: self.grant.max_file(),
+            deadline,
+        }
     }
 }
 
 impl HostRoot for View<'_> {
-    fn access(&mut self, handle: Resource<RootHandle>) -> Access {
-        match self.table.get(&handle).map(|h| h.grant.access) {
+    fn access(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<Access> {
+        self.call.begin()?;
+        Ok(match self.table.get(&handle).map(|h| h.grant.access) {
             Ok(GrantAccess::ReadWrite) => Access::ReadWrite,
             _ => Access::ReadOnly,
-        }
+        })
     }
 
-    fn read(&mut self, handle: Resource<RootHandle>, path: String) -> Result<Vec<u8>, Error> {
-        self.on_root(&handle, "read", &path, |h| {
+    fn read(&mut self, handle: Resource<RootHandle>, path: String) -> Result<Vec<u8>, CallError> {
+        let limit = self.state.read_limit;
+        self.on_root(&handle, "read", &path, |h, _| {
             let bytes = h
                 .root
-                .read(&path, h.grant.max_file())
+                .read(&path, h.grant.max_file().min(limit))
                 .map_err(|e| error(e, h, &path))?;
             let n = bytes.len() as u64;
             Ok((bytes, n))
@@ -174,11 +206,11 @@ impl HostRoot for View<'_> {
         handle: Resource<RootHandle>,
         path: String,
         contents: Vec<u8>,
-    ) -> Result<(), Error> {
-        self.on_root(&handle, "write", &path, |h| {
+    ) -> Result<(), CallError> {
+        self.on_root(&handle, "write", &path, |h, deadline| {
             writable(h)?;
             h.root
-                .write(&path, &contents, h.grant.quota(), h.grant.max_file())
+                .write(&path, &contents, &h.bounds(deadline))
                 .map_err(|e| error(e, h, &path))?;
             Ok(((), contents.len() as u64))
         })
@@ -188,9 +220,12 @@ impl HostRoot for View<'_> {
         &mut self,
         handle: Resource<RootHandle>,
         path: String,
-    ) -> Result<Vec<Entry>, Error> {
-        self.on_root(&handle, "list", &path, |h| {
-            let entries = h.root.list(&path).map_err(|e| error(e, h, &path))?;
+    ) -> Result<Vec<Entry>, CallError> {
+        self.on_root(&handle, "list", &path, |h, _| {
+            let entries = h
+                .root
+                .list(&path, h.grant.max_entries())
+                .map_err(|e| error(e, h, &path))?;
             let entries: Vec<Entry> = entries
                 .into_iter()
                 .map(|e| Entry {
@@ -208,18 +243,22 @@ impl HostRoot for View<'_> {
         })
     }
 
-    fn remove(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), Error> {
-        self.on_root(&handle, "remove", &path, |h| {
+    fn remove(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), CallError> {
+        self.on_root(&handle, "remove", &path, |h, deadline| {
             writable(h)?;
-            h.root.remove(&path).map_err(|e| error(e, h, &path))?;
+            h.root
+                .remove(&path, deadline)
+                .map_err(|e| error(e, h, &path))?;
             Ok(((), 0))
         })
     }
 
-    fn create_dir(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), Error> {
-        self.on_root(&handle, "create-dir", &path, |h| {
+    fn create_dir(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), CallError> {
+        self.on_root(&handle, "create-dir", &path, |h, deadline| {
             writable(h)?;
-            h.root.create_dir(&path).map_err(|e| error(e, h, &path))?;
+            h.root
+                .create_dir(&path, &h.bounds(deadline))
+                .map_err(|e| error(e, h, &path))?;
             Ok(((), 0))
         })
     }
@@ -276,8 +315,22 @@ fn error(e: RootError, h: &RootHandle, path: &str) -> Error {
             ErrorCode::TooLarge,
             format!("`{path}` is larger than this guest's file limit of {limit} bytes"),
         ),
+        RootError::TooManyEntries { limit } => Error::new(
+            ErrorCode::TooLarge,
+            format!(
+                "creating `{path}` would take root `{root}` past this guest's {limit} entries (max_entries)"
+            ),
+        ),
+        RootError::TooManyToList { limit } => Error::new(
+            ErrorCode::TooLarge,
+            format!("`{path}` has more than this guest's {limit} entries to list (max_entries)"),
+        ),
+        RootError::Busy => Error::new(
+            ErrorCode::Timeout,
+            format!("root `{root}` was busy with another change until this request's deadline"),
+        ),
         RootError::Io(e) => {
-            tracing::error!(root = %root, path, error = %e, "file operation failed");
+            tracing::error!(root = ?root, path = ?path, error = %e, "file operation failed");
             Error::new(
                 ErrorCode::Internal,
                 "the file operation failed; the host's log has the details",

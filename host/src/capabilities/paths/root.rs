@@ -3,18 +3,25 @@
 //! by cap-std, so `..`, absolute paths and symlinks cannot leave the root.
 //! Writes are atomic: a temporary file in the target's directory, written,
 //! fsynced, renamed over the target, and the directory fsynced.
+//!
+//! The root keeps its own [`Usage`]: measured once when it is opened, then
+//! updated by every change the host makes, so checking a quota costs no
+//! walk of the tree. Changes are serialized on it, and a change waits for
+//! the lock only until its request's deadline.
 
 use cap_std::fs::{Dir, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::UNIX_EPOCH;
+use std::time::{Instant, UNIX_EPOCH};
 
 /// Temporary files start with this; they are never listed, never counted,
 /// never valid in a guest's path, and swept away when the root is opened.
 const TEMP_PREFIX: &str = ".rawalite-tmp-";
 const MAX_PATH_BYTES: usize = 1024;
 const MAX_SEGMENTS: usize = 32;
+/// What every entry costs at least: a file system block. A directory, an
+/// empty file or a link costs this much; a file its size when larger.
+pub const BLOCK: u64 = 4096;
 
 /// A file or directory in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +52,16 @@ pub enum RootError {
     TooLarge {
         limit: u64,
     },
+    /// The change would take the root past `limit` entries.
+    TooManyEntries {
+        limit: u64,
+    },
+    /// The directory has more than `limit` entries to list.
+    TooManyToList {
+        limit: u64,
+    },
+    /// Another change held the root until the request's deadline.
+    Busy,
     Io(io::Error),
 }
 
@@ -64,27 +81,59 @@ impl From<io::Error> for RootError {
     }
 }
 
+/// What a root holds, as quotas count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Each entry's cost: its size, and at least [`BLOCK`].
+    pub bytes: u64,
+    /// Files, directories and links, at every depth.
+    pub entries: u64,
+}
+
+/// What one guest may make of a root: the most bytes and entries it may
+/// hold after a change, and the largest file.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub quota: u64,
+    pub entries: u64,
+    pub max_file: u64,
+    /// When to stop waiting for another change to finish.
+    pub deadline: Instant,
+}
+
+/// What an entry of `len` bytes costs.
+fn cost(len: u64) -> u64 {
+    len.max(BLOCK)
+}
+
 /// A root of the PATHS registry.
 pub struct Root {
     dir: Dir,
-    /// Writes and removals in one root are serialized so the quota check
-    /// and the write it allows cannot interleave with another.
-    changing: Mutex<()>,
+    /// Changes are serialized on the usage, so the quota check and the
+    /// change it allows cannot interleave with another.
+    usage: parking_lot::Mutex<Usage>,
 }
 
 impl Root {
-    /// Opens (creating it if missing) the directory at `path` and sweeps
-    /// away temporary files a crash left behind.
+    /// Opens (creating it if missing) the directory at `path`, sweeps away
+    /// temporary files a crash left behind, and measures what it holds.
     pub fn open(path: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        sweep(&dir)?;
+        let usage = sweep_and_measure(&dir)?;
         Ok(Root {
             dir,
-            changing: Mutex::new(()),
+            usage: parking_lot::Mutex::new(usage),
         })
     }
 
+    /// What the root holds now.
+    pub fn usage(&self) -> Usage {
+        *self.usage.lock()
+    }
+
+    /// The contents of the file at `path`, if it has at most `limit` bytes.
+    /// Reads no more than that, even if the file grows meanwhile.
     pub fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, RootError> {
         let path = check_path(path)?;
         let meta = self.dir.metadata(path)?;
@@ -94,24 +143,33 @@ impl Root {
         if meta.len() > limit {
             return Err(RootError::TooLarge { limit });
         }
-        Ok(self.dir.read(path)?)
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        self.dir
+            .open(path)?
+            .take(limit + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(RootError::TooLarge { limit });
+        }
+        Ok(bytes)
+    }
+
+    /// Waits for the root's other changes until `deadline`.
+    fn lock(&self, deadline: Instant) -> Result<parking_lot::MutexGuard<'_, Usage>, RootError> {
+        self.usage.try_lock_until(deadline).ok_or(RootError::Busy)
     }
 
     /// Replaces the file at `path` with `contents`, all or nothing, if the
-    /// root stays within `quota` bytes.
-    pub fn write(
-        &self,
-        path: &str,
-        contents: &[u8],
-        quota: u64,
-        limit: u64,
-    ) -> Result<(), RootError> {
+    /// root stays within its bounds.
+    pub fn write(&self, path: &str, contents: &[u8], bounds: &Bounds) -> Result<(), RootError> {
         let path = check_path(path)?;
-        if contents.len() as u64 > limit {
-            return Err(RootError::TooLarge { limit });
+        if contents.len() as u64 > bounds.max_file {
+            return Err(RootError::TooLarge {
+                limit: bounds.max_file,
+            });
         }
         let (parent, name) = split_parent(path);
-        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut usage = self.lock(bounds.deadline)?;
         let dir = match parent {
             Some(parent) => self.dir.open_dir(parent)?,
             None => self.dir.try_clone()?,
@@ -125,18 +183,26 @@ impl Root {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
+        // What the name costs now (a link it replaces costs a block).
         let old = match dir.symlink_metadata(name) {
-            Ok(meta) if meta.is_file() => meta.len(),
-            _ => 0,
+            Ok(meta) if meta.is_file() => Some(cost(meta.len())),
+            Ok(_) => Some(BLOCK),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
         };
-        let would_be = usage(&self.dir)? - old + contents.len() as u64;
-        if would_be > quota {
-            return Err(RootError::Quota { quota, would_be });
-        }
-        write_atomically(&dir, name, contents)
+        let after = Usage {
+            bytes: usage.bytes - old.unwrap_or(0).min(usage.bytes) + cost(contents.len() as u64),
+            entries: usage.entries + u64::from(old.is_none()),
+        };
+        check(&after, bounds)?;
+        write_atomically(&dir, name, contents)?;
+        *usage = after;
+        Ok(())
     }
 
-    pub fn list(&self, path: &str) -> Result<Vec<Entry>, RootError> {
+    /// The entries of the directory at `path` (the root when empty), at
+    /// most `limit` of them.
+    pub fn list(&self, path: &str, limit: u64) -> Result<Vec<Entry>, RootError> {
         let dir = if path.is_empty() {
             self.dir.try_clone()?
         } else {
@@ -152,6 +218,9 @@ impl Root {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(TEMP_PREFIX) {
                 continue;
+            }
+            if entries.len() as u64 == limit {
+                return Err(RootError::TooManyToList { limit });
             }
             // Follows symlinks inside the root; one that leads out is skipped.
             let Ok(meta) = dir.metadata(&name) else {
@@ -173,27 +242,54 @@ impl Root {
     }
 
     /// Removes a file, or a directory that is empty.
-    pub fn remove(&self, path: &str) -> Result<(), RootError> {
+    pub fn remove(&self, path: &str, deadline: Instant) -> Result<(), RootError> {
         let path = check_path(path)?;
-        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
-        if self.dir.symlink_metadata(path)?.is_dir() {
+        let mut usage = self.lock(deadline)?;
+        let meta = self.dir.symlink_metadata(path)?;
+        if meta.is_dir() {
             self.dir.remove_dir(path)?;
         } else {
             self.dir.remove_file(path)?;
         }
+        let freed = if meta.is_file() {
+            cost(meta.len())
+        } else {
+            BLOCK
+        };
+        usage.bytes = usage.bytes.saturating_sub(freed);
+        usage.entries = usage.entries.saturating_sub(1);
         Ok(())
     }
 
-    pub fn create_dir(&self, path: &str) -> Result<(), RootError> {
+    /// Creates a directory, if the root stays within its bounds.
+    pub fn create_dir(&self, path: &str, bounds: &Bounds) -> Result<(), RootError> {
         let path = check_path(path)?;
+        let mut usage = self.lock(bounds.deadline)?;
+        let after = Usage {
+            bytes: usage.bytes + BLOCK,
+            entries: usage.entries + 1,
+        };
+        check(&after, bounds)?;
         self.dir.create_dir(path)?;
+        *usage = after;
         Ok(())
     }
+}
 
-    /// The bytes of all files in the root.
-    pub fn usage(&self) -> io::Result<u64> {
-        usage(&self.dir)
+/// Whether a root holding `after` is within `bounds`.
+fn check(after: &Usage, bounds: &Bounds) -> Result<(), RootError> {
+    if after.bytes > bounds.quota {
+        return Err(RootError::Quota {
+            quota: bounds.quota,
+            would_be: after.bytes,
+        });
     }
+    if after.entries > bounds.entries {
+        return Err(RootError::TooManyEntries {
+            limit: bounds.entries,
+        });
+    }
+    Ok(())
 }
 
 /// Checks a guest's path: relative, plain segments only, bounded. These
@@ -270,35 +366,29 @@ fn rand_suffix() -> u64 {
     h.finish()
 }
 
-fn usage(dir: &Dir) -> io::Result<u64> {
-    let mut total = 0;
+/// Removes the temporary files a crash left in `dir` and below, and
+/// measures what is left. Links are counted, never followed.
+fn sweep_and_measure(dir: &Dir) -> io::Result<Usage> {
+    let mut usage = Usage::default();
     for entry in dir.entries()? {
         let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with(TEMP_PREFIX) {
+        let kind = entry.file_type()?;
+        if kind.is_file() && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = dir.remove_file(entry.file_name());
             continue;
         }
-        let kind = entry.file_type()?;
+        usage.entries += 1;
         if kind.is_dir() {
-            total += usage(&entry.open_dir()?)?;
+            let inner = sweep_and_measure(&entry.open_dir()?)?;
+            usage.bytes += BLOCK + inner.bytes;
+            usage.entries += inner.entries;
         } else if kind.is_file() {
-            total += entry.metadata()?.len();
+            usage.bytes += cost(entry.metadata()?.len());
+        } else {
+            usage.bytes += BLOCK;
         }
     }
-    Ok(total)
-}
-
-fn sweep(dir: &Dir) -> io::Result<()> {
-    for entry in dir.entries()? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            sweep(&entry.open_dir()?)?;
-        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            let _ = dir.remove_file(entry.file_name());
-        }
-    }
-    Ok(())
+    Ok(usage)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The host's one SQLite database, `<data>/rawalite.db`: opened by the host
 //! only (WAL, foreign keys, busy timeout) and migrated at every start from
 //! the migrations embedded in the binary. Guests reach it only through the
-//! `db` capability, on connections of their own.
+//! `db` capability, on connections of their own, whose memory is charged
+//! to the guest call that uses it ([`memory`]).
+
+pub mod memory;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
@@ -11,8 +14,10 @@ use std::time::Duration;
 
 /// The migrations, in order. Adding one is a new file in `migrations/` and
 /// one line here (a unit test checks that the two agree).
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../../migrations/0001_init.sql"),
+)];
 
 /// Tables that belong to the host. No grant may name them, whatever the
 /// manifest says; names starting with `sqlite_` are SQLite's own.
@@ -42,6 +47,7 @@ impl Database {
     /// Opens (creating the data directory and the file if missing) and
     /// migrates the database of `data_dir`. Returns the migrations applied.
     pub fn open(data_dir: &Path) -> Result<(Self, Vec<Applied>)> {
+        init()?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let db = Database {
@@ -87,6 +93,14 @@ impl Database {
         }
         Ok(tables)
     }
+}
+
+/// Prepares SQLite for this process: the host's allocator, which charges a
+/// guest's statements to its budget. `Database::open` does it; anything
+/// else that opens SQLite in the same process (a test's own connection)
+/// must call this first.
+pub fn init() -> Result<()> {
+    memory::install().map_err(anyhow::Error::msg)
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
