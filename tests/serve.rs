@@ -174,7 +174,7 @@ fn signing_in_sets_an_http_only_strict_cookie() {
     assert!(page.body.contains("<h1>Customers</h1>"));
     assert_security_headers(&page);
 
-    // Behind a TLS proxy the cookie is Secure.
+    // A client cannot claim to be behind a TLS proxy: no proxy is trusted.
     let r = reply(
         agent()
             .post(served.url("/login"))
@@ -185,13 +185,69 @@ fn signing_in_sets_an_http_only_strict_cookie() {
                 ("password", served.admin_password.as_str()),
             ]),
     );
-    assert!(r.header("set-cookie").unwrap().ends_with("; Secure"));
+    let set = r.header("set-cookie").unwrap();
+    assert!(
+        set.starts_with("rawalite_session=") && !set.contains("Secure"),
+        "{set}"
+    );
 
     // Signing out clears the cookie and ends the session.
     let out = post(&served, "/login/logout", Some(cookie), &[]);
     assert_eq!(out.status, 303);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(get(&served, "/customers", Some(cookie)).status, 303);
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_cookie_is_secure_and_clients_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_manifest(dir.path(), true);
+    let text = std::fs::read_to_string(&file).unwrap().replacen(
+        "[app]\n",
+        "[app]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let served = Served::start(&file, &dir.path().join("data"), &dir.path().join("cache"));
+    let sign_in = |client: &str, password: &str| {
+        reply(
+            agent()
+                .post(served.url("/login"))
+                .header("Origin", &served.base.replace("http://", "https://"))
+                .header("X-Forwarded-Proto", "https")
+                .header("X-Forwarded-For", client)
+                .send_form([("username", "admin"), ("password", password)]),
+        )
+    };
+    let r = sign_in("203.0.113.5", &served.admin_password);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.starts_with("__Host-rawalite_session="), "{set}");
+    assert!(set.ends_with("; Secure"), "{set}");
+    // The cookie of the HTTPS name is the one that signs a request in.
+    let cookie = set.split(';').next().unwrap();
+    let page = reply(
+        agent()
+            .get(served.url("/customers"))
+            .header("X-Forwarded-Proto", "https")
+            .header("Cookie", cookie)
+            .call(),
+    );
+    assert_eq!(page.status, 200);
+
+    // The proxy's clients are counted apart: five failures from one stop
+    // that one, not the admin signing in from another.
+    for _ in 0..5 {
+        assert_eq!(sign_in("203.0.113.66", "not the password").status, 401);
+    }
+    let refused = sign_in("203.0.113.66", &served.admin_password);
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.body.contains("too many failed sign-ins"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(sign_in("203.0.113.77", &served.admin_password).status, 303);
 }
 
 #[test]
@@ -235,7 +291,11 @@ fn a_guests_set_cookie_never_reaches_the_client() {
     assert_eq!(r.status, 200);
     assert!(r.all("set-cookie").is_empty(), "{:?}", r.headers);
     assert!(r.header("access-control-allow-origin").is_none());
-    assert!(r.header("location").is_none());
+    assert_eq!(
+        r.header("location"),
+        Some("/"),
+        "an off-site redirect goes home"
+    );
     assert_eq!(r.all("content-security-policy").len(), 1);
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
     assert_eq!(r.header("cache-control"), Some("max-age=60"));

@@ -71,6 +71,10 @@ mod response;
 mod values;
 
 pub use html::{Escaped, escape};
+/// Whether a redirect target (a `next` parameter, say) stays on this site,
+/// read the way a browser reads it; the same check the host makes on every
+/// `Location` a guest sends. See [`rawalite_location::same_site`].
+pub use rawalite_location::same_site;
 pub use request::Form;
 pub use values::Record;
 

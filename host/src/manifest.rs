@@ -26,7 +26,44 @@ pub struct Manifest {
     pub roots: BTreeMap<String, PathBuf>,
     /// The app's own static assets, served by `serve` at `/static/`.
     pub static_dir: Option<PathBuf>,
+    /// The names `serve` answers to when it listens off loopback.
+    pub hosts: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<Network>,
     pub guests: Vec<GuestEntry>,
+}
+
+/// An address or a network (`10.0.0.0/8`, `::1`) of `[app] trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(ipnet::IpNet);
+
+impl Network {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 client may reach a dual-stack socket as ::ffff:a.b.c.d.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.contains(&ip)
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Network)
+            .map_err(|_| format!("`{text}` is not an address or a network such as 10.0.0.0/8"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// One `[[guest]]`.
@@ -139,12 +176,17 @@ impl Manifest {
             });
         }
 
+        for host in &raw.app.hosts {
+            check_host(host).map_err(|m| error("app.hosts".to_owned(), m))?;
+        }
         Ok(Manifest {
             file: file.to_owned(),
             app_name: raw.app.name,
             data_dir: base.join(raw.app.data_dir),
             roots: raw.paths,
             static_dir: raw.app.r#static.map(|dir| base.join(dir)),
+            hosts: raw.app.hosts,
+            trusted_proxies: raw.app.trusted_proxies,
             guests,
         })
     }
@@ -210,6 +252,35 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A name a browser puts in `Host`: letters, digits, `-` and `.`, or an
+/// IP address, optionally with `:port`.
+fn check_host(host: &str) -> Result<(), String> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => {
+            port.parse::<u16>()
+                .map_err(|_| format!("`{host}`: `{port}` is not a port"))?;
+            name
+        }
+        _ => host,
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && (name
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+            || name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{host}` is not a host name such as \"invoices.example.com\" or \"invoices.example.com:8443\""
+        ))
+    }
+}
+
 fn check_route(route: &str) -> Result<(), String> {
     let ok = route.starts_with('/')
         && (route == "/" || !route.ends_with('/'))
@@ -243,6 +314,10 @@ struct RawApp {
     data_dir: PathBuf,
     /// Relative to the manifest: assets ship with the app, not its data.
     r#static: Option<PathBuf>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<Network>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -500,6 +575,26 @@ mod tests {
             ))
             .unwrap_err();
             assert!(e.to_string().contains(needle), "{grant}: {e}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_trusted_proxies_are_checked() {
+        let m = parse(
+            "[app]\nname = \"t\"\nhosts = [\"app.example\", \"app.example:8443\"]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(m.hosts, ["app.example", "app.example:8443"]);
+        assert!(m.trusted_proxies[0].contains("10.9.8.7".parse().unwrap()));
+        assert!(m.trusted_proxies[1].contains("::1".parse().unwrap()));
+        assert!(!m.trusted_proxies[0].contains("11.0.0.1".parse().unwrap()));
+        for (app, needle) in [
+            ("hosts = [\"evil example\"]", "app.hosts"),
+            ("hosts = [\"a.example:99999\"]", "not a port"),
+            ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
+        ] {
+            let e = parse(&format!("[app]\nname = \"t\"\n{app}\n")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{app}: {e}");
         }
     }
 

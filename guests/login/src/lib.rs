@@ -3,14 +3,14 @@
 //! goes on to `next`, `POST /login/logout` signs out.
 
 use maud::html;
-use rawalite_guest::{Error, ErrorCode, Renderer, Request, Response, session};
+use rawalite_guest::{Error, ErrorCode, Renderer, Request, Response, same_site, session};
 
 struct Login;
 
 impl Renderer for Login {
     fn render(req: Request) -> Result<Response, Error> {
         match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/") => Ok(form(&req, next(&req, req.query("next")), None, "", 200)),
+            ("GET", "/") => Ok(form(&req, next(req.query("next")), None, "", 200)),
             ("POST", "/") => sign_in(&req),
             ("POST", "/logout") => {
                 session::logout();
@@ -26,7 +26,7 @@ rawalite_guest::export!(Login);
 fn sign_in(req: &Request) -> Result<Response, Error> {
     let f = req.form();
     let username = f.text("username");
-    let next = next(req, f.get("next"));
+    let next = next(f.get("next"));
     match session::login(username, f.get("password").unwrap_or("")) {
         Ok(_) => Ok(Response::redirect(&next)),
         Err(e) if matches!(e.code, ErrorCode::Unauthenticated | ErrorCode::Denied) => {
@@ -36,14 +36,11 @@ fn sign_in(req: &Request) -> Result<Response, Error> {
     }
 }
 
-/// Where to go after signing in: a path of this app, never another site.
-fn next(_req: &Request, next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
+/// Where to go after signing in: a page of this app, never another site
+/// (checked the way a browser will read it), else the start page.
+fn next(next: Option<&str>) -> String {
+    next.and_then(same_site)
+        .map_or_else(|| "/".to_owned(), |next| next.into_owned())
 }
 
 fn form(req: &Request, next: String, error: Option<&str>, username: &str, status: u16) -> Response {

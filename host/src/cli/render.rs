@@ -87,10 +87,19 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
                 [component, path] => (PathBuf::from(component), path.clone()),
                 _ => bail!("give a COMPONENT.wasm (and a PATH), or --guest NAME"),
             };
-            let name = component
+            // The guest's name in the log: the file's, in the characters a
+            // manifest allows, so an odd file name cannot bend a log line.
+            let name: String = component
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "guest".into());
+                .unwrap_or_else(|| "guest".into())
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | '0'..='9' | '-' | '_' => c,
+                    'A'..='Z' => c.to_ascii_lowercase(),
+                    _ => '_',
+                })
+                .collect();
             // Without a manifest nothing is granted; with --data the guest
             // still has the session of that data directory's users.
             auth = match &args.data {

@@ -178,8 +178,9 @@ impl GuestOutput {
     }
 
     /// Sends what the guest printed to the log, one event per line up to
-    /// [`OUTPUT_LINES`] per stream. A line is escaped (`\n`, `\u{1b}`…), so
-    /// a guest cannot end an event early or forge another.
+    /// [`OUTPUT_LINES`] per stream. The line is a quoted, escaped field
+    /// (`\n`, `\u{1b}`…), so a guest cannot end an event early, forge
+    /// another, or pass for the host.
     pub(crate) fn emit(&self, guest: &str) {
         let captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut dropped_lines = 0;
@@ -190,11 +191,10 @@ impl GuestOutput {
                     dropped_lines += 1;
                     continue;
                 }
-                let line = line.escape_debug();
                 if stream == "stdout" {
-                    tracing::info!(target: "rawalite::guest", guest, stream, "{line}");
+                    tracing::info!(target: "rawalite::guest", guest, stream, line, "output");
                 } else {
-                    tracing::warn!(target: "rawalite::guest", guest, stream, "{line}");
+                    tracing::warn!(target: "rawalite::guest", guest, stream, line, "output");
                 }
             }
         }

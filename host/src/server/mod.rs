@@ -1,14 +1,19 @@
 //! `rawalite serve`: the app in the browser. Routes each request by the
 //! manifest's route prefixes to a guest, renders it on a bounded pool of
 //! blocking threads (a slow guest holds one thread, never the async
-//! runtime), and puts the host's own rules on the way in and out: request
-//! limits, a same-origin check for state changes, the session cookie, a
-//! header allowlist and security headers. Static assets are served from
-//! the app's `static` directory without a guest.
+//! runtime, and each guest has only its share of the pool), and puts the
+//! host's own rules on the way in and out: connection caps and timeouts,
+//! request limits, the host name, a same-origin check for state changes,
+//! the session cookie, a header allowlist, same-site redirects and security
+//! headers. Static assets are served from the app's `static` directory
+//! without a guest.
 
+mod listen;
 mod page;
 mod routes;
 mod rules;
+
+pub use listen::{HEADER_TIMEOUT, WRITE_TIMEOUT};
 
 use crate::app::App;
 use crate::auth::password::Password;
@@ -16,7 +21,7 @@ use crate::capabilities::paths::Root;
 use crate::capabilities::session::{Caller, SessionChange};
 use crate::capabilities::{Error, ErrorCode, Request as GuestRequest};
 use crate::runtime::{Outcome, Stopped};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, Response, StatusCode, header};
@@ -36,8 +41,11 @@ pub const MAX_HEADERS: usize = 16 << 10;
 pub const MAX_REQUEST: usize = MAX_URL + MAX_HEADERS + MAX_BODY;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The session cookie.
-pub const COOKIE: &str = "rawalite_session";
+/// How long a request may wait for a render thread before it gets 503.
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// How often expired sessions are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+pub use rules::{COOKIE, SECURE_COOKIE};
 
 /// Where and how to serve.
 pub struct Options {
@@ -51,9 +59,10 @@ struct Server {
     /// sign in; without one, a page that needs a user answers 401.
     login: Option<String>,
     static_root: Option<Root>,
+    /// Renders that may run at once, all guests together.
     renders: Semaphore,
     /// Only loopback host names are accepted when listening on loopback,
-    /// which defeats DNS rebinding.
+    /// and only `[app] hosts` off it, which defeats DNS rebinding.
     loopback: bool,
 }
 
@@ -73,6 +82,14 @@ pub fn serve(app: App, options: Options) -> Result<()> {
 }
 
 async fn run(app: App, options: Options, pool: usize) -> Result<()> {
+    let loopback = options.listen.ip().is_loopback();
+    if !loopback && app.manifest.hosts.is_empty() {
+        bail!(
+            "{} listens off loopback, so it needs the names browsers use to reach it: add hosts = [\"invoices.example.com\"] under [app] in {} (it refuses every other Host, which defeats DNS rebinding)",
+            options.listen,
+            app.manifest.file.display()
+        );
+    }
     first_run(&app)?;
     let mut guests = Vec::new();
     for entry in &app.manifest.guests {
@@ -97,32 +114,50 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
+    // Each guest may take half the pool: a guest whose requests all wait
+    // (sleep, a busy database) leaves the other half to everyone else.
+    let share = (pool / 2).max(1);
     let server = Arc::new(Server {
-        routes: Routes::new(guests),
+        routes: Routes::new(guests, share),
         login,
         static_root,
         renders: Semaphore::new(pool),
-        loopback: addr.ip().is_loopback(),
+        loopback,
         app,
     });
+    let caps = listen::Caps::for_this_process();
     println!("Serving {} on http://{addr}/", server.app.manifest.app_name);
     println!("data: {}   (Ctrl-C to stop)", server.app.data_dir.display());
-    tracing::info!(%addr, guests = server.routes.len(), pool, "serving");
+    tracing::info!(%addr, guests = server.routes.len(), pool, share, connections = caps.total, "serving");
 
+    let sweeper = tokio::spawn(sweep_sessions(server.app.auth.clone()));
     let router = axum::Router::new()
         .fallback(handle)
         .with_state(server.clone());
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let proxies = server.app.manifest.trusted_proxies.clone();
+    let exempt: listen::Exempt = Arc::new(move |ip| proxies.iter().any(|net| net.contains(ip)));
+    listen::serve(listener, router, caps, exempt, shutdown_signal()).await;
+    sweeper.abort();
     // Every request has finished; dropping the last handle closes the
     // database connections (and checkpoints the WAL).
     drop(server);
     println!("stopped");
     Ok(())
+}
+
+/// Deletes expired sessions now and every [`SWEEP_EVERY`].
+async fn sweep_sessions(auth: Arc<crate::auth::Auth>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let auth = auth.clone();
+        match tokio::task::spawn_blocking(move || auth.sweep_expired()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(swept)) => tracing::info!(swept, "deleted expired sessions"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired sessions failed"),
+            Err(e) => tracing::warn!(error = %e, "the session sweep failed"),
+        }
+    }
 }
 
 /// On a fresh data directory: an `admin` with a random password, shown once.
@@ -194,7 +229,7 @@ async fn handle(
         target: "rawalite::access",
         request = %id,
         method = %method,
-        path = %uri.path(),
+        path = ?uri.path(),
         status = status.as_u16(),
         guest = guest.unwrap_or("-"),
         us = started.elapsed().as_micros() as u64,
@@ -209,8 +244,16 @@ async fn respond<'s>(
     request: axum::extract::Request,
     id: &str,
 ) -> (StatusCode, Option<&'s str>, Response<Body>) {
-    let secure = rules::behind_tls(request.headers());
-    if let Err(refusal) = rules::check_request(&request, server.loopback) {
+    let (client, secure) = rules::client(
+        client,
+        request.headers(),
+        &server.app.manifest.trusted_proxies,
+    );
+    let site = rules::Site {
+        loopback: server.loopback,
+        hosts: &server.app.manifest.hosts,
+    };
+    if let Err(refusal) = rules::check_request(&request, &site) {
         return (
             refusal.status,
             None,
@@ -223,7 +266,7 @@ async fn respond<'s>(
         let response = page::static_asset(server.static_root.as_ref(), &parts.method, asset, id);
         return (response.status(), None, response);
     }
-    let Some((route, guest)) = server.routes.find(path) else {
+    let Some(route) = server.routes.find(path) else {
         let status = StatusCode::NOT_FOUND;
         return (
             status,
@@ -231,6 +274,7 @@ async fn respond<'s>(
             page::error(status, "There is no page here.", id),
         );
     };
+    let guest = &route.guest;
     let name = guest.name();
     let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
     {
@@ -250,17 +294,44 @@ async fn respond<'s>(
         }
     };
     let browser = rules::wants_html(&parts.headers);
-    let token = rules::session_token(&parts.headers);
-    let guest_request = guest_request(&parts.method, &parts.uri, &parts.headers, route, path, body);
+    let token = rules::session_token(&parts.headers, secure);
+    let guest_request = guest_request(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &route.prefix,
+        path,
+        body,
+    );
 
-    // One permit per render: a slow guest holds one thread of the pool.
-    let Ok(_permit) = server.renders.acquire().await else {
-        let status = StatusCode::SERVICE_UNAVAILABLE;
-        return (
-            status,
-            Some(name),
-            page::error(status, "The server is stopping.", id),
-        );
+    // One permit of the guest's share and one of the pool per render: a
+    // slow guest holds one thread, and at most its share of them.
+    let permits = tokio::time::timeout(QUEUE_WAIT, async {
+        let share = route.share.acquire().await;
+        let render = server.renders.acquire().await;
+        share.and_then(|share| Ok((share, render?)))
+    })
+    .await;
+    let _permits = match permits {
+        Ok(Ok(permits)) => permits,
+        Ok(Err(_closed)) => {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            return (
+                status,
+                Some(name),
+                page::error(status, "The server is stopping.", id),
+            );
+        }
+        Err(_waited) => {
+            tracing::warn!(request = %id, guest = name, "no render thread came free in time");
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let mut response = page::error(status, "This page is busy. Try again in a moment.", id);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return (status, Some(name), response);
+        }
     };
     let auth = server.app.auth.clone();
     let rendering = guest.clone();
@@ -269,7 +340,7 @@ async fn respond<'s>(
         let caller = Caller {
             user: signed.as_ref().map(|s| s.user.clone()),
             token: signed.map(|s| s.token),
-            client: Some(client.ip()),
+            client: Some(client),
         };
         rendering.render(&guest_request, caller)
     })
@@ -389,7 +460,7 @@ fn guest_error(
     // The message is safe to show a user by the bridge's contract, except
     // `internal`, whose details belong in the log.
     let message = if status.is_server_error() && error.code == ErrorCode::Internal {
-        tracing::error!(request = %id, error = %error.message, "the guest reported an internal error");
+        tracing::error!(request = %id, error = ?error.message, "the guest reported an internal error");
         page::INTERNAL
     } else {
         &error.message
@@ -398,7 +469,7 @@ fn guest_error(
 }
 
 fn stopped(guest: &str, why: &Stopped, id: &str) -> Response<Body> {
-    tracing::error!(request = %id, guest, reason = %why, "the guest was stopped");
+    tracing::error!(request = %id, guest, reason = ?why.to_string(), "the guest was stopped");
     let status = match why {
         Stopped::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -406,21 +477,24 @@ fn stopped(guest: &str, why: &Stopped, id: &str) -> Response<Body> {
     page::error(status, page::INTERNAL, id)
 }
 
+/// The session cookie for a sign-in or sign-out. Over HTTPS it is
+/// `Secure` and named with the `__Host-` prefix.
 fn cookie(
     change: &SessionChange,
     secure: bool,
     max_age: Duration,
 ) -> Option<axum::http::HeaderValue> {
+    let name = rules::cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     let value = match change {
         SessionChange::Unchanged => return None,
         SessionChange::SignedIn(token) => format!(
-            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+            "{name}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
             token.expose(),
             max_age.as_secs()
         ),
         SessionChange::SignedOut => {
-            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}")
+            format!("{name}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}")
         }
     };
     axum::http::HeaderValue::from_str(&value).ok()
@@ -451,7 +525,10 @@ mod tests {
             "rawalite_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
         );
         let c = cookie(&SessionChange::SignedOut, true, Duration::from_secs(60)).unwrap();
-        assert!(c.to_str().unwrap().ends_with("Max-Age=0; Secure"));
+        assert_eq!(
+            c,
+            "__Host-rawalite_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure"
+        );
         assert!(cookie(&SessionChange::Unchanged, false, Duration::from_secs(60)).is_none());
     }
 

@@ -79,10 +79,16 @@ pub fn from_guest(guest: GuestResponse, id: &str) -> Response<Body> {
             tracing::debug!(request = %id, header = %name, "dropped a header the guest may not set");
             continue;
         }
-        // A redirect goes to a path of this site, never to another one.
-        let off_site = !value.starts_with('/') || value.starts_with("//");
-        if name == header::LOCATION && off_site {
-            tracing::warn!(request = %id, "dropped a redirect off this site");
+        if name == header::LOCATION {
+            // A redirect stays on this site, read the way a browser reads
+            // it; one that would leave goes to the start page instead.
+            let location = rawalite_location::same_site(value).unwrap_or_else(|| {
+                tracing::warn!(request = %id, location = ?value, "replaced a redirect off this site with /");
+                "/".into()
+            });
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                headers.insert(name, value);
+            }
             continue;
         }
         if let Ok(value) = HeaderValue::from_str(value) {
@@ -214,7 +220,7 @@ mod tests {
         assert_eq!(h[header::CONTENT_TYPE], "text/csv");
         assert!(h.get(header::SET_COOKIE).is_none());
         assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
-        assert!(h.get(header::LOCATION).is_none());
+        assert_eq!(h[header::LOCATION], "/", "an off-site redirect goes home");
         assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
         assert!(
             h[header::CONTENT_SECURITY_POLICY]
@@ -227,6 +233,21 @@ mod tests {
             h[header::CONTENT_DISPOSITION],
             "attachment; filename=\"a.csv\""
         );
+    }
+
+    #[test]
+    fn redirects_stay_on_the_site() {
+        for (sent, kept) in [
+            ("/invoices/7", "/invoices/7"),
+            ("/\t/evil.example", "/"),
+            ("\\\\evil.example", "/"),
+            ("\\evil.example", "/evil.example"),
+            ("/K\u{f6}ln", "/K%C3%B6ln"),
+            ("https://evil.example", "/"),
+        ] {
+            let r = from_guest(guest(&[("location", sent)]), "id");
+            assert_eq!(r.headers()[header::LOCATION], kept, "{sent:?}");
+        }
     }
 
     #[test]

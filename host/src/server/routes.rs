@@ -1,17 +1,37 @@
 //! The route table: each guest's prefix, longest first, matched on whole
 //! path segments (`/customers` matches `/customers` and `/customers/7`,
 //! never `/customersx`). A route of `/` catches what nothing else does.
+//! Each route has its share of the render threads, so one guest's slow or
+//! sleeping requests cannot take every thread from the others.
 
 use crate::runtime::Guest;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// One guest's route.
+pub struct Route {
+    pub prefix: String,
+    pub guest: Arc<Guest>,
+    /// Renders of this guest that may run at once.
+    pub share: Semaphore,
+}
 
 pub struct Routes {
-    routes: Vec<(String, Arc<Guest>)>,
+    routes: Vec<Route>,
 }
 
 impl Routes {
-    pub fn new(mut routes: Vec<(String, Arc<Guest>)>) -> Self {
-        routes.sort_by_key(|(route, _)| std::cmp::Reverse(route.len()));
+    /// The routes, each allowed `share` renders at once.
+    pub fn new(routes: Vec<(String, Arc<Guest>)>, share: usize) -> Self {
+        let mut routes: Vec<Route> = routes
+            .into_iter()
+            .map(|(prefix, guest)| Route {
+                prefix,
+                guest,
+                share: Semaphore::new(share),
+            })
+            .collect();
+        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
         Routes { routes }
     }
 
@@ -19,12 +39,11 @@ impl Routes {
         self.routes.len()
     }
 
-    /// The route and guest for `path`.
-    pub fn find(&self, path: &str) -> Option<(&str, &Arc<Guest>)> {
+    /// The route for `path`.
+    pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes
             .iter()
-            .find(|(route, _)| matches(route, path))
-            .map(|(route, guest)| (route.as_str(), guest))
+            .find(|route| matches(&route.prefix, path))
     }
 }
 

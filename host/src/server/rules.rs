@@ -1,10 +1,19 @@
 //! The host's rules for what comes in: sizes, the host name, methods, the
-//! same-origin check for state changes, and which request headers a guest
-//! may see.
+//! same-origin check for state changes, who the client is behind a proxy,
+//! the session cookie, and which request headers a guest may see.
 
-use super::{COOKIE, MAX_HEADERS, MAX_URL};
+use super::{MAX_HEADERS, MAX_URL};
 use crate::auth::Token;
+use crate::manifest::Network;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use std::net::{IpAddr, SocketAddr};
+
+/// The session cookie's name over plain HTTP.
+pub const COOKIE: &str = "rawalite_session";
+/// Its name over HTTPS: the `__Host-` prefix makes a browser refuse it
+/// unless it is `Secure`, has `Path=/` and no `Domain`, so a sibling
+/// subdomain or a plain-HTTP page cannot plant or overwrite it.
+pub const SECURE_COOKIE: &str = "__Host-rawalite_session";
 
 /// Headers that carry credentials: the host reads them, guests never see them.
 pub const HIDDEN_FROM_GUESTS: [HeaderName; 3] = [
@@ -23,7 +32,16 @@ fn refuse(status: StatusCode, message: &'static str) -> Result<(), Refusal> {
     Err(Refusal { status, message })
 }
 
-pub fn check_request(request: &axum::extract::Request, loopback: bool) -> Result<(), Refusal> {
+/// What a request is checked against: where the server listens and which
+/// names it answers to.
+pub struct Site<'a> {
+    /// Listening on loopback: only loopback names are accepted.
+    pub loopback: bool,
+    /// Off loopback: the names of `[app] hosts`.
+    pub hosts: &'a [String],
+}
+
+pub fn check_request(request: &axum::extract::Request, site: &Site<'_>) -> Result<(), Refusal> {
     let target = request
         .uri()
         .path_and_query()
@@ -42,10 +60,16 @@ pub fn check_request(request: &axum::extract::Request, loopback: bool) -> Result
             "The request headers are too large.",
         );
     }
-    if loopback && !loopback_host(headers) {
+    if site.loopback && !loopback_host(headers) {
         return refuse(
             StatusCode::MISDIRECTED_REQUEST,
             "This server answers only to localhost.",
+        );
+    }
+    if !site.loopback && !listed_host(headers, site.hosts) {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This server does not answer to that name.",
         );
     }
     let method = request.method();
@@ -67,13 +91,18 @@ pub fn check_request(request: &axum::extract::Request, loopback: bool) -> Result
 
 /// A state-changing request must show it came from a page of this site:
 /// an `Origin` equal to ours, or (without `Origin`) `Sec-Fetch-Site:
-/// same-origin`. Without either it is refused.
+/// same-origin`. Without either it is refused, and so is an `Origin` that
+/// is present but not plain ASCII: a header that cannot be read is no
+/// evidence either way, so it fails closed.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
-    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+    match headers.get(header::ORIGIN) {
         Some(origin) => {
+            let Ok(origin) = origin.to_str() else {
+                return false;
+            };
             let origin = origin.to_ascii_lowercase();
             let host = host.to_ascii_lowercase();
             origin == format!("http://{host}") || origin == format!("https://{host}")
@@ -84,27 +113,73 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The host name of a `Host` value and whether a port followed it.
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Whether the `Host` is one of `hosts` (ignoring case; an entry without a
+/// port matches any port).
+fn listed_host(headers: &HeaderMap, hosts: &[String]) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    hosts.iter().any(|listed| {
+        host.eq_ignore_ascii_case(listed)
+            || (!listed.contains(':') && host_name(host).eq_ignore_ascii_case(listed))
+    })
+}
+
 /// Whether the `Host` names this machine (DNS rebinding protection).
 fn loopback_host(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let name = host_name(host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether a TLS proxy in front says the browser used https.
-pub fn behind_tls(headers: &HeaderMap) -> bool {
-    headers
+/// Who sent a request, and whether it came over HTTPS. `X-Forwarded-For`
+/// and `X-Forwarded-Proto` are believed only from a peer in
+/// `[app] trusted_proxies`; then the client is the nearest address in
+/// `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client(peer: SocketAddr, headers: &HeaderMap, proxies: &[Network]) -> (IpAddr, bool) {
+    let trusted = |ip: &IpAddr| proxies.iter().any(|net| net.contains(*ip));
+    let peer = peer.ip();
+    if !trusted(&peer) {
+        return (peer, false);
+    }
+    let secure = headers
         .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        // An entry that is not an address ends the chain: what lies before
+        // it was written by someone we cannot vouch for.
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !trusted(&ip) {
+            break;
+        }
+    }
+    (client, secure)
 }
 
 /// Whether the client is a browser navigating (it accepts HTML).
@@ -115,15 +190,22 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
-/// The session token from the `Cookie` header.
-pub fn session_token(headers: &HeaderMap) -> Option<Token> {
+/// The session cookie's name for a request over HTTPS (`secure`) or not.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
+
+/// The session token from the `Cookie` header: the cookie of the name for
+/// this scheme, if it looks like a token.
+pub fn session_token(headers: &HeaderMap, secure: bool) -> Option<Token> {
+    let name = cookie_name(secure);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(Token::from_cookie)
@@ -177,8 +259,63 @@ mod tests {
     fn the_session_token_is_read_from_the_cookie() {
         let token = "a".repeat(64);
         let h = headers(&[("cookie", &format!("theme=dark; {COOKIE}={token}; x=y"))]);
-        assert_eq!(session_token(&h).unwrap().expose(), token);
-        assert!(session_token(&headers(&[("cookie", &format!("{COOKIE}=short"))])).is_none());
-        assert!(session_token(&headers(&[])).is_none());
+        assert_eq!(session_token(&h, false).unwrap().expose(), token);
+        assert!(session_token(&h, true).is_none(), "not the HTTPS cookie");
+        let h = headers(&[("cookie", &format!("{SECURE_COOKIE}={token}"))]);
+        assert_eq!(session_token(&h, true).unwrap().expose(), token);
+        let short = headers(&[("cookie", &format!("{COOKIE}=short"))]);
+        assert!(session_token(&short, false).is_none());
+        assert!(session_token(&headers(&[]), false).is_none());
+    }
+
+    #[test]
+    fn an_origin_that_is_not_ascii_is_refused() {
+        let mut h = headers(&[("host", "127.0.0.1:8080")]);
+        h.insert(
+            header::ORIGIN,
+            axum::http::HeaderValue::from_bytes(b"http://127.0.0.1:8080\xff").unwrap(),
+        );
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(!same_origin(&h));
+    }
+
+    #[test]
+    fn only_listed_names_pass_off_loopback() {
+        let hosts = ["app.example".to_owned(), "alt.example:8443".to_owned()];
+        for ok in ["app.example", "APP.example:443", "alt.example:8443"] {
+            assert!(listed_host(&headers(&[("host", ok)]), &hosts), "{ok}");
+        }
+        for bad in ["evil.example", "alt.example:9999", "app.example.evil", ""] {
+            assert!(!listed_host(&headers(&[("host", bad)]), &hosts), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let proxies = ["10.0.0.0/8".parse::<Network>().unwrap()];
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.9, 10.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let proxy: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        assert_eq!(
+            client(proxy, &h, &proxies),
+            ("203.0.113.9".parse().unwrap(), true)
+        );
+        let stranger: SocketAddr = "198.51.100.4:5000".parse().unwrap();
+        assert_eq!(
+            client(stranger, &h, &proxies),
+            ("198.51.100.4".parse().unwrap(), false)
+        );
+        assert_eq!(
+            client(proxy, &h, &[]).0,
+            "10.0.0.2".parse::<IpAddr>().unwrap(),
+            "nothing is trusted by default"
+        );
+        let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, garbage, 203.0.113.9")]);
+        assert_eq!(
+            client(proxy, &spoofed, &proxies).0,
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -505,7 +505,7 @@ fn too_large(message: impl Into<String>) -> Error {
 }
 
 fn internal(e: &rusqlite::Error) -> Error {
-    tracing::error!(error = %e, "database failure");
+    tracing::error!(error = ?e.to_string(), "database failure");
     Error::new(
         ErrorCode::Internal,
         "the database failed; the host's log has the details",
