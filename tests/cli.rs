@@ -334,6 +334,10 @@ fn audit_of_the_demo_app_shows_least_privilege_and_flags_nothing() {
     assert_eq!(guest("login")["db"]["read"], serde_json::json!([]));
     for g in report["guests"].as_array().unwrap() {
         assert_eq!(g["flags"], serde_json::json!([]), "{}", g["name"]);
+        // Only the sign-in screen may sign users in and out.
+        assert_eq!(g["session"]["login"], g["name"] == "login", "{}", g["name"]);
+        assert_eq!(g["limits"]["db_bytes"], 16 << 20);
+        assert!(g["limits"]["worst_case_bytes"].as_u64().unwrap() > 128 << 20);
     }
     let text = stdout(&rawalite(
         &["audit", "--manifest", file.to_str().unwrap()],
@@ -342,6 +346,10 @@ fn audit_of_the_demo_app_shows_least_privilege_and_flags_nothing() {
     assert!(text.contains("guest exports  route /exports"), "{text}");
     assert!(
         text.contains("paths      exports (read-write, quota 50.0 MiB)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("session    anyone; may sign users in and out"),
         "{text}"
     );
 }

@@ -86,6 +86,31 @@ fn pairs_named<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// A form reads back the fields a browser encoded, in order.
+        #[test]
+        fn forms_read_back_what_was_encoded(fields in prop::collection::vec((".{0,12}", ".{0,20}"), 0..6)) {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&fields)
+                .finish();
+            let form = Form::parse(body.as_bytes());
+            for (key, _) in &fields {
+                let want: Vec<&str> = fields.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect();
+                prop_assert_eq!(form.get_all(key).collect::<Vec<_>>(), want);
+            }
+        }
+
+        /// Any bytes at all parse without a panic.
+        #[test]
+        fn any_body_parses(body in prop::collection::vec(any::<u8>(), 0..200)) {
+            let form = Form::parse(&body);
+            let _ = form.get("a");
+        }
+    }
 
     fn request(query: &[(&str, &str)], body: &str) -> Request {
         Request {

@@ -1,6 +1,8 @@
 //! An app as its manifest describes it: the database of its data directory
 //! (opened and migrated), and its guests loaded with their limits and
-//! grants. Refuses a grant that names a table the database does not have.
+//! grants. Refuses a grant that names a table the database does not have,
+//! and a root that is, contains or lies inside another root, or contains
+//! the data directory (where the database lives).
 
 use crate::auth::{Auth, Policy};
 use crate::capabilities::Grants;
@@ -11,7 +13,7 @@ use crate::manifest::{GuestEntry, Manifest};
 use crate::runtime::{Guest, Runtime};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub struct App {
@@ -27,6 +29,33 @@ pub struct App {
     roots: BTreeMap<String, Arc<Root>>,
 }
 
+/// Refuses roots that overlap each other or hold the data directory: a
+/// guest granted one root must not reach another's files (or the
+/// database) through it. Paths are compared after symlinks are resolved.
+fn check_apart(manifest: &Manifest, data_dir: &Path, roots: &[(&str, PathBuf)]) -> Result<()> {
+    for (i, (name, path)) in roots.iter().enumerate() {
+        if data_dir.starts_with(path) {
+            bail!(
+                "{}: [paths] {name} = {} holds the data directory {} and its database; give the root a directory of its own",
+                manifest.file.display(),
+                path.display(),
+                data_dir.display()
+            );
+        }
+        for (other, other_path) in &roots[i + 1..] {
+            if path.starts_with(other_path) || other_path.starts_with(path) {
+                bail!(
+                    "{}: [paths] {name} ({}) and {other} ({}) overlap; each root needs a directory of its own, neither inside the other",
+                    manifest.file.display(),
+                    path.display(),
+                    other_path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 impl App {
     /// Opens the app's database (in `data_dir`, else the manifest's) and
     /// applies any pending migration.
@@ -36,6 +65,14 @@ impl App {
         let tables = database.app_tables()?;
         let auth = Auth::new(&database, Policy::default())?;
         let mut roots = BTreeMap::new();
+        let mut places = Vec::new();
+        for (name, path) in &manifest.roots {
+            let path = data_dir.join(path);
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create root `{name}` at {}", path.display()))?;
+            places.push((name.as_str(), std::fs::canonicalize(&path)?));
+        }
+        check_apart(&manifest, &std::fs::canonicalize(&data_dir)?, &places)?;
         for (name, path) in &manifest.roots {
             let path = data_dir.join(path);
             let root = Root::open(&path)

@@ -430,6 +430,110 @@ impl<'de> Deserialize<'de> for Size {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// One `[[guest]]` with the values a test will look for.
+    #[derive(Debug, Clone)]
+    struct Guest {
+        name: String,
+        route: String,
+        memory_mib: u64,
+        timeout_ms: u64,
+        read: Vec<String>,
+        quota_kib: u64,
+        login: bool,
+    }
+
+    fn guest() -> impl Strategy<Value = Guest> {
+        (
+            "[a-z][a-z0-9_-]{0,10}",
+            "/[a-z0-9]{1,8}",
+            1u64..=4096,
+            1u64..=600_000,
+            prop::collection::vec("[a-z_]{1,10}", 0..4),
+            1u64..1_000_000,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(name, route, memory_mib, timeout_ms, read, quota_kib, login)| Guest {
+                    name,
+                    route,
+                    memory_mib,
+                    timeout_ms,
+                    read,
+                    quota_kib,
+                    login,
+                },
+            )
+    }
+
+    fn text(guests: &[Guest]) -> String {
+        let mut text = String::from("[app]\nname = \"t\"\n[paths]\nfiles = \"files\"\n");
+        for g in guests {
+            text += &format!(
+                "[[guest]]\nname = \"{}\"\ncomponent = \"g.wasm\"\nroute = \"{}\"\n[guest.limits]\nmemory = \"{} MiB\"\ntimeout_ms = {}\n[guest.db]\nread = {:?}\n[guest.paths]\nfiles = {{ access = \"read-write\", quota = \"{} KiB\" }}\n[guest.session]\nlogin = {}\n",
+                g.name, g.route, g.memory_mib, g.timeout_ms, g.read, g.quota_kib, g.login
+            );
+        }
+        text
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A manifest made of valid parts reads back exactly what it says
+        /// (or, for repeated names or routes, is refused naming the key).
+        #[test]
+        fn valid_manifests_read_back(guests in prop::collection::vec(guest(), 1..4)) {
+            match parse(&text(&guests)) {
+                Ok(m) => {
+                    for (g, entry) in guests.iter().zip(&m.guests) {
+                        prop_assert_eq!(&entry.name, &g.name);
+                        prop_assert_eq!(entry.route.as_deref(), Some(g.route.as_str()));
+                        prop_assert_eq!(entry.limits.memory, g.memory_mib << 20);
+                        prop_assert_eq!(entry.limits.timeout, Duration::from_millis(g.timeout_ms));
+                        prop_assert!(entry.limits.db_bytes <= entry.limits.memory);
+                        let read: Vec<&str> = entry.db.as_ref().unwrap().readable().into_iter().collect();
+                        let mut want: Vec<&str> = g.read.iter().map(String::as_str).collect();
+                        want.sort();
+                        want.dedup();
+                        prop_assert_eq!(read, want);
+                        prop_assert_eq!(entry.paths["files"].quota(), g.quota_kib << 10);
+                        prop_assert_eq!(entry.session.login, g.login);
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    prop_assert!(
+                        message.contains("another guest has this name")
+                            || message.contains("already has the route")
+                            || message.contains("belongs to the host"),
+                        "{}", message
+                    );
+                }
+            }
+        }
+
+        /// Anything at all is read without a panic; a refusal names the file.
+        #[test]
+        fn any_text_is_refused_cleanly(junk in ".{0,200}", keep in 0usize..400) {
+            let base = text(&[Guest {
+                name: "a".into(),
+                route: "/a".into(),
+                memory_mib: 64,
+                timeout_ms: 1000,
+                read: vec![],
+                quota_kib: 1,
+                login: false,
+            }]);
+            // A valid manifest with junk spliced in somewhere.
+            let at = base.char_indices().map(|(i, _)| i).nth(keep % base.len()).unwrap_or(0);
+            let spliced = format!("{}{junk}{}", &base[..at], &base[at..]);
+            if let Err(e) = parse(&spliced) {
+                prop_assert!(e.to_string().starts_with("/app/rawalite.toml"), "{}", e);
+            }
+        }
+    }
 
     fn parse(text: &str) -> Result<Manifest, ManifestError> {
         Manifest::parse(Path::new("/app/rawalite.toml"), text)

@@ -141,18 +141,25 @@ fn to_wit(user: &auth::User) -> User {
 
 impl Host for View<'_> {
     fn current(&mut self) -> wasmtime::Result<Option<User>> {
-        self.call.begin()?;
-        Ok(self.state.caller.user.as_ref().map(to_wit))
+        let started = self.call.begin()?;
+        let user = self.state.caller.user.as_ref().map(to_wit);
+        let username = user.as_ref().map(|u| u.username.clone());
+        self.audit("current", username.as_deref(), "ok", started);
+        Ok(user)
     }
 
     fn has_role(&mut self, role: String) -> wasmtime::Result<bool> {
-        self.call.begin()?;
-        Ok(self
-            .state
-            .caller
-            .user
-            .as_ref()
-            .is_some_and(|u| u.roles.contains(&role)))
+        let started = self.call.begin()?;
+        let user = self.state.caller.user.as_ref();
+        let has = user.is_some_and(|u| u.roles.contains(&role));
+        let username = user.map(|u| u.username.clone());
+        self.audit(
+            "has-role",
+            username.as_deref(),
+            if has { "ok" } else { "no" },
+            started,
+        );
+        Ok(has)
     }
 
     fn login(&mut self, username: String, password: String) -> Result<User, CallError> {

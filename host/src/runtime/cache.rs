@@ -4,7 +4,9 @@
 //! component or engine configuration never loads a stale artifact.
 //!
 //! The directory is trusted like the binary itself: wasmtime runs what it
-//! finds there as native code. It is created with mode 0700.
+//! finds there as native code. It is created with mode 0700, and used only
+//! if it is a real directory owned by this user that no one else may write;
+//! otherwise the cache stays in memory and the log says why.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -38,13 +40,15 @@ impl ComponentCache {
     /// A cache in `dir`, or in memory only when `dir` is `None` or cannot be
     /// created (the host still works, it just compiles at every start).
     pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
-        let dir = dir.and_then(|dir| match create_private_dir(&dir) {
-            Ok(()) => Some(dir),
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "compile cache disabled");
-                None
-            }
-        });
+        let dir = dir.and_then(
+            |dir| match create_private_dir(&dir).and_then(|()| trusted(&dir)) {
+                Ok(()) => Some(dir),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "compile cache disabled");
+                    None
+                }
+            },
+        );
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         ComponentCache {
@@ -148,6 +152,25 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
     file.persist(path)?;
+    Ok(())
+}
+
+/// Whether `dir` may hold native code this process will run: a directory
+/// (not a link to one) owned by this user, writable by no one else.
+fn trusted(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(dir)?;
+    let refuse = |why: &str| Err(std::io::Error::other(why.to_owned()));
+    if !meta.is_dir() {
+        return refuse("it is not a directory (a symbolic link is not trusted)");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return refuse("it belongs to another user");
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return refuse("others may write to it; chmod go-w it to use it");
+    }
     Ok(())
 }
 

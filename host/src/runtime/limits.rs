@@ -140,3 +140,42 @@ impl ResourceLimiter for Limiter {
         MAX_MEMORIES
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::Store;
+    use wasmtime::component::{Component, Linker};
+
+    /// A component of `n` core modules, each with one memory of `mib` MiB.
+    fn memories(n: usize, mib: usize) -> Vec<u8> {
+        let pages = mib * 16;
+        let modules: String = (0..n)
+            .map(|i| {
+                format!("(core module $m{i} (memory {pages})) (core instance (instantiate $m{i}))")
+            })
+            .collect();
+        wat::parse_str(format!("(component {modules})")).unwrap()
+    }
+
+    fn instantiate(bytes: &[u8]) -> (wasmtime::Result<()>, bool) {
+        let engine = super::super::engine::new_engine().unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(&Limits::default()));
+        store.limiter(|l| l);
+        let result = Linker::new(&engine)
+            .instantiate(&mut store, &component)
+            .map(drop);
+        (result, store.data().memory_exceeded)
+    }
+
+    #[test]
+    fn the_memory_cap_holds_across_all_memories() {
+        let (one, exceeded) = instantiate(&memories(1, 40));
+        assert!(one.is_ok() && !exceeded, "{one:?}");
+        // Two memories of 40 MiB each are 80 MiB: over the 64 MiB cap,
+        // although each alone is under it.
+        let (two, exceeded) = instantiate(&memories(2, 40));
+        assert!(two.is_err() && exceeded, "{two:?}");
+    }
+}

@@ -503,6 +503,38 @@ fn cookie(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The query a guest sees is the pairs the client encoded, in
+        /// order, whatever they hold.
+        #[test]
+        fn guests_see_the_query_the_client_sent(
+            pairs in prop::collection::vec((".{0,12}", ".{0,12}"), 0..6),
+            path in "/[a-z/]{0,12}",
+        ) {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let uri: axum::http::Uri = format!("{path}?{query}").parse().unwrap();
+            let seen = guest_request(&Method::GET, &uri, &HeaderMap::new(), "/", uri.path(), Bytes::new());
+            prop_assert_eq!(seen.query, pairs);
+            prop_assert_eq!(seen.path, path);
+        }
+
+        /// Decoding undoes encoding, and any text decodes without a panic.
+        #[test]
+        fn percent_decoding_undoes_encoding(path in ".{0,60}", junk in "[%0-9a-fA-Fz/]{0,20}") {
+            let encoded: String = path
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b == b'/' { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            prop_assert_eq!(percent_decode(&encoded), path);
+            let _ = percent_decode(&junk);
+        }
+    }
 
     #[test]
     fn paths_are_percent_decoded_but_plus_is_kept() {

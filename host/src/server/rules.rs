@@ -214,6 +214,105 @@ pub fn session_token(headers: &HeaderMap, secure: bool) -> Option<Token> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    /// Bytes a header value may hold: visible ASCII, space, tab, and
+    /// anything from 0x80 up.
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff], 0..80)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// A token comes only from a well-formed cookie of the right name,
+        /// whatever else the header holds.
+        #[test]
+        fn cookies_yield_only_well_formed_tokens(
+            before in "[ -~]{0,40}",
+            token in "[0-9a-fA-F]{60,68}",
+            after in "[ -~]{0,40}",
+            secure in any::<bool>(),
+        ) {
+            let name = cookie_name(secure);
+            let value = format!("{before}; {name}={token}; {after}");
+            let Ok(header) = HeaderValue::from_str(&value) else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, header);
+            if let Some(found) = session_token(&h, secure) {
+                prop_assert_eq!(found.expose().len(), 64);
+                prop_assert!(found.expose().bytes().all(|b| b.is_ascii_hexdigit()));
+                let pair = format!("{name}={}", found.expose());
+                prop_assert!(value.contains(&pair));
+            }
+        }
+
+        /// Any header bytes at all: no panic, and no token unless the bytes
+        /// hold one.
+        #[test]
+        fn any_cookie_header_is_safe(bytes in header_bytes(), secure in any::<bool>()) {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, HeaderValue::from_bytes(&bytes).unwrap());
+            if let Some(found) = session_token(&h, secure) {
+                let text = String::from_utf8_lossy(&bytes);
+                prop_assert!(text.contains(found.expose()));
+            }
+        }
+
+        /// A state change passes only with the exact origin of the host (or
+        /// no origin and `Sec-Fetch-Site: same-origin`); any other bytes in
+        /// `Origin` refuse it, even with `Sec-Fetch-Site: same-origin`.
+        #[test]
+        fn same_origin_needs_the_exact_origin(
+            origin in prop_oneof![
+                header_bytes(),
+                ("(?i)https?://app\\.example(:8080)?", header_bytes())
+                    .prop_map(|(o, tail)| [o.into_bytes(), tail].concat()),
+            ],
+            host in "app\\.example(:8080)?",
+        ) {
+            let mut h = headers(&[("host", &host), ("sec-fetch-site", "same-origin")]);
+            h.insert(header::ORIGIN, HeaderValue::from_bytes(&origin).unwrap());
+            let text = String::from_utf8_lossy(&origin).to_ascii_lowercase();
+            let exact = text == format!("http://{host}") || text == format!("https://{host}");
+            prop_assert_eq!(same_origin(&h), exact && origin.is_ascii());
+        }
+
+        /// The client is the peer unless the peer is a trusted proxy, and
+        /// then an address the forwarding header names.
+        #[test]
+        fn the_client_is_the_peer_or_a_forwarded_address(
+            forwarded in "([0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|[a-z:]{1,8}|10\\.0\\.0\\.[0-9])(, ?([0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|10\\.0\\.0\\.[0-9])){0,4}",
+            trusted_peer in any::<bool>(),
+        ) {
+            let proxies = ["10.0.0.0/8".parse::<Network>().unwrap()];
+            let peer: SocketAddr = if trusted_peer { "10.1.2.3:1" } else { "192.0.2.1:1" }.parse().unwrap();
+            let h = headers(&[("x-forwarded-for", &forwarded)]);
+            let (client, _) = client(peer, &h, &proxies);
+            if trusted_peer {
+                prop_assert!(client == peer.ip() || forwarded.split(',').any(|hop| hop.trim().parse() == Ok(client)));
+            } else {
+                prop_assert_eq!(client, peer.ip());
+            }
+        }
+
+        /// Only loopback names pass on loopback, whatever the `Host` holds.
+        #[test]
+        fn only_loopback_hosts_pass(host in header_bytes()) {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_bytes(&host).unwrap());
+            if loopback_host(&h) {
+                let text = String::from_utf8(host).unwrap();
+                let name = host_name(&text).trim_start_matches('[').trim_end_matches(']');
+                prop_assert!(
+                    name.eq_ignore_ascii_case("localhost")
+                        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+                    "{:?}", text
+                );
+            }
+        }
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         pairs

@@ -375,8 +375,8 @@ impl GuestConnection {
         use rusqlite::ErrorCode as C;
         // A denied function is reported as a plain SQL error, a denied
         // table as SQLITE_AUTH: either way the authorizer said why.
-        if let Some(why) = self.log().denial.take() {
-            return denied(why);
+        if let Some((code, why)) = self.log().denial.take() {
+            return Error::new(code, why);
         }
         match charge.tripped() {
             Some(Trip::Memory) => {

@@ -268,3 +268,106 @@ unsafe fn result_text(ctx: *mut ffi::sqlite3_context, text: &[u8]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rusqlite::types::Value;
+
+    fn connections() -> (rusqlite::Connection, rusqlite::Connection) {
+        crate::database::init().unwrap();
+        let builtin = rusqlite::Connection::open_in_memory().unwrap();
+        let ours = rusqlite::Connection::open_in_memory().unwrap();
+        install(&ours).unwrap();
+        (builtin, ours)
+    }
+
+    /// Values that stress the conversions: text with multi-byte characters,
+    /// blobs (which SQLite may read as text that is not valid UTF-8),
+    /// numbers and NULL.
+    fn value() -> impl Strategy<Value = Value> {
+        let bytes = prop::collection::vec(
+            prop::sample::select(vec![
+                b'a', b'b', 0xc3, 0xa9, 0x80, 0xe2, 0x82, 0xac, 0, b' ',
+            ]),
+            0..12,
+        );
+        prop_oneof![
+            4 => "[ab é€]{0,12}".prop_map(Value::Text),
+            3 => bytes.prop_map(Value::Blob),
+            1 => any::<i64>().prop_map(Value::Integer),
+            1 => prop::sample::select(vec![0.5, -1.0, 1e20, 3.0]).prop_map(Value::Real),
+            1 => Just(Value::Null),
+        ]
+    }
+
+    /// An argument as SQL: the value itself, or read as text.
+    fn argument(i: usize, as_text: bool) -> String {
+        if as_text {
+            format!("CAST(?{i} AS TEXT)")
+        } else {
+            format!("?{i}")
+        }
+    }
+
+    fn same(sql: &str, values: &[Value]) -> Result<(), TestCaseError> {
+        let (builtin, ours) = connections();
+        let run = |conn: &rusqlite::Connection| {
+            conn.query_row(sql, rusqlite::params_from_iter(values), |row| {
+                row.get::<_, Value>(0)
+            })
+            .map_err(|e| e.to_string())
+        };
+        prop_assert_eq!(run(&builtin), run(&ours), "{} with {:?}", sql, values);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn instr_matches_sqlite(a in value(), b in value(), text in any::<(bool, bool)>()) {
+            same(&format!("SELECT instr({}, {})", argument(1, text.0), argument(2, text.1)), &[a, b])?;
+        }
+
+        #[test]
+        fn replace_matches_sqlite(a in value(), b in value(), c in value(), text in any::<bool>()) {
+            same(&format!("SELECT replace({}, ?2, ?3)", argument(1, text)), &[a, b, c])?;
+        }
+
+        #[test]
+        fn trims_match_sqlite(a in value(), set in value(), which in 0..3usize) {
+            let name = ["trim", "ltrim", "rtrim"][which];
+            same(&format!("SELECT {name}(?1, ?2)"), &[a, set])?;
+        }
+    }
+
+    #[test]
+    fn the_costly_cases_are_linear_or_refused() {
+        let (_, ours) = connections();
+        let big = "a".repeat(1 << 20);
+        let needle = format!("{}b", "a".repeat(1 << 19));
+        let started = std::time::Instant::now();
+        let at: i64 = ours
+            .query_row(
+                "SELECT instr(?1, ?2) + length(replace(?1, ?2, 'x'))",
+                [&big, &needle],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(at, 1 << 20);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let long_set = "x".repeat(MAX_TRIM_SET + 1);
+        let e = ours
+            .query_row("SELECT trim(?1, ?2)", [&big, &long_set], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("at most 64 bytes"), "{e}");
+    }
+}

@@ -5,6 +5,7 @@
 //! write-granted tables, and a list of pure functions; every other action
 //! (DDL, PRAGMA, ATTACH, VACUUM, transactions, other functions) is denied.
 
+use crate::capabilities::ErrorCode;
 use crate::database::is_host_table;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use serde::Deserialize;
@@ -213,8 +214,8 @@ pub(super) struct AuthLog {
     /// Every table and view in the database, lower-case.
     schema: BTreeSet<String>,
     pub(super) mode: Mode,
-    /// Why the first denied action was denied.
-    pub(super) denial: Option<String>,
+    /// Why the first denied action was denied, and the code it earns.
+    pub(super) denial: Option<(ErrorCode, String)>,
     /// The tables the statement reads or writes.
     pub(super) tables: BTreeSet<String>,
     /// Function calls in the statement so far.
@@ -262,7 +263,26 @@ impl AuthLog {
         }
     }
 
-    fn verdict(&mut self, ctx: &AuthContext<'_>) -> Result<(), String> {
+    /// Allowed, or the code and message of the refusal: a grant's refusal
+    /// is `denied`, a limit's `too-large`.
+    fn verdict(&mut self, ctx: &AuthContext<'_>) -> Result<(), (ErrorCode, String)> {
+        self.grant_verdict(ctx)
+            .map_err(|why| (ErrorCode::Denied, why))?;
+        if matches!(ctx.action, AuthAction::Function { .. }) {
+            self.functions += 1;
+            if self.functions > MAX_FUNCTION_CALLS {
+                return Err((
+                    ErrorCode::TooLarge,
+                    format!(
+                        "a statement may call at most {MAX_FUNCTION_CALLS} functions; split it into several"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn grant_verdict(&mut self, ctx: &AuthContext<'_>) -> Result<(), String> {
         match ctx.action {
             AuthAction::Select | AuthAction::Recursive => Ok(()),
             // SQLite reports a read with no database both for a CTE or a
@@ -281,15 +301,10 @@ impl AuthLog {
             | AuthAction::Delete { table_name }
             | AuthAction::Update { table_name, .. } => self.table(table_name, true),
             AuthAction::Function { function_name } => {
-                self.functions += 1;
-                if !FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str()) {
-                    Err(format!("function `{function_name}` is not allowed"))
-                } else if self.functions > MAX_FUNCTION_CALLS {
-                    Err(format!(
-                        "a statement may call at most {MAX_FUNCTION_CALLS} functions; split it into several"
-                    ))
-                } else {
+                if FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str()) {
                     Ok(())
+                } else {
+                    Err(format!("function `{function_name}` is not allowed"))
                 }
             }
             AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Err(

@@ -129,13 +129,17 @@ fn audit<T>(
 
 impl Host for View<'_> {
     fn granted(&mut self) -> wasmtime::Result<Vec<String>> {
-        self.call.begin()?;
-        Ok(self
+        let started = self.call.begin()?;
+        let names: Vec<String> = self
             .state
             .paths
             .as_ref()
             .map(|p| p.roots.keys().cloned().collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        if self.call.audit() {
+            audit(&self.call.guest, "", "granted", "", &Ok(((), 0)), started);
+        }
+        Ok(names)
     }
 
     fn open(&mut self, name: String) -> Result<Resource<RootHandle>, CallError> {
@@ -182,11 +186,21 @@ impl RootHandle {
 
 impl HostRoot for View<'_> {
     fn access(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<Access> {
-        self.call.begin()?;
-        Ok(match self.table.get(&handle).map(|h| h.grant.access) {
-            Ok(GrantAccess::ReadWrite) => Access::ReadWrite,
-            _ => Access::ReadOnly,
-        })
+        let access = self.on_root(&handle, "access", "", |h, _| {
+            Ok((
+                match h.grant.access {
+                    GrantAccess::ReadWrite => Access::ReadWrite,
+                    GrantAccess::ReadOnly => Access::ReadOnly,
+                },
+                0,
+            ))
+        });
+        match access {
+            Ok(access) => Ok(access),
+            Err(CallError::Stop(e)) => Err(e),
+            // A closed handle: nothing to write through it.
+            Err(CallError::Guest(_)) => Ok(Access::ReadOnly),
+        }
     }
 
     fn read(&mut self, handle: Resource<RootHandle>, path: String) -> Result<Vec<u8>, CallError> {
