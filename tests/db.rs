@@ -419,6 +419,48 @@ fn a_failing_third_statement_leaves_nothing_of_the_first_two() {
     assert_eq!(outcomes[1]["changed"], 1);
 }
 
+/// Found while bounding the host's work: the host's own ROLLBACK ran under
+/// the guest's authorizer and was refused, leaving the rollback to the
+/// connection's close.
+#[test]
+fn a_failed_transaction_is_rolled_back_by_the_host() {
+    let f = fixture();
+    let body = json!([
+        {"sql": "INSERT INTO customers (name) VALUES ('x')"},
+        {"sql": "INSERT INTO customers (name, email) VALUES ('dup', 'ada@example.org')"},
+    ]);
+    let body_file = f.dir.path().join("body.json");
+    std::fs::write(&body_file, body.to_string()).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "render",
+            "--manifest",
+            f.manifest.to_str().unwrap(),
+            "--guest",
+            "writer",
+            "--method",
+            "POST",
+            "--body-file",
+            body_file.to_str().unwrap(),
+            "/db/transaction",
+        ])
+        .env("RAWALITE_CACHE_DIR", f.dir.path().join("cache"))
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("error: conflict: statement 2:"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("rollback failed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn a_transaction_cannot_smuggle_a_denied_statement() {
     let f = fixture();
