@@ -370,6 +370,28 @@ fn idle_and_absolute_expiry_end_sessions() {
 }
 
 #[test]
+fn expired_sessions_are_swept_without_being_used() {
+    let f = fixture();
+    let open = f.guest("open");
+    let live = token(&login(&open, "ada", ADA_PASSWORD, None));
+    token(&login(&open, "bob", BOB_PASSWORD, None));
+    token(&login(&open, "bob", BOB_PASSWORD, None));
+    let db = f.db();
+    db.execute(
+        "UPDATE sessions SET last_seen_at = last_seen_at - 31 * 60 WHERE user_id = (SELECT id FROM users WHERE username = 'bob')",
+        [],
+    )
+    .unwrap();
+    // Nobody comes back with bob's sessions; the sweep ends them anyway.
+    assert_eq!(f.app.auth.sweep_expired().unwrap(), 2);
+    let left: i64 = db
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1);
+    assert!(f.app.auth.resolve(&live).is_some());
+}
+
+#[test]
 fn require_login_and_roles_are_enforced_before_the_guest_runs() {
     let f = fixture();
     let open = f.guest("open");

@@ -322,7 +322,7 @@ fn error(e: RootError, h: &RootHandle, path: &str) -> Error {
         RootError::Quota { quota, would_be } => Error::new(
             ErrorCode::TooLarge,
             format!(
-                "writing `{path}` would take root `{root}` to {would_be} bytes, over this guest's quota of {quota}"
+                "`{path}` would take root `{root}` to {would_be} bytes, over this guest's quota of {quota}"
             ),
         ),
         RootError::TooLarge { limit } => Error::new(
