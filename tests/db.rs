@@ -431,23 +431,7 @@ fn a_failed_transaction_is_rolled_back_by_the_host() {
     ]);
     let body_file = f.dir.path().join("body.json");
     std::fs::write(&body_file, body.to_string()).unwrap();
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "render",
-            "--manifest",
-            f.manifest.to_str().unwrap(),
-            "--guest",
-            "writer",
-            "--method",
-            "POST",
-            "--body-file",
-            body_file.to_str().unwrap(),
-            "/db/transaction",
-        ])
-        .env("RAWALITE_CACHE_DIR", f.dir.path().join("cache"))
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
+    let out = common::render_post(&f, "writer", &body_file, "/db/transaction", "error");
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("error: conflict: statement 2:"),

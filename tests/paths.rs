@@ -534,23 +534,13 @@ fn a_killed_writer_leaves_the_old_or_the_new_file_never_a_torn_one() {
 #[test]
 fn every_call_writes_one_audit_event() {
     let f = ProbeApp::open(MANIFEST);
-    let out = Command::new(common::bin())
-        .args([
-            "render",
-            "--manifest",
-            f.manifest.to_str().unwrap(),
-            "--guest",
-            "writer",
-            "--method",
-            "POST",
-            "--body-file",
-            f.manifest.to_str().unwrap(),
-            "/paths/write?root=files&path=copy.toml",
-        ])
-        .env("RAWALITE_CACHE_DIR", f.dir.path().join("cache"))
-        .env("RUST_LOG", "rawalite::audit=info")
-        .output()
-        .unwrap();
+    let out = common::render_post(
+        &f,
+        "writer",
+        &f.manifest,
+        "/paths/write?root=files&path=copy.toml",
+        "rawalite::audit=info",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let log = stderr(&out);
     let events: Vec<&str> = log

@@ -130,6 +130,21 @@ impl ProbeApp {
     }
 }
 
+/// `rawalite render` of a POST of `body` to `target` with the app's guest
+/// `guest`, logging at `log` (a `RUST_LOG` filter).
+pub fn render_post(app: &ProbeApp, guest: &str, body: &Path, target: &str, log: &str) -> Output {
+    Command::new(bin())
+        .args(["render", "--manifest"])
+        .arg(&app.manifest)
+        .args(["--guest", guest, "--method", "POST", "--body-file"])
+        .arg(body)
+        .arg(target)
+        .env("RAWALITE_CACHE_DIR", app.dir.path().join("cache"))
+        .env("RUST_LOG", log)
+        .output()
+        .expect("rawalite runs")
+}
+
 /// The body of the response `outcome` must be.
 pub fn body(outcome: Outcome) -> Vec<u8> {
     match outcome {
