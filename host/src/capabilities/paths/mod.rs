@@ -343,6 +343,12 @@ fn error(e: RootError, h: &RootHandle, path: &str) -> Error {
             ErrorCode::Timeout,
             format!("root `{root}` was busy with another change until this request's deadline"),
         ),
+        RootError::Deadline => Error::new(
+            ErrorCode::Timeout,
+            format!(
+                "writing `{path}` did not finish before this request's deadline; the file is unchanged"
+            ),
+        ),
         RootError::Io(e) => {
             tracing::error!(root = ?root, path = ?path, error = %e, "file operation failed");
             Error::new(

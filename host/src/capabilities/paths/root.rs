@@ -62,6 +62,8 @@ pub enum RootError {
     },
     /// Another change held the root until the request's deadline.
     Busy,
+    /// The request's deadline came before the write was done.
+    Deadline,
     Io(io::Error),
 }
 
@@ -195,7 +197,7 @@ impl Root {
             entries: usage.entries + u64::from(old.is_none()),
         };
         check(&after, bounds)?;
-        write_atomically(&dir, name, contents)?;
+        write_atomically(&dir, name, contents, bounds.deadline)?;
         *usage = after;
         Ok(())
     }
@@ -335,24 +337,41 @@ fn split_parent(path: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn write_atomically(dir: &Dir, name: &str, contents: &[u8]) -> Result<(), RootError> {
+/// How much is written between two looks at the deadline.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Writes `contents` to a temporary file, syncs it and renames it over
+/// `name`. A write still going at `deadline` stops (between chunks) and
+/// leaves the old file as it was.
+fn write_atomically(
+    dir: &Dir,
+    name: &str,
+    contents: &[u8],
+    deadline: Instant,
+) -> Result<(), RootError> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     let temp = format!("{TEMP_PREFIX}{:016x}", rand_suffix());
     let result = (|| {
         let mut file = dir.open_with(&temp, &options)?;
-        file.write_all(contents)?;
+        for chunk in contents.chunks(WRITE_CHUNK) {
+            if Instant::now() >= deadline {
+                return Err(RootError::Deadline);
+            }
+            file.write_all(chunk)?;
+        }
         file.sync_all()?;
         dir.rename(&temp, dir, name)?;
         // The rename is durable only once the directory is. (A `Dir` may be
         // an O_PATH descriptor, which cannot be synced: open it for reading.)
         dir.open_with(".", OpenOptions::new().read(true))?
-            .sync_all()
+            .sync_all()?;
+        Ok(())
     })();
     if result.is_err() {
         let _ = dir.remove_file(&temp);
     }
-    Ok(result?)
+    result
 }
 
 /// A suffix no other writer of this process or another one will pick.
@@ -456,6 +475,34 @@ mod tests {
             root.list("", 3),
             Err(RootError::TooManyToList { limit: 3 })
         ));
+    }
+
+    #[test]
+    fn a_write_stops_at_its_deadline_and_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let mut b = bounds(64 << 20, 100);
+        b.max_file = 64 << 20;
+        root.write("f", b"old", &b).unwrap();
+        b.deadline = Instant::now();
+        let big = vec![1u8; 4 << 20];
+        assert!(matches!(
+            root.write("f", &big, &b),
+            Err(RootError::Deadline)
+        ));
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        assert_eq!(
+            root.usage(),
+            Usage {
+                bytes: BLOCK,
+                entries: 1
+            }
+        );
     }
 
     #[test]
