@@ -359,7 +359,7 @@ fn sixty_four_sleeping_guests_do_not_delay_other_routes() {
     let (_dir, served) = start();
     let sleepers: Vec<_> = (0..64)
         .map(|_| {
-            let url = served.url("/probe/sleep?ms=1500");
+            let url = served.url("/probe/sleep?ms=3000");
             std::thread::spawn(move || {
                 let r = agent().get(url).call();
                 (Instant::now(), r.map_or(0, |r| r.status().as_u16()))
