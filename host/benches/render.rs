@@ -7,6 +7,9 @@
 //! - `db-10-rows`: a request to the `bench-customers` guest (one 10-row
 //!   `db.query`, rendered as an HTML table) against the same query through
 //!   rusqlite and the same page function in the host;
+//! - `db-query`: one 10-row `db.query` from inside a guest (a request that
+//!   makes N of them, less a request that makes none, over N) against the
+//!   same query through rusqlite, rows collected;
 //! - `paths-{read,write}-{4k,1m}`: the probe reading or writing a file
 //!   through `paths` against `std::fs` doing the same in the host (for
 //!   writes, the same durable recipe: temporary file, fsync, rename, fsync
@@ -82,7 +85,7 @@ fn db_query(c: &mut Criterion) {
     let app = bench_app(
         dir.path(),
         &format!(
-            "[[guest]]\nname = \"customers\"\ncomponent = \"{}\"\n[guest.db]\nread = [\"customers\"]\n",
+            "[[guest]]\nname = \"customers\"\ncomponent = \"{}\"\n[guest.limits]\ntimeout_ms = 60000\n[guest.db]\nread = [\"customers\"]\n",
             guests_dir().join("bench-customers.wasm").display()
         ),
     );
@@ -121,6 +124,41 @@ fn db_query(c: &mut Criterion) {
         b.iter(|| expect_response(&guest, black_box(&req)))
     });
     group.bench_function("native", |b| b.iter(native_page));
+    group.finish();
+
+    let queries = |n: u64| {
+        let mut req = request();
+        req.query = vec![("queries".into(), n.to_string())];
+        req
+    };
+    let none = queries(0);
+    let mut group = c.benchmark_group("db-query");
+    group.bench_function("guest", |b| {
+        b.iter_custom(|iters| {
+            let many = queries(iters);
+            let started = std::time::Instant::now();
+            expect_response(&guest, &none);
+            let base = started.elapsed();
+            let started = std::time::Instant::now();
+            let body = expect_response(&guest, &many);
+            let all = started.elapsed();
+            assert_eq!(body, (iters * 10).to_string().as_bytes());
+            all.saturating_sub(base)
+        })
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            let mut stmt = conn
+                .prepare_cached(pages::CUSTOMERS_QUERY)
+                .expect("prepare");
+            let rows: Vec<(i64, String, Option<String>)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect();
+            rows
+        })
+    });
     group.finish();
 }
 

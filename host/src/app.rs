@@ -62,6 +62,7 @@ impl App {
     pub fn open(manifest: Manifest, data_dir: Option<PathBuf>, runtime: Runtime) -> Result<Self> {
         let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         let (database, migrations) = Database::open(&data_dir)?;
+        let database = Arc::new(database);
         let tables = database.app_tables()?;
         let auth = Auth::new(&database, Policy::default())?;
         let mut roots = BTreeMap::new();
@@ -82,7 +83,7 @@ impl App {
         Ok(App {
             manifest,
             data_dir,
-            database: Arc::new(database),
+            database,
             auth,
             runtime,
             migrations,

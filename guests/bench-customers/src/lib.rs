@@ -1,5 +1,7 @@
 //! A benchmark guest: one 10-row query through `db`, rendered as an HTML
-//! table by the same function the native baseline uses.
+//! table by the same function the native baseline uses. With `?queries=N`
+//! it runs the query N times and renders nothing: the bench subtracts the
+//! request to learn what one `db.query` costs.
 
 use rawalite_guest::db::{self, Value};
 use rawalite_guest::{Error, Renderer, Request, Response};
@@ -7,7 +9,14 @@ use rawalite_guest::{Error, Renderer, Request, Response};
 struct BenchCustomers;
 
 impl Renderer for BenchCustomers {
-    fn render(_req: Request) -> Result<Response, Error> {
+    fn render(req: Request) -> Result<Response, Error> {
+        if let Some(n) = req.query("queries").and_then(|n| n.parse::<usize>().ok()) {
+            let mut rows = 0;
+            for _ in 0..n {
+                rows += db::query(pages::CUSTOMERS_QUERY, &[])?.rows.len();
+            }
+            return Ok(Response::text(rows.to_string()));
+        }
         let rows = db::query(pages::CUSTOMERS_QUERY, &[])?;
         let customers = rows.rows.iter().map(|row| {
             (

@@ -108,7 +108,13 @@ pub struct Signed {
 }
 
 pub struct Auth {
+    database: Arc<Database>,
+    /// The one connection that writes (users, sessions).
     conn: parking_lot::Mutex<Connection>,
+    /// Read-only connections for looking up sessions, one per request being
+    /// resolved at once: every page resolves its session, and a lookup must
+    /// neither wait for a write nor for another lookup.
+    readers: std::sync::Mutex<Vec<Connection>>,
     policy: Policy,
     limiter: limiter::Limiter,
     hash_checks: AtomicU64,
@@ -118,10 +124,12 @@ pub struct Auth {
 const FULL_WAIT: Duration = Duration::from_secs(60);
 
 impl Auth {
-    pub fn new(database: &Database, policy: Policy) -> Result<Arc<Self>> {
+    pub fn new(database: &Arc<Database>, policy: Policy) -> Result<Arc<Self>> {
         let conn = database.connect(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         Ok(Arc::new(Auth {
+            database: database.clone(),
             conn: parking_lot::Mutex::new(conn),
+            readers: std::sync::Mutex::default(),
             limiter: limiter::Limiter::new(policy.limits),
             policy,
             hash_checks: AtomicU64::new(0),
@@ -137,8 +145,11 @@ impl Auth {
         self.hash_checks.load(Ordering::Relaxed)
     }
 
+    /// The writing connection, for the operator's commands: they may wait.
     fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
-        self.conn.lock()
+        let conn = self.conn.lock();
+        let _ = conn.busy_timeout(crate::database::BUSY_TIMEOUT);
+        conn
     }
 
     /// The connection, waited for and then busy-waiting on the database no
@@ -329,12 +340,22 @@ impl Auth {
     pub fn resolve(&self, token: &Token) -> Option<Signed> {
         let hash = token.hash();
         let now = now();
-        let conn = self.conn();
-        let row = conn
-            .query_row(
+        let reader = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let reader = match reader {
+            Some(reader) => reader,
+            None => match self.database.connect(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    tracing::error!(error = %e, "opening a session reader failed");
+                    return None;
+                }
+            },
+        };
+        let row = reader
+            .prepare_cached(
                 "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
-                [hash.as_slice()],
-                |row| {
+            )
+            .and_then(|mut stmt| stmt.query_row([hash.as_slice()], |row| {
                     let stored: Vec<u8> = row.get(0)?;
                     let last_seen: i64 = row.get(1)?;
                     let expires: i64 = row.get(2)?;
@@ -347,9 +368,12 @@ impl Auth {
                         created_at: row.get(8)?,
                     };
                     Ok((stored, last_seen, expires, user))
-                },
-            )
+                }))
             .optional();
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reader);
         let (stored, last_seen, expires, user) = match row {
             Ok(Some(row)) => row,
             Ok(None) => return None,
@@ -362,30 +386,36 @@ impl Auth {
             return None;
         }
         let idle = self.policy.idle.as_secs() as i64;
-        // These writes are best effort: they do not wait for another
-        // writer (a guest's transaction), and a later request retries.
-        let _ = conn.busy_timeout(Duration::ZERO);
         if now >= expires || now - last_seen >= idle || user.disabled {
-            let _ = conn.execute(
-                "DELETE FROM sessions WHERE token_hash = ?",
-                [hash.as_slice()],
-            );
-            let _ = conn.busy_timeout(crate::database::BUSY_TIMEOUT);
+            self.try_write(|c| c.execute("DELETE FROM sessions WHERE token_hash = ?", [&hash[..]]));
             return None;
         }
         // Touch at most once a minute: a write per request would cost an
         // fsync per page view.
         if now - last_seen >= 60 {
-            let _ = conn.execute(
-                "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
-                params![now, hash.as_slice()],
-            );
+            self.try_write(|c| {
+                c.execute(
+                    "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
+                    params![now, &hash[..]],
+                )
+            });
         }
-        let _ = conn.busy_timeout(crate::database::BUSY_TIMEOUT);
         Some(Signed {
             user,
             token: token.clone(),
         })
+    }
+
+    /// A write a lookup makes in passing, if it can be made at once: it
+    /// waits neither for the writing connection nor for another writer (a
+    /// guest's transaction); a later request makes it instead.
+    fn try_write(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<usize>) {
+        let Some(conn) = self.conn.try_lock() else {
+            return;
+        };
+        if conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = write(&conn);
+        }
     }
 
     /// Ends a session, waiting for the database no later than `deadline`.

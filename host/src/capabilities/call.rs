@@ -52,6 +52,20 @@ impl fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// Runs `work`, which may block (SQLite, a file, argon2), without holding up
+/// the async worker thread the render runs on: tokio hands the worker's
+/// other tasks to another thread meanwhile. Outside a multi-threaded runtime
+/// (the command line, tests) it simply runs.
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// One request's capability calls.
 pub struct Call {
     pub(crate) guest: Arc<str>,

@@ -10,6 +10,7 @@ pub mod db;
 pub mod paths;
 pub mod session;
 
+pub(crate) use call::blocking;
 pub use call::{AUDIT_EVENTS, Call, CallError, DeadlineReached, Refused};
 
 use crate::runtime::GuestState;

@@ -7,7 +7,7 @@
 //! form for any account, and could sign a victim into another).
 
 use super::rawalite::bridge::session::{Host, User};
-use super::{Call, CallError, Error, ErrorCode, Refused};
+use super::{Call, CallError, Error, ErrorCode, Refused, blocking};
 use crate::auth::password::Password;
 use crate::auth::{self, Auth, LoginError, Token};
 use serde::Deserialize;
@@ -227,7 +227,7 @@ impl Host for View<'_> {
         }
         let state = &mut *self.state;
         if let (Some(auth), Some(token)) = (&state.auth, state.caller.token.take()) {
-            auth.logout(&token, self.call.deadline);
+            blocking(|| auth.logout(&token, self.call.deadline));
         }
         let username = state.caller.user.take().map(|u| u.username);
         state.change = SessionChange::SignedOut;

@@ -103,7 +103,10 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
             // Without a manifest nothing is granted; with --data the guest
             // still has the session of that data directory's users.
             auth = match &args.data {
-                Some(dir) => Some(Auth::new(&Database::open(dir)?.0, Policy::default())?),
+                Some(dir) => Some(Auth::new(
+                    &Arc::new(Database::open(dir)?.0),
+                    Policy::default(),
+                )?),
                 None => None,
             };
             let grants = Grants {

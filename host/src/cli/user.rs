@@ -57,7 +57,7 @@ pub struct NameArgs {
 
 fn auth(data: &DataArgs) -> Result<Arc<Auth>> {
     let (database, _) = Database::open(&data.dir()?)?;
-    Auth::new(&database, Policy::default())
+    Auth::new(&Arc::new(database), Policy::default())
 }
 
 pub fn run(command: UserCommand) -> Result<Exit> {

@@ -107,6 +107,10 @@ fn update(f: impl FnOnce(&mut Budget)) {
     }
 }
 
+/// Allocations from this size on check the clock: the work that makes a
+/// value this large is worth a look at the time; smaller ones are cheap.
+const TIMED: usize = 1024;
+
 /// Whether `bytes` more may be allocated on this thread now; records why
 /// not. Checking the clock here bounds straight-line work that SQLite's
 /// progress handler (which runs only at loop ends) cannot see.
@@ -118,7 +122,7 @@ fn admit(bytes: usize) -> bool {
     if budget.strict {
         let trip = if left < 0 {
             Some(Trip::Memory)
-        } else if Instant::now() >= budget.deadline {
+        } else if bytes >= TIMED && Instant::now() >= budget.deadline {
             Some(Trip::Deadline)
         } else {
             None
@@ -319,7 +323,7 @@ mod tests {
     fn allocations_after_the_deadline_are_refused() {
         install().unwrap();
         let charge = Charge::new(1 << 20, Instant::now());
-        assert!(unsafe { x_malloc(8) }.is_null());
+        assert!(unsafe { x_malloc(TIMED as c_int) }.is_null());
         assert_eq!(charge.tripped(), Some(Trip::Deadline));
     }
 

@@ -1,5 +1,6 @@
 //! The process's one wasmtime `Engine`: Cranelift, the pooling instance
-//! allocator, and epoch interruption driven by a background ticker thread.
+//! allocator (instances, memories, tables and the stacks guests run on),
+//! and epoch interruption driven by a background ticker thread.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,8 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy,
 };
 
-/// How often the ticker advances the epoch: the granularity of deadlines.
+/// How often the ticker advances the epoch: the granularity of deadlines,
+/// and how long a guest runs before it yields to the async runtime.
 pub const TICK: Duration = Duration::from_millis(2);
 
 /// How many guest instances may be alive at once across the process.
@@ -31,6 +33,9 @@ pub(crate) fn new_engine() -> anyhow::Result<Engine> {
         .total_core_instances(INSTANCE_SLOTS * 8)
         .total_memories(INSTANCE_SLOTS * 2)
         .total_tables(INSTANCE_SLOTS * 4)
+        // A render runs on a stack of its own (a fiber), so it can yield
+        // to the async runtime at every epoch tick.
+        .total_stacks(INSTANCE_SLOTS)
         .max_memory_size(MAX_MEMORY as usize)
         // Reset a reused slot in place instead of unmapping it: PAGEMAP_SCAN
         // (Linux 6.7+) finds the pages a request dirtied and only those are
@@ -75,9 +80,4 @@ impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// The number of ticks after which a request of `timeout` is interrupted.
-pub(crate) fn ticks(timeout: Duration) -> u64 {
-    (timeout.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
 }

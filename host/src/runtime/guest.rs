@@ -1,11 +1,17 @@
 //! A loaded guest and one request to it: a fresh store from the guest's
 //! pre-instantiated component, its limits, `render`, and a verdict that
 //! tells a response, a guest error and a stopped guest apart.
+//!
+//! A render is a future: the guest runs on a stack of its own and yields to
+//! the async runtime at every epoch tick, so a long computation shares its
+//! thread instead of holding it, and a wait (a sleep) holds no thread at
+//! all. Both end at the request's deadline. [`Guest::render`] drives one to completion where no runtime runs
+//! (the command line, tests).
 
+use super::GuestState;
 use super::imports::Surface;
 use super::limits::{Limiter, Limits};
 use super::wasi::{self, GuestOutput};
-use super::{GuestState, engine};
 use crate::capabilities::session::{Caller, SessionChange};
 use crate::capabilities::{
     DeadlineReached, Error, Grants, Refused, RendererPre, Request, Response,
@@ -14,7 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+/// How long past its deadline a guest's code may run to return what a host
+/// call that stopped at the deadline said.
+const GRACE: Duration = Duration::from_millis(10);
 
 /// A guest ready to render: compiled, checked and pre-instantiated.
 pub struct Guest {
@@ -104,8 +114,22 @@ impl Guest {
     }
 
     /// Renders one request from `caller` in a fresh instance, after checking
-    /// that the caller may use this guest at all.
+    /// that the caller may use this guest at all. For callers outside an
+    /// async runtime: it runs the render on a runtime of this thread's own.
+    /// (Within a runtime, await [`Guest::render_async`] instead.)
     pub fn render(&self, request: &Request, caller: Caller) -> Rendered {
+        thread_local! {
+            static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime for this thread");
+        }
+        RUNTIME.with(|runtime| runtime.block_on(self.render_async(request, caller)))
+    }
+
+    /// Renders one request from `caller` in a fresh instance, after checking
+    /// that the caller may use this guest at all.
+    pub async fn render_async(&self, request: &Request, caller: Caller) -> Rendered {
         if let Err(refused) = self.grants.session.admit(caller.user.as_ref()) {
             return Rendered {
                 outcome: Outcome::Error(refused),
@@ -130,12 +154,34 @@ impl Guest {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(engine::ticks(self.limits.timeout));
+        // At every tick the guest yields to the runtime, until its deadline.
+        // It is stopped a few ticks later: a host call that ended at the
+        // deadline (a query stopped there) leaves the guest time to return
+        // its `timeout`.
+        store.set_epoch_deadline(1);
+        let stop = deadline + GRACE;
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            Ok(if now >= stop {
+                UpdateDeadline::Interrupt
+            } else if now >= deadline {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
 
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|renderer| renderer.call_render(&mut store, request));
+        // Code stops at the epoch deadline; a wait inside the host (a
+        // sleep) stops at the deadline too (`wasi.rs`).
+        let result = async {
+            let renderer = self.pre.instantiate_async(&mut store).await?;
+            renderer
+                .func_render()
+                .call_async(&mut store, (request,))
+                .await
+                .map(|(result,)| result)
+        }
+        .await;
         output.emit(&self.name);
         let outcome = match result {
             Ok(Ok(response)) => self.check_size(response),

@@ -1,8 +1,8 @@
 //! The inert WASI subset a Rust guest's standard library needs, and nothing
 //! more: no filesystem, no sockets, an empty environment, no arguments, an
 //! empty stdin, and stdout/stderr captured into `tracing`. Waiting (a
-//! `sleep`, anything that polls) ends at the request's deadline: the guest
-//! is stopped then, however long it asked to wait.
+//! `sleep`, anything that polls) is asynchronous, so a waiting guest holds
+//! no thread, and it ends at the request's deadline, stopping the guest.
 //!
 //! The interfaces linked here are exactly the WASI half of the load-time
 //! allowlist in `imports.rs`; the two lists must name the same interfaces.
@@ -15,10 +15,9 @@ use std::time::Instant;
 use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, io, random, sync};
+use wasmtime_wasi::p2::bindings::{cli, clocks, io, random};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::random::WasiRandom;
-use wasmtime_wasi::runtime::in_tokio;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Adds the inert WASI interfaces to `linker`.
@@ -40,12 +39,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
     cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<T, HasIo>(l, |t| &mut t.table)?;
-    sync::io::poll::add_to_linker::<T, Poll>(l, |t| DeadlinePoll {
+    io::error::add_to_linker::<T, HasIo>(l, |t| &mut t.table)?;
+    io::poll::add_to_linker::<T, Poll>(l, |t| DeadlinePoll {
         table: &mut t.table,
         deadline: t.call.deadline,
     })?;
-    sync::io::streams::add_to_linker::<T, HasIo>(l, |t| &mut t.table)?;
+    io::streams::add_to_linker::<T, HasIo>(l, |t| &mut t.table)?;
     Ok(())
 }
 
@@ -67,33 +66,33 @@ struct DeadlinePoll<'a> {
     deadline: Instant,
 }
 
-impl DeadlinePoll<'_> {
-    /// Waits for `wait` or the deadline, whichever comes first; at the
-    /// deadline the guest is stopped.
-    fn until_deadline<T>(
-        &mut self,
-        wait: impl AsyncFnOnce(&mut ResourceTable) -> wasmtime::Result<T>,
-    ) -> wasmtime::Result<T> {
-        let deadline = tokio::time::Instant::from_std(self.deadline);
-        let table = &mut *self.table;
-        in_tokio(async move { tokio::time::timeout_at(deadline, wait(table)).await })
-            .unwrap_or_else(|_elapsed| Err(wasmtime::Error::new(DeadlineReached)))
+/// `wait`, or a stop at `deadline` if that comes first.
+async fn until<T>(
+    deadline: Instant,
+    wait: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    tokio::time::timeout_at(deadline.into(), wait)
+        .await
+        .unwrap_or_else(|_elapsed| Err(wasmtime::Error::new(DeadlineReached)))
+}
+
+impl io::poll::Host for DeadlinePoll<'_> {
+    async fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        until(self.deadline, io::poll::Host::poll(self.table, pollables)).await
     }
 }
 
-impl sync::io::poll::Host for DeadlinePoll<'_> {
-    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
-        self.until_deadline(async |table| io::poll::Host::poll(table, pollables).await)
-    }
-}
-
-impl sync::io::poll::HostPollable for DeadlinePoll<'_> {
-    fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
-        self.until_deadline(async |table| io::poll::HostPollable::ready(table, pollable).await)
+impl io::poll::HostPollable for DeadlinePoll<'_> {
+    async fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        until(
+            self.deadline,
+            io::poll::HostPollable::block(self.table, pollable),
+        )
+        .await
     }
 
-    fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
-        self.until_deadline(async |table| io::poll::HostPollable::block(table, pollable).await)
+    async fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        io::poll::HostPollable::ready(self.table, pollable).await
     }
 
     fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {

@@ -1,7 +1,8 @@
 //! `rawalite serve`: the app in the browser. Routes each request by the
-//! manifest's route prefixes to a guest, renders it on a bounded pool of
-//! blocking threads (a slow guest holds one thread, never the async
-//! runtime, and each guest has only its share of the pool), and puts the
+//! manifest's route prefixes to a guest, renders it on the async worker
+//! that read the request (the guest yields at every epoch tick and its
+//! blocking calls step off the worker, so a slow guest holds no worker;
+//! renders at once are bounded, and each guest has only its share), and puts the
 //! host's own rules on the way in and out: connection caps and timeouts,
 //! request limits, the host name, a same-origin check for state changes,
 //! the session cookie, a header allowlist, same-site redirects and security
@@ -70,8 +71,9 @@ struct Server {
 /// the database is closed before this returns.
 pub fn serve(app: App, options: Options) -> Result<()> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // A render holds one blocking thread; many may wait on a slow guest or
-    // the database, so the pool is a multiple of the cores.
+    // Renders at once: they run on the workers, but a blocking call (a
+    // write, a slow query) holds a thread of its own while it runs, so the
+    // bound is a multiple of the cores.
     let pool = (workers * 8).clamp(16, 128);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -333,26 +335,16 @@ async fn respond<'s>(
             return (status, Some(name), response);
         }
     };
-    let auth = server.app.auth.clone();
-    let rendering = guest.clone();
-    let rendered = tokio::task::spawn_blocking(move || {
-        let signed = token.and_then(|t| auth.resolve(&t));
-        let caller = Caller {
-            user: signed.as_ref().map(|s| s.user.clone()),
-            token: signed.map(|s| s.token),
-            client: Some(client),
-        };
-        rendering.render(&guest_request, caller)
-    })
-    .await;
-    let rendered = match rendered {
-        Ok(rendered) => rendered,
-        Err(e) => {
-            tracing::error!(request = %id, guest = name, error = %e, "the render thread failed");
-            let status = StatusCode::INTERNAL_SERVER_ERROR;
-            return (status, Some(name), page::error(status, page::INTERNAL, id));
-        }
+    // The render runs right here, on the async worker: the guest yields at
+    // every epoch tick and its blocking calls step off the worker, so no
+    // request waits behind it (and none pays a hand-off to another thread).
+    let signed = token.and_then(|t| server.app.auth.resolve(&t));
+    let caller = Caller {
+        user: signed.as_ref().map(|s| s.user.clone()),
+        token: signed.map(|s| s.token),
+        client: Some(client),
     };
+    let rendered = guest.render_async(&guest_request, caller).await;
     let mut response = match rendered.outcome {
         Outcome::Response(response) => page::from_guest(response, id),
         Outcome::Error(error) => guest_error(server, &error, browser, &parts.uri, id),

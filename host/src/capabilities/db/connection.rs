@@ -15,10 +15,11 @@ use crate::runtime::Limits;
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The limits of one call of one guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,46 @@ pub const LIKE_PATTERN_BYTES: i32 = 50;
 /// `Value` itself and its share of the row.
 const VALUE_OVERHEAD: usize = std::mem::size_of::<Value>();
 
+/// How long a call may first run on the async worker thread before it is
+/// given up and run again off it (see [`Budget`]).
+const INLINE: Duration = Duration::from_millis(1);
+
+/// When a call must stop. A first attempt of a query runs on the async
+/// worker that serves the request, where nearly every query ends in
+/// microseconds; it gives up at `give_up` (and when it would have to wait)
+/// so the worker is never held for long, and the query runs again in full
+/// off the worker. Only queries get a first attempt: reading twice changes
+/// nothing, whereas SQLite may report a write interrupted after it has
+/// committed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    pub(super) deadline: Instant,
+    pub(super) give_up: Option<Instant>,
+}
+
+impl Budget {
+    /// A first attempt, when there is time for a second one.
+    pub(super) fn first(deadline: Instant) -> Self {
+        let give_up = Instant::now() + INLINE;
+        Budget {
+            deadline,
+            give_up: (give_up < deadline).then_some(give_up),
+        }
+    }
+
+    /// An attempt that may take until the deadline.
+    pub(super) fn full(deadline: Instant) -> Self {
+        Budget {
+            deadline,
+            give_up: None,
+        }
+    }
+
+    fn stop(&self) -> Instant {
+        self.give_up.unwrap_or(self.deadline)
+    }
+}
+
 /// How many VM instructions pass between two deadline checks.
 const PROGRESS_STEPS: i32 = 100;
 /// Prepared statements kept per connection.
@@ -70,6 +111,10 @@ pub(super) struct GuestConnection {
     /// The tables each cached statement touches, for the audit log (a
     /// cached statement is not prepared again, so the authorizer is silent).
     tables: HashMap<String, Arc<str>>,
+    /// The current call's budget.
+    budget: Cell<Budget>,
+    /// Whether the current call gave up its first attempt.
+    gave_up: Cell<bool>,
 }
 
 /// What a call touched, for the audit log.
@@ -126,6 +171,8 @@ impl GuestConnection {
             auth,
             deadline,
             tables: HashMap::new(),
+            budget: Cell::new(Budget::full(Instant::now())),
+            gave_up: Cell::new(false),
         })
     }
 
@@ -135,18 +182,29 @@ impl GuestConnection {
         self.conn.is_autocommit()
     }
 
-    /// Arms the deadline for the next call, resets the authorizer's log, and
+    /// Whether the last call gave up its first attempt (and must be run
+    /// again with a full budget).
+    pub(super) fn gave_up(&self) -> bool {
+        self.gave_up.replace(false)
+    }
+
+    /// Arms the budget for the next call, resets the authorizer's log, and
     /// starts charging SQLite's memory to the call.
-    fn begin(&self, deadline: Instant, limits: &DbLimits) -> Charge {
-        self.deadline.store(nanos(deadline), Ordering::Relaxed);
+    fn begin(&self, budget: Budget, limits: &DbLimits) -> Charge {
+        self.budget.set(budget);
+        self.gave_up.set(false);
+        self.deadline.store(nanos(budget.stop()), Ordering::Relaxed);
         // Waiting for another writer's lock may take half of what is left of
-        // the request, so the guest still has time to answer `conflict`.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let _ = self
-            .conn
-            .busy_timeout((left / 2).min(crate::database::BUSY_TIMEOUT));
+        // the request, so the guest still has time to answer `conflict`; a
+        // first attempt does not wait at all.
+        let left = budget.deadline.saturating_duration_since(Instant::now());
+        let wait = match budget.give_up {
+            Some(_) => Duration::ZERO,
+            None => (left / 2).min(crate::database::BUSY_TIMEOUT),
+        };
+        let _ = self.conn.busy_timeout(wait);
         self.log().reset(Mode::Guest);
-        Charge::new(limits.bytes, deadline)
+        Charge::new(limits.bytes, budget.stop())
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, AuthLog> {
@@ -158,9 +216,9 @@ impl GuestConnection {
         sql: &str,
         params: &[Value],
         limits: &DbLimits,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<(Rows, Touched), Error> {
-        let charge = self.begin(deadline, limits);
+        let charge = self.begin(budget, limits);
         let tables = self.prepare_checked(sql, limits, &charge)?;
         let mut stmt = self
             .conn
@@ -191,17 +249,20 @@ impl GuestConnection {
                     limits.rows
                 )));
             }
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                // Each value is counted as it is read, so the result never
-                // grows more than one value past the budget.
-                let value = charge.lenient(|| row.get_ref(i).map(to_value));
-                let value = value.map_err(|e| self.error(e, sql, &charge))?;
-                if !charge.spend(value_size(&value) + VALUE_OVERHEAD) {
-                    return Err(result_too_large());
+            // Each value is counted as it is read, so the result never grows
+            // more than one value past the budget.
+            let values = charge.lenient(|| {
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    let value = row.get_ref(i).map(to_value);
+                    let value = value.map_err(|e| self.error(e, sql, &charge))?;
+                    if !charge.spend(value_size(&value) + VALUE_OVERHEAD) {
+                        return Err(result_too_large());
+                    }
+                    values.push(value);
                 }
-                values.push(value);
-            }
+                Ok(values)
+            })?;
             rows.push(values);
         }
         let touched = Touched {
@@ -216,9 +277,9 @@ impl GuestConnection {
         sql: &str,
         params: &[Value],
         limits: &DbLimits,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<(Outcome, Touched), Error> {
-        let charge = self.begin(deadline, limits);
+        let charge = self.begin(budget, limits);
         let tables = self.run(sql, params, limits, &charge)?;
         let outcome = Outcome {
             changed: self.conn.changes(),
@@ -234,7 +295,7 @@ impl GuestConnection {
         &mut self,
         statements: &[Statement],
         limits: &DbLimits,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<(Vec<Outcome>, Touched), Error> {
         if statements.len() > limits.statements {
             return Err(too_large(format!(
@@ -242,7 +303,7 @@ impl GuestConnection {
                 limits.statements
             )));
         }
-        let charge = self.begin(deadline, limits);
+        let charge = self.begin(budget, limits);
         self.host("BEGIN IMMEDIATE", &charge)?;
         let result = self.run_all(statements, limits, &charge);
         let result = result.and_then(|done| {
@@ -385,8 +446,17 @@ impl GuestConnection {
                     charge.budget()
                 ));
             }
-            Some(Trip::Deadline) => return deadline_passed(),
+            Some(Trip::Deadline) => return self.stopped(),
             None => {}
+        }
+        if let rusqlite::Error::SqliteFailure(failure, _) = &e {
+            match failure.code {
+                C::OperationInterrupted => return self.stopped(),
+                C::DatabaseBusy | C::DatabaseLocked if self.budget.get().give_up.is_some() => {
+                    return self.give_up();
+                }
+                _ => {}
+            }
         }
         // A statement SQLite could not compile may have been refused before
         // the authorizer saw its tables, with a message that names a column
@@ -413,7 +483,7 @@ impl GuestConnection {
                     C::DatabaseBusy | C::DatabaseLocked => {
                         Error::new(ErrorCode::Conflict, "the database is busy; try again")
                     }
-                    C::OperationInterrupted => deadline_passed(),
+                    C::OperationInterrupted => self.stopped(),
                     C::TooBig => too_large(format!(
                         "a value or the statement is larger than this host allows (values up to {} bytes)",
                         VALUE_BYTES
@@ -467,11 +537,25 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> rusqlite:
     Ok(())
 }
 
-fn deadline_passed() -> Error {
-    Error::new(
-        ErrorCode::Timeout,
-        "the statement ran past the request's deadline",
-    )
+impl GuestConnection {
+    /// The call stopped at its budget's end: the request's deadline, or the
+    /// moment a first attempt gives up.
+    fn stopped(&self) -> Error {
+        let budget = self.budget.get();
+        if budget.give_up.is_some() && Instant::now() < budget.deadline {
+            return self.give_up();
+        }
+        Error::new(
+            ErrorCode::Timeout,
+            "the statement ran past the request's deadline",
+        )
+    }
+
+    /// Marks the first attempt as given up; the error is never seen.
+    fn give_up(&self) -> Error {
+        self.gave_up.set(true);
+        Error::new(ErrorCode::Timeout, "the first attempt gave up")
+    }
 }
 
 fn to_value(value: ValueRef<'_>) -> Value {

@@ -16,11 +16,10 @@ pub use functions::MAX_TRIM_SET;
 pub use grant::{DbGrant, MAX_FUNCTION_CALLS};
 
 use super::rawalite::bridge::db::{Host, Outcome, Rows, Statement, Value};
-use super::{Call, CallError, Error, ErrorCode};
+use super::{Call, CallError, Error, ErrorCode, blocking};
 use crate::database::Database;
-use connection::{GuestConnection, Touched};
+use connection::{Budget, GuestConnection, Touched};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use wasmtime::component::HasData;
 
 /// Links `db` to a request's [`View`].
@@ -95,10 +94,15 @@ impl State {
 
 impl View<'_> {
     /// Runs one call on this request's connection and writes its audit event.
+    /// A read first runs where the render runs; if it gives up (it takes
+    /// more than a moment, or must wait) it runs again in full off the async
+    /// worker. A write runs off the worker at once: it waits for the disk
+    /// anyway, and it must never run twice.
     fn run<T>(
         &mut self,
         op: &'static str,
-        f: impl FnOnce(&mut GuestConnection, &DbLimits, Instant) -> Result<(T, Touched), Error>,
+        read: bool,
+        f: impl Fn(&mut GuestConnection, &DbLimits, Budget) -> Result<(T, Touched), Error>,
     ) -> Result<T, CallError> {
         let started = self.call.begin()?;
         let deadline = self.call.deadline;
@@ -114,7 +118,19 @@ impl View<'_> {
                     None => db.take(),
                 };
                 conn.and_then(|mut conn| {
-                    let result = f(&mut conn, &db.limits, deadline);
+                    let full = |conn: &mut GuestConnection| {
+                        blocking(|| f(conn, &db.limits, Budget::full(deadline)))
+                    };
+                    let result = if read {
+                        let first = f(&mut conn, &db.limits, Budget::first(deadline));
+                        if conn.gave_up() {
+                            full(&mut conn)
+                        } else {
+                            first
+                        }
+                    } else {
+                        full(&mut conn)
+                    };
                     state.conn = Some(conn);
                     result
                 })
@@ -159,20 +175,20 @@ impl Drop for State {
 
 impl Host for View<'_> {
     fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, CallError> {
-        self.run("query", |conn, limits, deadline| {
-            conn.query(&sql, &params, limits, deadline)
+        self.run("query", true, |conn, limits, budget| {
+            conn.query(&sql, &params, limits, budget)
         })
     }
 
     fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<Outcome, CallError> {
-        self.run("execute", |conn, limits, deadline| {
-            conn.execute(&sql, &params, limits, deadline)
+        self.run("execute", false, |conn, limits, budget| {
+            conn.execute(&sql, &params, limits, budget)
         })
     }
 
     fn transaction(&mut self, statements: Vec<Statement>) -> Result<Vec<Outcome>, CallError> {
-        self.run("transaction", |conn, limits, deadline| {
-            conn.transaction(&statements, limits, deadline)
+        self.run("transaction", false, |conn, limits, budget| {
+            conn.transaction(&statements, limits, budget)
         })
     }
 }

@@ -15,7 +15,7 @@ pub use grant::{
 pub use root::{BLOCK, Root, Usage};
 
 use super::rawalite::bridge::paths::{Access, Entry, EntryKind, Host, HostRoot};
-use super::{Call, CallError, Error, ErrorCode};
+use super::{Call, CallError, Error, ErrorCode, blocking};
 use root::{Bounds, RootError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -206,9 +206,7 @@ impl HostRoot for View<'_> {
     fn read(&mut self, handle: Resource<RootHandle>, path: String) -> Result<Vec<u8>, CallError> {
         let limit = self.state.read_limit;
         self.on_root(&handle, "read", &path, |h, _| {
-            let bytes = h
-                .root
-                .read(&path, h.grant.max_file().min(limit))
+            let bytes = blocking(|| h.root.read(&path, h.grant.max_file().min(limit)))
                 .map_err(|e| error(e, h, &path))?;
             let n = bytes.len() as u64;
             Ok((bytes, n))
@@ -223,8 +221,7 @@ impl HostRoot for View<'_> {
     ) -> Result<(), CallError> {
         self.on_root(&handle, "write", &path, |h, deadline| {
             writable(h)?;
-            h.root
-                .write(&path, &contents, &h.bounds(deadline))
+            blocking(|| h.root.write(&path, &contents, &h.bounds(deadline)))
                 .map_err(|e| error(e, h, &path))?;
             Ok(((), contents.len() as u64))
         })
@@ -236,9 +233,7 @@ impl HostRoot for View<'_> {
         path: String,
     ) -> Result<Vec<Entry>, CallError> {
         self.on_root(&handle, "list", &path, |h, _| {
-            let entries = h
-                .root
-                .list(&path, h.grant.max_entries())
+            let entries = blocking(|| h.root.list(&path, h.grant.max_entries()))
                 .map_err(|e| error(e, h, &path))?;
             let entries: Vec<Entry> = entries
                 .into_iter()
@@ -260,9 +255,7 @@ impl HostRoot for View<'_> {
     fn remove(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), CallError> {
         self.on_root(&handle, "remove", &path, |h, deadline| {
             writable(h)?;
-            h.root
-                .remove(&path, deadline)
-                .map_err(|e| error(e, h, &path))?;
+            blocking(|| h.root.remove(&path, deadline)).map_err(|e| error(e, h, &path))?;
             Ok(((), 0))
         })
     }
@@ -270,8 +263,7 @@ impl HostRoot for View<'_> {
     fn create_dir(&mut self, handle: Resource<RootHandle>, path: String) -> Result<(), CallError> {
         self.on_root(&handle, "create-dir", &path, |h, deadline| {
             writable(h)?;
-            h.root
-                .create_dir(&path, &h.bounds(deadline))
+            blocking(|| h.root.create_dir(&path, &h.bounds(deadline)))
                 .map_err(|e| error(e, h, &path))?;
             Ok(((), 0))
         })
