@@ -329,6 +329,63 @@ fn hostile_statements_get_their_code_and_change_nothing() {
     assert_eq!(before.2, "ok");
 }
 
+/// Every kind of value reads back exactly, through the packed query the SDK
+/// uses and through `db.query` itself, which older guests call.
+#[test]
+fn every_kind_of_value_reads_back_the_same_both_ways() {
+    let f = fixture();
+    let reader = f.guest("reader");
+    let params = [
+        "n",
+        "i:0",
+        "i:-9223372036854775808",
+        "i:9223372036854775807",
+        "r:1.5",
+        "r:-0.0",
+        "r:1e308",
+        "t:",
+        "t:Köln 漢字 🦀 \"quoted\" \\ \n",
+        "b:",
+        "b:00ff7f80",
+    ];
+    let sql = format!(
+        "SELECT {}, CAST(x'c3ff' AS TEXT) AS invalid_utf8",
+        (1..=params.len())
+            .map(|i| format!("?{i} AS v{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let read = |route: &str| {
+        let mut pairs = vec![("sql", sql.as_str())];
+        pairs.extend(params.iter().map(|p| ("p", *p)));
+        json(
+            reader
+                .render(&get_with(route, &pairs), Caller::default())
+                .outcome,
+        )
+    };
+    let packed = read("/db/query");
+    assert_eq!(packed, read("/db/query-rows"));
+    assert_eq!(
+        packed["rows"][0],
+        json!([
+            null,
+            0,
+            i64::MIN,
+            i64::MAX,
+            1.5,
+            -0.0,
+            1e308,
+            "",
+            "Köln 漢字 🦀 \"quoted\" \\ \n",
+            {"blob": ""},
+            {"blob": "00ff7f80"},
+            "\u{fffd}\u{fffd}"
+        ])
+    );
+    assert_eq!(packed["columns"][11], "invalid_utf8");
+}
+
 #[test]
 fn oversized_sql_and_wrong_parameter_counts_are_invalid_input() {
     let f = fixture();

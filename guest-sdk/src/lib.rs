@@ -65,6 +65,7 @@
 //! `rawalite render` exits 3 with `error: <code>: <message>`). Build your own
 //! with [`Error::new`] or the shortcuts such as [`Error::not_found`].
 
+pub mod db;
 mod html;
 mod request;
 mod response;
@@ -94,7 +95,7 @@ pub mod bindings {
 
 pub use bindings::Guest as Renderer;
 pub use bindings::rawalite::bridge::types::{Error, ErrorCode, Request, Response};
-pub use bindings::rawalite::bridge::{db, paths, session};
+pub use bindings::rawalite::bridge::{paths, session};
 
 /// Declares the type that renders this component's pages.
 ///

@@ -10,6 +10,9 @@
 //! - `db-query`: one 10-row `db.query` from inside a guest (a request that
 //!   makes N of them, less a request that makes none, over N) against the
 //!   same query through rusqlite, rows collected;
+//! - `session-lookup`: what `serve` does for every request with a session
+//!   cookie (`Auth::resolve`: the session joined to its user, on a pooled
+//!   read-only connection) against the same query through rusqlite;
 //! - `paths-{read,write}-{4k,1m}`: the probe reading or writing a file
 //!   through `paths` against `std::fs` doing the same in the host (for
 //!   writes, the same durable recipe: temporary file, fsync, rename, fsync
@@ -228,5 +231,43 @@ fn native_write(dir: &Path, name: &str, contents: &[u8]) {
         .expect("fsync dir");
 }
 
-criterion_group!(benches, render, db_query, paths);
+fn session_lookup(c: &mut Criterion) {
+    use rawalite_host::auth::password::Password;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = bench_app(dir.path(), "");
+    let password = Password::new("a long bench password".into());
+    app.auth
+        .add_user("bench", None, &["admin".into()], &password)
+        .expect("a user");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let token = app
+        .auth
+        .login("bench", &password, None, deadline)
+        .expect("signed in")
+        .token;
+    let conn = rusqlite::Connection::open(app.database.path()).expect("open");
+    let hash: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        token.expose(),
+    ))
+    .into();
+    let mut group = c.benchmark_group("session-lookup");
+    group.bench_function("guest", |b| {
+        b.iter(|| app.auth.resolve(black_box(&token)).expect("a live session"))
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+                )
+                .expect("prepare");
+            stmt.query_row([black_box(&hash[..])], |r| r.get::<_, i64>(0))
+                .expect("the session row")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, render, db_query, session_lookup, paths);
 criterion_main!(benches);

@@ -15,7 +15,12 @@ struct Probe;
 impl Renderer for Probe {
     fn render(req: Request) -> Result<Response, Error> {
         match req.path.as_str() {
-            "/db/query" => db_query(&req),
+            "/db/query" => db_query(&req, db::query),
+            // `db.query` itself, value by value, as guests built before
+            // `query-packed` call it.
+            "/db/query-rows" => {
+                db_query(&req, rawalite_guest::bindings::rawalite::bridge::db::query)
+            }
             "/db/execute" => db_execute(&req),
             "/db/transaction" => db_transaction(&req),
             "/paths/granted" => Ok(Response::json(&paths::granted())),
@@ -116,8 +121,11 @@ fn mebibytes(req: &Request) -> Result<usize, Error> {
         .map_err(|_| Error::invalid_input("`mb` must be a whole number"))
 }
 
-fn db_query(req: &Request) -> Result<Response, Error> {
-    let rows = db::query(param(req, "sql")?, &query_params(req)?)?;
+fn db_query(
+    req: &Request,
+    query: fn(&str, &[Value]) -> Result<db::Rows, Error>,
+) -> Result<Response, Error> {
+    let rows = query(param(req, "sql")?, &query_params(req)?)?;
     let body: Vec<Vec<Json>> = rows
         .rows
         .iter()

@@ -6,14 +6,14 @@
 //! checked before the memory is spent.
 
 use super::grant::{AuthLog, DbGrant, Mode, not_granted};
+use super::result::Shape;
 use super::scan::{first_keyword_is, has_trailing_statement, writes};
-use crate::capabilities::rawalite::bridge::db::{Outcome, Rows, Statement, Value};
+use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
 use crate::capabilities::{Error, ErrorCode};
 use crate::database::Database;
 use crate::database::memory::{Charge, Trip};
 use crate::runtime::Limits;
 use rusqlite::limits::Limit;
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
@@ -54,9 +54,6 @@ pub const VALUE_BYTES: usize = 1 << 20;
 /// The longest LIKE or GLOB pattern: matching costs up to its length per
 /// character of the value.
 pub const LIKE_PATTERN_BYTES: i32 = 50;
-/// What the host counts for each value of a result besides its bytes: the
-/// `Value` itself and its share of the row.
-const VALUE_OVERHEAD: usize = std::mem::size_of::<Value>();
 
 /// How long a call may first run on the async worker thread before it is
 /// given up and run again off it (see [`Budget`]).
@@ -211,13 +208,14 @@ impl GuestConnection {
         self.auth.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn query(
+    /// Runs one statement that reads, building its result in the shape `S`.
+    pub(super) fn query<S: Shape>(
         &mut self,
         sql: &str,
         params: &[Value],
         limits: &DbLimits,
         budget: Budget,
-    ) -> Result<(Rows, Touched), Error> {
+    ) -> Result<(S::Output, Touched), Error> {
         let charge = self.begin(budget, limits);
         let tables = self.prepare_checked(sql, limits, &charge)?;
         let mut stmt = self
@@ -228,22 +226,21 @@ impl GuestConnection {
             return Err(invalid("this statement changes rows: use db.execute"));
         }
         bind(&mut stmt, params).map_err(|e| self.error(e, sql, &charge))?;
-        let columns: Vec<String> =
-            charge.lenient(|| stmt.column_names().iter().map(|c| c.to_string()).collect());
-        let width = columns.len();
         let result_too_large = || {
             too_large(format!(
                 "the result is larger than this guest's {} bytes for one db call; select fewer rows or columns",
                 charge.budget()
             ))
         };
-        if !charge.spend(columns.iter().map(|c| c.len() + VALUE_OVERHEAD).sum()) {
+        let mut result = S::default();
+        let width = stmt.column_count();
+        let names = charge.lenient(|| result.columns(&stmt.column_names()));
+        if !charge.spend(names) {
             return Err(result_too_large());
         }
-        let mut rows = Vec::new();
         let mut cursor = stmt.raw_query();
         while let Some(row) = cursor.next().map_err(|e| self.error(e, sql, &charge))? {
-            if rows.len() == limits.rows {
+            if result.rows() == limits.rows {
                 return Err(too_large(format!(
                     "the result has more than {} rows; add a LIMIT",
                     limits.rows
@@ -251,25 +248,22 @@ impl GuestConnection {
             }
             // Each value is counted as it is read, so the result never grows
             // more than one value past the budget.
-            let values = charge.lenient(|| {
-                let mut values = Vec::with_capacity(width);
+            result.row(width);
+            charge.lenient(|| {
                 for i in 0..width {
-                    let value = row.get_ref(i).map(to_value);
-                    let value = value.map_err(|e| self.error(e, sql, &charge))?;
-                    if !charge.spend(value_size(&value) + VALUE_OVERHEAD) {
+                    let value = row.get_ref(i).map_err(|e| self.error(e, sql, &charge))?;
+                    if !charge.spend(result.value(value)) {
                         return Err(result_too_large());
                     }
-                    values.push(value);
                 }
-                Ok(values)
+                Ok(())
             })?;
-            rows.push(values);
         }
         let touched = Touched {
             tables,
-            rows: rows.len(),
+            rows: result.rows(),
         };
-        Ok((Rows { columns, rows }, touched))
+        Ok((result.finish(), touched))
     }
 
     pub(super) fn execute(
@@ -555,24 +549,6 @@ impl GuestConnection {
     fn give_up(&self) -> Error {
         self.gave_up.set(true);
         Error::new(ErrorCode::Timeout, "the first attempt gave up")
-    }
-}
-
-fn to_value(value: ValueRef<'_>) -> Value {
-    match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(v) => Value::Integer(v),
-        ValueRef::Real(v) => Value::Real(v),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
-}
-
-fn value_size(value: &Value) -> usize {
-    match value {
-        Value::Text(t) => t.len(),
-        Value::Blob(b) => b.len(),
-        _ => 0,
     }
 }
 

@@ -9,6 +9,7 @@
 mod connection;
 mod functions;
 mod grant;
+mod result;
 mod scan;
 
 pub use connection::{DbLimits, LIKE_PATTERN_BYTES, VALUE_BYTES};
@@ -176,7 +177,13 @@ impl Drop for State {
 impl Host for View<'_> {
     fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, CallError> {
         self.run("query", true, |conn, limits, budget| {
-            conn.query(&sql, &params, limits, budget)
+            conn.query::<result::Values>(&sql, &params, limits, budget)
+        })
+    }
+
+    fn query_packed(&mut self, sql: String, params: Vec<Value>) -> Result<Vec<u8>, CallError> {
+        self.run("query", true, |conn, limits, budget| {
+            conn.query::<result::Packed>(&sql, &params, limits, budget)
         })
     }
 
