@@ -1,12 +1,26 @@
 //! The benchmark report: each criterion group that ran has a `native`
 //! baseline (the same work without the sandbox); every other benchmark in
-//! the group is printed as its median and its ratio to that baseline.
+//! the group is printed as its median and its ratio to that baseline, with
+//! the targets of the ones that have one. A full run also writes the table
+//! into BENCHMARKS.md.
 
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::SystemTime;
 
-pub fn report(criterion: &Path, since: SystemTime) -> Result<()> {
+/// A target a benchmark is held to: what it says, and whether a median (and
+/// its baseline's), in nanoseconds, meets it.
+type Target = (&'static str, &'static str, fn(f64, f64) -> bool);
+
+const TARGETS: &[Target] = &[
+    ("hello/guest", "median ≤ 10 µs", |median, _| median <= 10_000.0),
+    ("db-query/guest", "≤ 2x native", |median, native| median <= 2.0 * native),
+];
+
+/// Prints the table; with `write`, puts it into `root`'s BENCHMARKS.md.
+pub fn report(root: &Path, since: SystemTime, write: bool) -> Result<()> {
+    let criterion = root.join("target/criterion");
+    let criterion = criterion.as_path();
     let mut rows = Vec::new();
     let mut groups: Vec<_> = std::fs::read_dir(criterion)
         .with_context(|| format!("no criterion results in {}", criterion.display()))?
@@ -33,16 +47,36 @@ pub fn report(criterion: &Path, since: SystemTime) -> Result<()> {
             }
         }
     }
-    println!();
-    println!("| benchmark | median | native median | ratio (sandboxed / native) |");
-    println!("|---|---:|---:|---:|");
+    let mut table = String::from(
+        "| benchmark | median | native median | ratio (sandboxed / native) | target |\n|---|---:|---:|---:|---|\n",
+    );
     for (group, bench, m, baseline) in rows {
-        println!(
-            "| {group}/{bench} | {} | {} | {:.1}x |",
+        let name = format!("{group}/{bench}");
+        let target = TARGETS
+            .iter()
+            .find(|(b, _, _)| *b == name)
+            .map(|(_, what, met)| {
+                let verdict = if met(m, baseline) { "met" } else { "missed" };
+                format!("{what}: {verdict}")
+            })
+            .unwrap_or_default();
+        table += &format!(
+            "| {name} | {} | {} | {:.1}x | {target} |\n",
             human(m),
             human(baseline),
             m / baseline
         );
+    }
+    println!("\n{table}");
+    if write {
+        super::write_generated(
+            root,
+            "bench",
+            &format!(
+                "_Written by `cargo xtask bench` on {}._\n\n{table}",
+                super::today()
+            ),
+        )?;
     }
     Ok(())
 }

@@ -23,7 +23,8 @@ commands:
                  missing (apt-get), then run the whole workspace's tests
                  (ARGS go to cargo test)
   bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
-                 and print each one's median as a ratio to its group's `native` baseline
+                 and print each one's median as a ratio to its group's `native` baseline;
+                 without ARGS, also write the table into BENCHMARKS.md
   bench serve    build, then load RawaLite, a native server and `wasmtime serve` with
                  wrk (installing wrk and wasmtime-cli when missing) and write the
                  figures to BENCHMARKS.md and docs/bench-serve.svg
@@ -76,7 +77,8 @@ fn run(args: &[String]) -> Result<()> {
                 .args(["bench", "-p", "rawalite-host"])
                 .args(rest)
                 .status_ok()?;
-            bench::report(&root.join("target/criterion"), started)
+            // Only a full run speaks for every benchmark in BENCHMARKS.md.
+            bench::report(&root, started, rest.is_empty())
         }
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -192,6 +194,35 @@ fn cargo_like(root: &Path, program: &Path) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(root);
     cmd
+}
+
+/// Replaces what a command wrote into BENCHMARKS.md last time: the text
+/// between `<!-- NAME:begin -->` and `<!-- NAME:end -->` (appended when the
+/// markers are missing).
+pub fn write_generated(root: &Path, name: &str, content: &str) -> Result<()> {
+    let file = root.join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&file)?;
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let generated = format!("{begin}\n{content}{end}");
+    let updated = match (text.find(&begin), text.find(&end)) {
+        (Some(b), Some(e)) => format!("{}{generated}{}", &text[..b], &text[e + end.len()..]),
+        _ => format!("{text}\n{generated}\n"),
+    };
+    std::fs::write(&file, updated)?;
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+/// Today's date, YYYY-MM-DD.
+pub fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 pub fn step(what: &str) {

@@ -643,22 +643,18 @@ impl Report {
 
     /// Replaces the generated part of BENCHMARKS.md and the chart.
     fn write(&self, root: &Path) -> Result<()> {
-        let file = root.join("BENCHMARKS.md");
-        let text = std::fs::read_to_string(&file)?;
-        let (begin, end) = ("<!-- serve:begin -->", "<!-- serve:end -->");
-        let generated = format!(
-            "{begin}\n_Written by `cargo xtask bench serve` on {}._\n\n{}\n![requests/s per page](docs/bench-serve.svg)\n{end}",
-            date(),
-            self.markdown()
-        );
-        let updated = match (text.find(begin), text.find(end)) {
-            (Some(b), Some(e)) => format!("{}{generated}{}", &text[..b], &text[e + end.len()..]),
-            _ => format!("{text}\n{generated}\n"),
-        };
-        std::fs::write(&file, updated)?;
+        super::write_generated(
+            root,
+            "serve",
+            &format!(
+                "_Written by `cargo xtask bench serve` on {}._\n\n{}\n![requests/s per page](docs/bench-serve.svg)\n",
+                super::today(),
+                self.markdown()
+            ),
+        )?;
         std::fs::create_dir_all(root.join("docs"))?;
         std::fs::write(root.join("docs/bench-serve.svg"), self.svg())?;
-        println!("wrote BENCHMARKS.md and docs/bench-serve.svg");
+        println!("wrote docs/bench-serve.svg");
         Ok(())
     }
 
@@ -727,13 +723,6 @@ impl Report {
     }
 }
 
-fn date() -> String {
-    Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {
