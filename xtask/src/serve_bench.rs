@@ -723,7 +723,6 @@ impl Report {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,7 +76,10 @@ pub fn serve(app: App, options: Options) -> Result<()> {
     // bound is a multiple of the cores.
     let pool = (workers * 8).clamp(16, 128);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        // Two workers per core: a worker that waits a moment (a reader on
+        // SQLite's WAL-index lock, a hand-off around a blocking call) leaves
+        // its core to the other. Measured: the 10-row page +6%, hello even.
+        .worker_threads(workers * 2)
         .max_blocking_threads(pool + 16)
         .enable_all()
         .build()?;
