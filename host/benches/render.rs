@@ -102,15 +102,18 @@ fn db_query(c: &mut Criterion) {
     }
     let guest = app.load("customers").expect("the bench guest loads");
     let req = request();
-    let native_page = || {
+    // The baseline's query: a cached statement, rows into owned values.
+    let native_rows = || -> Vec<(i64, String, Option<String>)> {
         let mut stmt = conn
             .prepare_cached(pages::CUSTOMERS_QUERY)
             .expect("prepare");
-        let rows: Vec<(i64, String, Option<String>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .expect("query")
             .map(|r| r.expect("row"))
-            .collect();
+            .collect()
+    };
+    let native_page = || {
+        let rows = native_rows();
         pages::customers(
             rows.iter()
                 .map(|(id, name, email)| (*id, name.as_str(), email.as_deref().unwrap_or(""))),
@@ -149,19 +152,7 @@ fn db_query(c: &mut Criterion) {
             all.saturating_sub(base)
         })
     });
-    group.bench_function("native", |b| {
-        b.iter(|| {
-            let mut stmt = conn
-                .prepare_cached(pages::CUSTOMERS_QUERY)
-                .expect("prepare");
-            let rows: Vec<(i64, String, Option<String>)> = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .expect("query")
-                .map(|r| r.expect("row"))
-                .collect();
-            rows
-        })
-    });
+    group.bench_function("native", |b| b.iter(native_rows));
     group.finish();
 }
 
