@@ -334,6 +334,39 @@ fn request_limits_answer_413_414_and_421() {
 }
 
 #[test]
+fn a_body_over_the_limit_gets_its_413_even_while_the_client_still_sends() {
+    use std::io::{Read, Write};
+    let (_dir, served) = start();
+    let addr = served.base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let size = 2 << 20;
+    write!(
+        s,
+        "POST /probe/echo HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nContent-Length: {size}\r\n\r\n",
+        served.base
+    )
+    .unwrap();
+    // More than the limit, then a pause in which the server answers and
+    // closes, then the rest: a browser uploading a large form does this.
+    let body = vec![b'x'; size];
+    let (first, rest) = body.split_at(size * 3 / 4);
+    s.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // In pieces, as a slow link sends: a closed socket answers the first
+    // piece with a reset, and the next write fails.
+    for piece in rest.chunks(64 << 10) {
+        s.write_all(piece)
+            .expect("the server kept reading after its answer instead of resetting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .expect("the answer arrived before the connection closed");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("Request id"), "{answer}");
+}
+
+#[test]
 fn a_trapping_guest_gets_an_error_page_while_other_routes_serve() {
     let (_dir, served) = start();
     for (path, status) in [

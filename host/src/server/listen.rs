@@ -2,7 +2,8 @@
 //! open connections (and a smaller one per address), a time limit on
 //! reading a request's head that also ends idle keep-alive connections,
 //! and a time limit on a response the client does not read. A connection
-//! past a cap gets a `503` and is closed at once.
+//! past a cap gets a `503` and is closed at once. A connection that closes
+//! keeps reading what the client still sends for a moment (see [`LINGER`]).
 //!
 //! On shutdown the listener stops accepting and every open connection
 //! finishes the request it is serving.
@@ -13,10 +14,15 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
+use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
 use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 
@@ -27,6 +33,11 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a response may make no progress because the client is not
 /// reading it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing connection reads and discards what the client still
+/// sends. A socket closed with unread input is reset, and a reset can
+/// reach the client before it reads the answer: a browser posting a body
+/// over the limit would see "connection reset" instead of the `413` page.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// How many connections may be open at once.
 #[derive(Debug, Clone, Copy)]
@@ -171,7 +182,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let mut stream = TimeoutStream::new(stream);
         stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let io = TokioIo::new(Box::pin(stream));
+        let io = TokioIo::new(Lingering {
+            stream: Box::pin(stream),
+            until: None,
+        });
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -197,6 +211,74 @@ pub async fn serve(
 fn busy(stream: TcpStream) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let _ = stream.try_write(BUSY);
+}
+
+/// A connection whose shutdown sends its FIN, then reads and discards what
+/// the client still sends until the client closes or [`LINGER`] passes.
+struct Lingering {
+    stream: Pin<Box<TimeoutStream<TcpStream>>>,
+    /// Set once the FIN is sent: when to stop reading.
+    until: Option<Pin<Box<Sleep>>>,
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream.as_mut().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let until = match &mut this.until {
+            Some(until) => until,
+            None => {
+                ready!(this.stream.as_mut().poll_shutdown(cx))?;
+                this.until.insert(Box::pin(tokio::time::sleep(LINGER)))
+            }
+        };
+        let mut scratch = [0u8; 8192];
+        loop {
+            if until.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut discard = ReadBuf::new(&mut scratch);
+            match ready!(this.stream.as_mut().poll_read(cx, &mut discard)) {
+                Ok(()) if discard.filled().is_empty() => return Poll::Ready(Ok(())),
+                Ok(()) => continue,
+                // The client reset: nothing left to protect.
+                Err(_) => return Poll::Ready(Ok(())),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
