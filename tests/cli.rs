@@ -102,7 +102,8 @@ fn stopped_guests_exit_4_and_say_why() {
     for (route, why) in [
         ("/spin", "stopped: deadline"),
         ("/alloc?mb=500", "stopped: memory"),
-        ("/panic", "stopped: panic: the probe was asked to panic"),
+        ("/panic", "stopped: panic at guests/probe/src/lib.rs:"),
+        ("/panic", ": the probe was asked to panic"),
         ("/big?mb=9", "stopped: response too large"),
     ] {
         let out = rawalite(&["render", probe, route], c.path());

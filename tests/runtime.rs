@@ -92,7 +92,15 @@ fn panic_is_reported_as_stopped_with_its_message() {
     let (rt, _cache) = runtime();
     let probe = load(&rt, "probe", Limits::default());
     match stopped(probe.render(&get("/panic"), Caller::default()).outcome) {
-        Stopped::Panic { message } => assert_eq!(message, "the probe was asked to panic"),
+        Stopped::Panic { message, location } => {
+            assert_eq!(message, "the probe was asked to panic");
+            // Where in the guest's source, so its developer can go there.
+            let location = location.expect("a Rust panic says where");
+            assert!(
+                location.starts_with("guests/probe/src/lib.rs:"),
+                "{location}"
+            );
+        }
         other => panic!("expected a panic, got {other:?}"),
     }
     assert_eq!(

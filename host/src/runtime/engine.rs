@@ -27,7 +27,7 @@ pub(crate) fn new_engine() -> anyhow::Result<Engine> {
     pool.total_component_instances(INSTANCE_SLOTS)
         // A Rust guest is a few core instances (its module, the WASI
         // adapter, shims) with one or two memories and tables each.
-        .max_core_instances_per_component(16)
+        .max_core_instances_per_component(64)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
         .total_core_instances(INSTANCE_SLOTS * 8)

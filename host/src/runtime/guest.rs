@@ -11,6 +11,7 @@
 use super::GuestState;
 use super::imports::Surface;
 use super::limits::{Limiter, Limits};
+use super::log::GuestPanic;
 use super::wasi::{self, GuestOutput};
 use crate::capabilities::session::{Caller, SessionChange};
 use crate::capabilities::{
@@ -64,8 +65,12 @@ pub enum Stopped {
     Memory { limit: u64 },
     #[error("response too large: the guest answered {size} bytes, over the limit of {limit}")]
     ResponseTooLarge { size: u64, limit: u64 },
-    #[error("panic: {message}")]
-    Panic { message: String },
+    #[error("panic{}: {message}", .location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    Panic {
+        message: String,
+        /// Where, when the guest said: `src/lib.rs:12:5`, `app.py:30`.
+        location: Option<String>,
+    },
     #[error("refused: {message}")]
     Refused { message: String },
     #[error("trap: {message}")]
@@ -145,6 +150,7 @@ impl Guest {
             .request(&self.name, deadline, self.limits.memory, caller);
         let state = GuestState {
             wasi: wasi::context(&output),
+            output: output.clone(),
             table,
             limiter: Limiter::new(&self.limits),
             call: states.call,
@@ -228,6 +234,12 @@ impl Guest {
                 timeout: self.limits.timeout,
             };
         }
+        if let Some(GuestPanic { message, location }) = error.downcast_ref::<GuestPanic>() {
+            return Stopped::Panic {
+                message: message.clone(),
+                location: Some(location.clone()),
+            };
+        }
         if let Some(Refused(message)) = error.downcast_ref::<Refused>() {
             return Stopped::Refused {
                 message: message.clone(),
@@ -237,14 +249,14 @@ impl Guest {
             Some(Trap::Interrupt) => Stopped::Deadline {
                 timeout: self.limits.timeout,
             },
-            Some(Trap::UnreachableCodeReached) => match panic_message(&output.stderr()) {
-                Some(message) => Stopped::Panic { message },
+            Some(Trap::UnreachableCodeReached) => match rust_panic(&output.stderr()) {
+                Some((message, location)) => Stopped::Panic { message, location },
                 None => Stopped::Trap {
-                    message: Trap::UnreachableCodeReached.to_string(),
+                    message: where_trapped(Trap::UnreachableCodeReached, error),
                 },
             },
             Some(trap) => Stopped::Trap {
-                message: trap.to_string(),
+                message: where_trapped(*trap, error),
             },
             None => Stopped::Trap {
                 message: format!("{error:#}"),
@@ -253,34 +265,64 @@ impl Guest {
     }
 }
 
-/// The message of a Rust panic, from what the panic hook wrote to stderr:
-/// `thread '…' panicked at src/lib.rs:1:2:\n<message>\nnote: …`.
-fn panic_message(stderr: &str) -> Option<String> {
+/// A trap and the innermost named functions it happened in: the names say
+/// what the code was doing (`filesystem_preopens_get_directories ← stat`
+/// is a guest built without WASI opening a file).
+fn where_trapped(trap: Trap, error: &wasmtime::Error) -> String {
+    // The names come from the guest: a few, each cut short.
+    let names: Vec<String> = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|backtrace| {
+            backtrace
+                .frames()
+                .iter()
+                .filter_map(|frame| frame.func_name())
+                .take(3)
+                .map(|name| name.chars().take(80).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        trap.to_string()
+    } else {
+        format!("{trap}, in {}", names.join(" ← "))
+    }
+}
+
+/// The message and location of a Rust panic, from what the panic hook
+/// wrote to stderr: `thread '…' panicked at src/lib.rs:1:2:\n<message>\nnote: …`.
+fn rust_panic(stderr: &str) -> Option<(String, Option<String>)> {
     let (_, rest) = stderr.rsplit_once("panicked at ")?;
-    let (_location, message) = rest.split_once('\n').unwrap_or((rest, ""));
+    let (location, message) = rest.split_once('\n').unwrap_or((rest, ""));
+    let location = location.strip_suffix(':').unwrap_or(location);
+    let location = (!location.is_empty()).then(|| location.to_owned());
     let message = message
         .lines()
         .take_while(|line| !line.starts_with("note: "))
         .collect::<Vec<_>>()
         .join("\n");
-    Some(if message.is_empty() {
+    let message = if message.is_empty() {
         "the guest panicked".to_owned()
     } else {
         message
-    })
+    };
+    Some((message, location))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::panic_message;
+    use super::rust_panic;
 
     #[test]
-    fn panic_message_is_taken_from_stderr() {
+    fn a_rust_panic_is_read_from_stderr() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:53:27:\nthe probe was asked to panic\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
         assert_eq!(
-            panic_message(stderr).as_deref(),
-            Some("the probe was asked to panic")
+            rust_panic(stderr),
+            Some((
+                "the probe was asked to panic".to_owned(),
+                Some("src/lib.rs:53:27".to_owned())
+            ))
         );
-        assert_eq!(panic_message("just a log line\n"), None);
+        assert_eq!(rust_panic("just a log line\n"), None);
     }
 }

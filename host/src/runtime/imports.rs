@@ -12,6 +12,7 @@ const BRIDGE: &[&str] = &[
     "rawalite:bridge/db",
     "rawalite:bridge/paths",
     "rawalite:bridge/session",
+    "rawalite:bridge/log",
 ];
 const BRIDGE_VERSION: &str = "0.1.";
 
@@ -98,13 +99,14 @@ impl Surface {
         self.imports.iter().filter(|i| i.refused.is_some())
     }
 
-    /// The bridge interfaces this component imports (`db`, `paths`, `session`).
+    /// The capabilities this component imports (`db`, `paths`, `session`):
+    /// the bridge interfaces a grant governs, not `types` or `log`.
     pub fn capabilities(&self) -> impl Iterator<Item = &str> {
         self.imports.iter().filter_map(|i| {
             let (interface, _) = split_version(&i.item.name);
             interface
                 .strip_prefix("rawalite:bridge/")
-                .filter(|name| *name != "types")
+                .filter(|name| !matches!(*name, "types" | "log"))
         })
     }
 }
@@ -184,6 +186,7 @@ mod tests {
     #[test]
     fn bridge_and_inert_wasi_are_allowed() {
         assert_eq!(verdict("rawalite:bridge/db@0.1.0"), None);
+        assert_eq!(verdict("rawalite:bridge/log@0.1.0"), None);
         assert_eq!(verdict("rawalite:bridge/types@0.1.3"), None);
         assert_eq!(verdict("wasi:cli/stdout@0.2.6"), None);
         assert_eq!(verdict("wasi:random/insecure-seed@0.2.0"), None);

@@ -81,8 +81,8 @@ pub(crate) struct Limiter {
 
 /// Enough for a component's core instances, tables and memories, with room
 /// to spare; a guest that needs more is doing something else.
-const MAX_INSTANCES: usize = 32;
-const MAX_TABLES: usize = 32;
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
 const MAX_MEMORIES: usize = 8;
 /// Table elements across all tables (a few bytes of host memory each).
 const MAX_TABLE_ELEMENTS: usize = 100_000;

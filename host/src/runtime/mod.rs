@@ -9,6 +9,7 @@ mod engine;
 mod guest;
 mod imports;
 mod limits;
+mod log;
 mod wasi;
 
 pub use cache::{CacheStats, default_cache_dir};
@@ -29,6 +30,8 @@ use wasmtime_wasi::WasiCtx;
 /// resource table, the limiter, and each capability's request state.
 pub struct GuestState {
     pub(crate) wasi: WasiCtx,
+    /// What the guest printed, through WASI or the bridge's `log`.
+    pub(crate) output: wasi::GuestOutput,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: limits::Limiter,
     pub(crate) call: capabilities::Call,
@@ -78,6 +81,7 @@ impl Runtime {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker)?;
+        log::add_to_linker(&mut linker)?;
         capabilities::add_to_linker(&mut linker)?;
         Ok(Runtime {
             cache: cache::ComponentCache::new(&engine, cache_dir),

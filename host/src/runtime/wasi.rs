@@ -139,7 +139,7 @@ const OUTPUT_CAP: usize = 64 << 10;
 const OUTPUT_LINES: usize = 64;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
@@ -152,7 +152,8 @@ impl GuestOutput {
         }
     }
 
-    fn push(&self, stream: Stream, bytes: &[u8]) {
+    /// Keeps what fits under the cap of `stream`; counts the rest.
+    pub(crate) fn push(&self, stream: Stream, bytes: &[u8]) {
         let mut captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Captured {
             stdout,
