@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 mod apt;
 mod bench;
 mod browser;
+mod python;
 mod serve_bench;
 
 const USAGE: &str = "\
@@ -16,7 +17,9 @@ usage: cargo xtask <command> [args]
 
 commands:
   build          add the wasm32-wasip2 target if missing, build every guest into
-                 target/guests/<name>.wasm and the host into target/release/rawalite
+                 target/guests/<name>.wasm (Rust guests with cargo, Python guests
+                 with componentize-py, installed into target/python when missing)
+                 and the host into target/release/rawalite
   run [ARGS]     build, then serve the app of ./rawalite.toml with ./data
                  (ARGS go to `rawalite serve`, e.g. --listen 127.0.0.1:9000)
   test [ARGS]    build, install Chromium and ChromeDriver for the browser tests if
@@ -93,7 +96,8 @@ fn build(root: &Path) -> Result<()> {
     build_with(root, &["-p", "rawalite-host"])
 }
 
-/// The guests, then `cargo build --release` of what `packages` selects.
+/// The Rust guests, `cargo build --release` of what `packages` selects, then
+/// the Python guests.
 fn build_with(root: &Path, packages: &[&str]) -> Result<()> {
     ensure_wasm_target()?;
     build_guests(root)?;
@@ -104,7 +108,9 @@ fn build_with(root: &Path, packages: &[&str]) -> Result<()> {
     cargo(root)
         .args(["build", "--release"])
         .args(packages)
-        .status_ok()
+        .status_ok()?;
+    // Python guests are built by the host's own `rawalite build`.
+    python::build(root)
 }
 
 fn ensure_wasm_target() -> Result<()> {

@@ -10,6 +10,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("/", "Dashboard"),
     ("/customers", "Customers"),
     ("/invoices", "Invoices"),
+    ("/reports", "Reports"),
     ("/exports", "Exports"),
     ("/settings", "Settings"),
 ];

@@ -2,8 +2,11 @@
 //! subcommand. Exit codes are part of the contract: see [`Exit`].
 
 mod audit;
+mod build;
 mod inspect;
+mod new;
 mod render;
+mod sdk;
 mod serve;
 mod user;
 
@@ -50,6 +53,8 @@ enum Command {
     Render(render::RenderArgs),
     Inspect(inspect::InspectArgs),
     Audit(audit::AuditArgs),
+    New(new::NewArgs),
+    Build(build::BuildArgs),
     Migrate(MigrateArgs),
     #[command(subcommand)]
     User(user::UserCommand),
@@ -62,6 +67,8 @@ impl Cli {
             Command::Render(args) => render::run(args),
             Command::Inspect(args) => inspect::run(args),
             Command::Audit(args) => audit::run(args),
+            Command::New(args) => new::run(args),
+            Command::Build(args) => build::run(args),
             Command::Migrate(args) => migrate(args),
             Command::User(command) => user::run(command),
         }

@@ -1,0 +1,475 @@
+//! `rawalite new`: a renderer project in a new directory, in Rust or
+//! Python, with a page that uses each capability asked for, a manifest that
+//! grants exactly those, and a README with the build → render → serve loop.
+
+use super::{Exit, sdk};
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// Create a renderer project in a new directory NAME.
+///
+/// The project builds with `rawalite build` and runs with `rawalite render`
+/// or `rawalite serve`; it never needs this tool's source. A Rust project
+/// carries its copy of the SDK and the WIT in `rawalite-sdk/` (cargo needs
+/// them on disk); a Python project gets them from `rawalite build`.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  rawalite new greeter\n  rawalite new reports --lang python --capabilities db,session"
+)]
+pub struct NewArgs {
+    /// The guest's name (a-z, 0-9 and -, starting with a letter); also the directory.
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// The language of the renderer.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+    /// The capabilities its page uses and its manifest grants.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Capability::Db, Capability::Paths, Capability::Session])]
+    capabilities: Vec<Capability>,
+    /// Where to create the directory NAME.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    parent: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Lang {
+    Rust,
+    Python,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Capability {
+    Db,
+    Paths,
+    Session,
+}
+
+pub fn run(args: NewArgs) -> Result<Exit> {
+    let name = &args.name;
+    if !valid_name(name) {
+        eprintln!(
+            "error: `{name}` cannot name a guest: use 1-64 characters of a-z, 0-9 and -, starting with a letter"
+        );
+        return Ok(Exit::Usage);
+    }
+    let dir = args.parent.join(name);
+    if dir.exists() {
+        eprintln!(
+            "error: {} already exists; pick another NAME or --parent",
+            dir.display()
+        );
+        return Ok(Exit::Usage);
+    }
+    let uses = |c| args.capabilities.contains(&c);
+    let caps = Caps {
+        db: uses(Capability::Db),
+        paths: uses(Capability::Paths),
+        session: uses(Capability::Session),
+    };
+    create(&dir, name, args.lang, caps).with_context(|| format!("creating {}", dir.display()))?;
+    let block = guest_block(name, caps);
+    println!("created {} ({})", dir.display(), args.lang.label());
+    println!(
+        "\nnext:\n  cd {}\n  rawalite build\n  rawalite render --guest {name} /",
+        dir.display()
+    );
+    println!("\nto add it to another app, build it and paste into that app's rawalite.toml:\n");
+    print!("{block}");
+    Ok(Exit::Ok)
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[derive(Clone, Copy)]
+struct Caps {
+    db: bool,
+    paths: bool,
+    session: bool,
+}
+
+impl Lang {
+    fn label(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Python => "Python",
+        }
+    }
+}
+
+fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
+    if dir.exists() {
+        bail!("already exists");
+    }
+    std::fs::create_dir_all(dir)?;
+    let fill = |text: &str| text.replace("@NAME@", name);
+    let mut files: Vec<(String, String)> = vec![
+        ("rawalite.toml".into(), manifest(name, caps)),
+        (".gitignore".into(), "/target\n/data\n".into()),
+    ];
+    match lang {
+        Lang::Rust => {
+            files.push(("Cargo.toml".into(), fill(CARGO_TOML)));
+            files.push(("src/lib.rs".into(), fill(&rust_page(caps))));
+            sdk::write(&dir.join("rawalite-sdk"), sdk::WIT)?;
+            sdk::write(&dir.join("rawalite-sdk"), sdk::RUST)?;
+        }
+        Lang::Python => files.push(("app.py".into(), fill(&python_page(caps)))),
+    }
+    files.push(("README.md".into(), readme(name, lang, caps)));
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file in the project"))?;
+        std::fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
+fn manifest(name: &str, caps: Caps) -> String {
+    let mut text = format!(
+        "# What {name} may touch: nothing but what is granted here (`rawalite audit`).\n\
+         [app]\nname = \"{name}\"\ndata_dir = \"data\"   # the database and the roots; `--data DIR` overrides\n"
+    );
+    if caps.paths {
+        text.push_str("\n[paths]\nfiles = \"files\"     # a root, relative to data_dir\n");
+    }
+    text.push('\n');
+    text.push_str(&guest_block(name, caps));
+    text
+}
+
+fn guest_block(name: &str, caps: Caps) -> String {
+    let mut text = format!(
+        "[[guest]]\nname = \"{name}\"\ncomponent = \"target/{name}.wasm\"\nroute = \"/{name}\"\n"
+    );
+    if caps.db {
+        text.push_str("[guest.db]\nread = [\"customers\"]        # write = [...] to change rows\n");
+    }
+    if caps.paths {
+        text.push_str("[guest.paths]\nfiles = { access = \"read-write\", quota = \"10 MiB\" }\n");
+    }
+    if caps.session {
+        text.push_str(
+            "[guest.session]\nrequire_login = false          # true: only signed-in users get the page\n",
+        );
+    }
+    text
+}
+
+const CARGO_TOML: &str = r#"[package]
+name = "@NAME@"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+# The SDK and the WIT this guest is written against, copied by `rawalite new`.
+rawalite-guest = { path = "rawalite-sdk/guest-sdk" }
+
+# A project of its own, even when created inside another Cargo workspace.
+[workspace]
+
+[profile.release]
+strip = "debuginfo"
+"#;
+
+fn rust_page(caps: Caps) -> String {
+    let mut uses = vec!["Error", "Renderer", "Request", "Response", "escape"];
+    let mut body = String::new();
+    if caps.db {
+        uses.push("db");
+        body.push_str(RUST_DB);
+    }
+    if caps.paths {
+        uses.extend(["ErrorCode", "paths"]);
+        body.push_str(RUST_PATHS);
+    }
+    if caps.session {
+        uses.push("session");
+        body.push_str(RUST_SESSION);
+    }
+    uses.sort_by_key(|u| (u.starts_with(|c: char| c.is_lowercase()), *u));
+    format!(
+        "//! @NAME@: a RawaLite renderer. `rawalite build` makes target/@NAME@.wasm,\n\
+         //! `rawalite render --guest @NAME@ /` runs it once.\n\n\
+         use rawalite_guest::{{{}}};\n{RUST_PAGE}",
+        uses.join(", ")
+    )
+    .replace("        // capabilities\n", &body)
+}
+
+const RUST_PAGE: &str = r#"
+struct Page;
+
+impl Renderer for Page {
+    fn render(req: Request) -> Result<Response, Error> {
+        if req.path != "/" {
+            return Err(Error::not_found("no such page"));
+        }
+        let name = req.query("name").unwrap_or("world");
+        let mut body = format!("<h1>Hello, {}!</h1>", escape(name));
+        // capabilities
+        Ok(Response::html(format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>@NAME@</title></head><body>{body}</body></html>"
+        )))
+    }
+}
+
+rawalite_guest::export!(Page);
+"#;
+
+const RUST_DB: &str = r#"
+        // db: the tables [guest.db] grants; parameters are bound, never spliced.
+        let rows = db::query("SELECT count(*) AS n FROM customers", &[])?;
+        let customers = rows.first().map_or(0, |r| r.int("n"));
+        body.push_str(&format!("<p>{customers} customers in the database.</p>"));
+"#;
+
+const RUST_PATHS: &str = r#"
+        // paths: the roots [guest.paths] grants; a path cannot leave its root.
+        let files = paths::open("files")?;
+        if req.is_post() {
+            files.write("note.txt", req.form().text("note").as_bytes())?;
+            return Ok(Response::redirect(&req.link("/")));
+        }
+        let note = match files.read("note.txt") {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if matches!(e.code, ErrorCode::NotFound) => String::new(),
+            Err(e) => return Err(e),
+        };
+        body.push_str(&format!(
+            "<form method=\"post\"><label>Note <input name=\"note\" value=\"{}\"></label> \
+             <button>Save</button></form>",
+            escape(&note)
+        ));
+"#;
+
+const RUST_SESSION: &str = r#"
+        // session: who is signed in ([guest.session] can require someone).
+        match session::current() {
+            Some(user) => body.push_str(&format!(
+                "<p>Signed in as {}.</p>",
+                escape(&user.display_name)
+            )),
+            None => body.push_str("<p>Nobody is signed in.</p>"),
+        }
+"#;
+
+fn python_page(caps: Caps) -> String {
+    let mut uses = vec!["NotFound", "Request", "Response", "escape", "export"];
+    let mut body = String::new();
+    if caps.db {
+        uses.push("db");
+        body.push_str(PYTHON_DB);
+    }
+    if caps.paths {
+        uses.push("paths");
+        body.push_str(PYTHON_PATHS);
+    }
+    if caps.session {
+        uses.push("session");
+        body.push_str(PYTHON_SESSION);
+    }
+    uses.sort_by_key(|u| (u.starts_with(|c: char| c.is_lowercase()), *u));
+    format!(
+        "\"\"\"@NAME@: a RawaLite renderer. `rawalite build` makes target/@NAME@.wasm,\n\
+         `rawalite render --guest @NAME@ /` runs it once.\"\"\"\n\n\
+         from rawalite_guest import {}\n{PYTHON_PAGE}",
+        uses.join(", ")
+    )
+    .replace("    # capabilities\n", &body)
+}
+
+const PYTHON_PAGE: &str = r#"
+
+def render(req: Request) -> Response:
+    if req.path != "/":
+        raise NotFound("no such page")
+    name = req.query.get("name", "world")
+    body = f"<h1>Hello, {escape(name)}!</h1>"
+    # capabilities
+    return Response.html(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        "<title>@NAME@</title></head>"
+        f"<body>{body}</body></html>"
+    )
+
+
+WitWorld = export(render)
+"#;
+
+const PYTHON_DB: &str = r#"
+    # db: the tables [guest.db] grants; parameters are bound, never spliced.
+    customers = db.query("SELECT count(*) AS n FROM customers").first()["n"]
+    body += f"<p>{customers} customers in the database.</p>"
+"#;
+
+const PYTHON_PATHS: &str = r#"
+    # paths: the roots [guest.paths] grants; a path cannot leave its root.
+    files = paths.open("files")
+    if req.is_post:
+        files.write("note.txt", req.form().text("note"))
+        return Response.redirect(req.link("/"))
+    try:
+        note = files.read("note.txt").decode()
+    except NotFound:
+        note = ""
+    body += (f'<form method="post"><label>Note <input name="note" value="{escape(note)}"></label> '
+             "<button>Save</button></form>")
+"#;
+
+const PYTHON_SESSION: &str = r#"
+    # session: who is signed in ([guest.session] can require someone).
+    user = session.current()
+    if user is not None:
+        body += f"<p>Signed in as {escape(user.display_name)}.</p>"
+    else:
+        body += "<p>Nobody is signed in.</p>"
+"#;
+
+fn readme(name: &str, lang: Lang, caps: Caps) -> String {
+    let (source, needs, sdk) = match lang {
+        Lang::Rust => (
+            "src/lib.rs",
+            "Rust (installed with rustup; `rawalite build` adds the wasm32-wasip2 target)",
+            "`rawalite-sdk/` holds the Rust SDK (`rawalite-guest`) and the WIT it is written \
+             against, copied from the `rawalite` that created the project, so cargo finds them \
+             without network access to this tool's source. `cargo doc -p rawalite-guest --open` \
+             documents it.",
+        ),
+        Lang::Python => (
+            "app.py",
+            "Python 3 with venv (`rawalite build` installs componentize-py into target/python)",
+            "The Python SDK (`rawalite_guest`) and the WIT come from the `rawalite` binary at \
+             build time, so the guest always matches the host that runs it; each build leaves a copy \
+             in `target/rawalite-sdk/` to read (its docstrings) and to point an editor at. The component is built \
+             with WASI stubbed out: no clock, no entropy, no files but the granted roots, and \
+             every module it uses must be imported at the top of a file.",
+        ),
+    };
+    let mut uses = Vec::new();
+    if caps.db {
+        uses.push("reads the `customers` table (`[guest.db]`)");
+    }
+    if caps.paths {
+        uses.push("keeps a note in the root `files` (`[guest.paths]`)");
+    }
+    if caps.session {
+        uses.push("says who is signed in (`[guest.session]`)");
+    }
+    let uses = if uses.is_empty() {
+        "uses no capability".to_owned()
+    } else {
+        uses.join(", ")
+    };
+    format!(
+        r#"# {name}
+
+A [RawaLite](https://github.com/rawalite) renderer in {lang}, created by
+`rawalite new`. Its page ({source}) {uses}.
+
+## Build and run
+
+Needs {needs} and the `rawalite` binary.
+
+```sh
+rawalite build                        # target/{name}.wasm
+rawalite render --guest {name} /     # one request; the page to stdout
+rawalite render --trace --guest {name} /   # also each capability call it made
+```
+
+## The edit → build → refresh loop
+
+```sh
+rawalite serve --watch                # http://127.0.0.1:8080/{name}
+```
+
+Leave it running. Edit {source}, run `rawalite build`, refresh the
+browser: `--watch` loads the new component for the next request (requests
+already running finish on the old one). A component that fails to load
+leaves the old one serving and the log says why. Changes to
+`rawalite.toml` (a grant, a limit) take effect the same way.
+
+To sign in for `session`, add a user (`rawalite user add ada`) and try
+`rawalite render --as ada --guest {name} /`.
+
+## What it may touch
+
+Nothing but what [`rawalite.toml`](rawalite.toml) grants; `rawalite audit`
+prints it. A call outside the grant fails with `denied` and names the
+manifest key that would allow it.
+
+## Adding it to another app
+
+Build it, copy `target/{name}.wasm` next to that app, and paste this into
+that app's `rawalite.toml` (fix `component` to where you put it):
+
+```toml
+{block}```
+
+## Where the SDK comes from
+
+{sdk}
+"#,
+        lang = lang.label(),
+        block = guest_block(name, caps),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_cannot_name_a_guest_are_refused() {
+        for good in ["a", "greeter", "my-page-2"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "2fast",
+            "-x",
+            "Caps",
+            "with space",
+            "../up",
+            "a_b",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_page_uses_only_what_was_asked() {
+        let only_db = Caps {
+            db: true,
+            paths: false,
+            session: false,
+        };
+        let page = rust_page(only_db);
+        assert!(
+            page.contains("db::query") && !page.contains("paths::") && !page.contains("session::")
+        );
+        assert!(
+            page.contains("use rawalite_guest::{Error, Renderer, Request, Response, db, escape};"),
+            "{page}"
+        );
+        let python = python_page(only_db);
+        assert!(
+            python.contains("db.query")
+                && !python.contains("paths.")
+                && !python.contains("session.")
+        );
+        let manifest = manifest("x", only_db);
+        assert!(manifest.contains("[guest.db]") && !manifest.contains("[guest.paths]"));
+    }
+}

@@ -1,0 +1,157 @@
+//! `rawalite new` → `rawalite build` → `rawalite render`, as a guest
+//! developer meets it: in a directory outside this repository, with only the
+//! `rawalite` binary and the language's own tools.
+
+mod common;
+
+use common::{bin, stderr, stdout, workspace};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `rawalite ARGS` in `dir`, the way the project's README says to run it.
+fn rawalite_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .env("RAWALITE_CACHE_DIR", dir.join("cache"))
+        // One componentize-py and one Cargo target for every run of the
+        // tests, so a rerun builds nothing it built before.
+        .env("RAWALITE_PYTHON_ENV", workspace().join("target/python"))
+        .env("CARGO_TARGET_DIR", workspace().join("target/new-projects"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("rawalite runs")
+}
+
+fn ok(out: Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Creates, builds and renders a project; checks each capability's part.
+fn new_build_render(lang: &str) {
+    let parent = tempfile::tempdir().unwrap();
+    assert!(!parent.path().starts_with(workspace()));
+    let name = format!("hello-{lang}");
+    let created = ok(rawalite_in(
+        parent.path(),
+        &[
+            "new",
+            &name,
+            "--lang",
+            lang,
+            "--capabilities",
+            "db,paths,session",
+        ],
+    ));
+    assert!(
+        created.contains("[[guest]]") && created.contains(&format!("name = \"{name}\"")),
+        "{created}"
+    );
+    let dir = parent.path().join(&name);
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(
+        readme.contains("rawalite build") && readme.contains("serve --watch"),
+        "{readme}"
+    );
+
+    let built = ok(rawalite_in(&dir, &["build"]));
+    assert!(built.contains("imports db, paths, session"), "{built}");
+
+    let page = ok(rawalite_in(
+        &dir,
+        &["render", "--guest", &name, "/?name=<you>"],
+    ));
+    for part in [
+        "<h1>Hello, &lt;you&gt;!</h1>",
+        "0 customers in the database.",
+        "<input name=\"note\" value=\"\">",
+        "Nobody is signed in.",
+    ] {
+        assert!(page.contains(part), "`{part}` not in {page}");
+    }
+    // The note form writes into the granted root and reads back escaped.
+    let body = dir.join("body");
+    std::fs::write(&body, "note=%3Cb%3Ehi").unwrap();
+    let post = rawalite_in(
+        &dir,
+        &[
+            "render",
+            "--guest",
+            &name,
+            "--method",
+            "POST",
+            "--body-file",
+            "body",
+            "-i",
+            "/",
+        ],
+    );
+    assert!(ok(post).contains(&format!("location: /{name}/")));
+    let page = ok(rawalite_in(&dir, &["render", "--guest", &name, "/"]));
+    assert!(page.contains("value=\"&lt;b&gt;hi\""), "{page}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("data/files/note.txt")).unwrap(),
+        "<b>hi"
+    );
+    // What it may touch is exactly what it uses: nothing flagged.
+    ok(rawalite_in(&dir, &["audit"]));
+}
+
+#[test]
+fn a_new_rust_project_builds_and_renders_outside_the_repository() {
+    new_build_render("rust");
+}
+
+#[test]
+fn a_new_python_project_builds_and_renders_outside_the_repository() {
+    new_build_render("python");
+}
+
+#[test]
+fn new_refuses_a_bad_name_and_an_existing_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let out = rawalite_in(parent.path(), &["new", "../escape"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot name a guest"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::create_dir(parent.path().join("taken")).unwrap();
+    let out = rawalite_in(parent.path(), &["new", "taken"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+}
+
+#[test]
+fn build_says_what_a_guest_project_is_when_given_something_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rawalite_in(dir.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("rawalite new NAME"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_python_guest_with_a_bug_fails_to_build_with_pythons_error() {
+    let parent = tempfile::tempdir().unwrap();
+    ok(rawalite_in(
+        parent.path(),
+        &["new", "broken", "--lang", "python", "--capabilities", "db"],
+    ));
+    let dir = parent.path().join("broken");
+    std::fs::write(dir.join("app.py"), "def render(req:\n").unwrap();
+    let out = rawalite_in(&dir, &["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SyntaxError"), "{}", stderr(&out));
+}

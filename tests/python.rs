@@ -1,0 +1,212 @@
+//! Python guests, built with componentize-py by `rawalite build`: the SDK's
+//! conveniences, its typed errors, a bug stopped with its line, and the
+//! import surface narrowed to the grants. One app for the whole file: a
+//! Python component takes seconds to compile.
+
+mod common;
+
+use common::{ProbeApp, assert_code, body, get, get_with, guest, json, rawalite, stderr};
+use rawalite_host::capabilities::ErrorCode;
+use rawalite_host::capabilities::session::Caller;
+use rawalite_host::runtime::{Outcome, Stopped};
+use std::sync::OnceLock;
+
+fn app() -> &'static ProbeApp {
+    static APP: OnceLock<ProbeApp> = OnceLock::new();
+    APP.get_or_init(|| {
+        let probe = guest("python-probe").display().to_string();
+        let reports = guest("reports").display().to_string();
+        let f = ProbeApp::open(&format!(
+            "[paths]\nscratch = \"scratch\"\n\n\
+             [[guest]]\nname = \"python-probe\"\ncomponent = \"{probe}\"\n\
+             [guest.db]\nread = [\"customers\"]\n\
+             [guest.paths]\nscratch = {{ access = \"read-write\", quota = \"1 MiB\" }}\n\n\
+             [[guest]]\nname = \"reports\"\ncomponent = \"{reports}\"\nroute = \"/reports\"\n\
+             [guest.db]\nread = [\"customers\", \"invoices\"]\n"
+        ));
+        let db = f.db();
+        db.execute_batch(
+            "INSERT INTO customers (id, name) VALUES (1, 'Ada <Lovelace>'), (2, 'Bob');
+             INSERT INTO invoices (number, customer_id, issued_on, status, total_cents) VALUES
+               (1, 1, '2026-01-15', 'paid', 150000), (2, 1, '2026-02-03', 'open', 2500),
+               (3, 2, '2026-02-20', 'paid', 1000), (4, 2, '2025-12-01', 'paid', 99);",
+        )
+        .unwrap();
+        f
+    })
+}
+
+fn render(guest: &str, req: &rawalite_host::capabilities::Request) -> Outcome {
+    app().guest(guest).render(req, Caller::default()).outcome
+}
+
+#[test]
+fn request_query_form_and_headers_read_as_in_rust() {
+    let mut req = get_with("/echo", &[("q", "1"), ("name", "  Ada "), ("q", "2")]);
+    req.method = "POST".into();
+    req.base = "/p".into();
+    req.headers = vec![("user-agent".into(), "tester".into())];
+    req.body = b"city=K%C3%B6ln&tag=a+b&tag=&broken=%zz".to_vec();
+    let page = json(render("python-probe", &req));
+    assert_eq!(page["query"], serde_json::json!(["1", "2"]));
+    assert_eq!(page["name"], "Ada");
+    assert_eq!(page["post"], true);
+    assert_eq!(page["agent"], "tester");
+    assert_eq!(page["link"], "/p/x");
+    assert_eq!(
+        page["form"],
+        serde_json::json!([
+            ["city", "Köln"],
+            ["tag", "a b"],
+            ["tag", ""],
+            ["broken", "%zz"]
+        ])
+    );
+}
+
+#[test]
+fn escape_matches_the_rust_sdk() {
+    let text = r#"<script>alert('x' & "y")</script>"#;
+    let out = body(render(
+        "python-probe",
+        &get_with("/escape", &[("text", text)]),
+    ));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "&lt;script&gt;alert(&#39;x&#39; &amp; &quot;y&quot;)&lt;/script&gt;"
+    );
+}
+
+#[test]
+fn every_kind_of_value_crosses_the_packed_rows() {
+    let row = json(render("python-probe", &get("/values")));
+    assert_eq!(row["n"], serde_json::Value::Null);
+    assert_eq!(row["i"], i64::MIN);
+    assert_eq!(row["r"], 1.5);
+    assert_eq!(row["t"], "grüße <&>");
+    assert_eq!(row["b"], "00ff");
+    assert_eq!(row["yes"], 1);
+    let customers = json(render(
+        "python-probe",
+        &get_with("/customers", &[("limit", "5")]),
+    ));
+    assert_eq!(customers["columns"], serde_json::json!(["id", "name"]));
+    assert_eq!(
+        customers["names"],
+        serde_json::json!(["Ada <Lovelace>", "Bob"])
+    );
+}
+
+#[test]
+fn a_capability_error_is_a_typed_error_that_names_the_grant() {
+    assert_code(
+        render("python-probe", &get("/denied")),
+        ErrorCode::Denied,
+        "invoices",
+    );
+    assert_code(
+        render("python-probe", &get("/nowhere")),
+        ErrorCode::NotFound,
+        "no route /nowhere",
+    );
+}
+
+#[test]
+fn paths_and_session_work_through_the_sdk() {
+    let files = json(render(
+        "python-probe",
+        &get_with("/files", &[("text", "grüße")]),
+    ));
+    assert_eq!(files["read"], "grüße");
+    assert_eq!(files["granted"], serde_json::json!(["scratch"]));
+    assert_eq!(files["writable"], true);
+    assert_eq!(files["entries"][0]["name"], "note.txt");
+    assert_eq!(files["entries"][0]["kind"], "file");
+    assert_eq!(
+        std::fs::read_to_string(app().data_path("scratch/note.txt")).unwrap(),
+        "grüße"
+    );
+    let who = json(render("python-probe", &get("/user")));
+    assert_eq!(who, serde_json::json!({"user": null, "admin": false}));
+}
+
+#[test]
+fn an_uncaught_exception_stops_the_guest_with_its_line_and_the_next_request_works() {
+    match render("python-probe", &get("/crash")) {
+        Outcome::Stopped(Stopped::Panic { message, location }) => {
+            assert_eq!(message, "KeyError: 'missing'");
+            assert_eq!(location.as_deref(), Some("app.py:64"));
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    let again = json(render("python-probe", &get("/user")));
+    assert_eq!(again["user"], serde_json::Value::Null);
+}
+
+#[test]
+fn print_goes_to_the_log_and_the_traceback_with_it() {
+    let f = app();
+    let empty = f.dir.path().join("empty-body");
+    std::fs::write(&empty, "").unwrap();
+    let out = common::render_post(f, "python-probe", &empty, "/crash", "rawalite::guest=info");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("Traceback (most recent call last):"), "{err}");
+    assert!(
+        err.contains(r#"File \"app.py\", line 64, in crash"#),
+        "{err}"
+    );
+    assert!(
+        err.contains("stopped: panic at app.py:64: KeyError: 'missing'"),
+        "{err}"
+    );
+    let out = common::render_post(f, "python-probe", &empty, "/print", "rawalite::guest=info");
+    assert!(
+        stderr(&out).contains("hello from python"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_reports_page_sums_per_month_and_customer_and_escapes_names() {
+    let page = String::from_utf8(body(render("reports", &get("/")))).unwrap();
+    // January 1,500.00 paid; February 25.00 open + 10.00 paid; December 2025 0.99.
+    for expected in [
+        "<td>2026-02</td><td class=\"num\">2</td><td class=\"num\">35.00</td><td class=\"num\">10.00</td>",
+        "<td>2026-01</td><td class=\"num\">1</td><td class=\"num\">1,500.00</td>",
+        "<td>2025-12</td>",
+        "Ada &lt;Lovelace&gt;</a></td><td class=\"num\">2</td><td class=\"num\">1,525.00</td><td class=\"num\">25.00</td>",
+        "<td class=\"num\">4</td><td class=\"num\">1,535.99</td>",
+    ] {
+        assert!(page.contains(expected), "`{expected}` not in {page}");
+    }
+    let year = String::from_utf8(body(render("reports", &get("/?year=2025")))).unwrap();
+    assert!(
+        year.contains("<td>2025-12</td>") && !year.contains("2026-01</td>"),
+        "{year}"
+    );
+    // A year that is not in the data shows every year, not an error.
+    let odd = body(render("reports", &get("/?year=%27%20OR%201")));
+    assert!(String::from_utf8(odd).unwrap().contains("2026-01"));
+}
+
+#[test]
+fn a_python_guest_imports_only_what_its_manifest_grants() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = rawalite(
+        &["inspect", guest("reports").to_str().unwrap()],
+        cache.path(),
+    );
+    let text = common::stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for import in [
+        "rawalite:bridge/db",
+        "rawalite:bridge/session",
+        "rawalite:bridge/log",
+    ] {
+        assert!(text.contains(import), "{import} missing: {text}");
+    }
+    assert!(!text.contains("rawalite:bridge/paths"), "{text}");
+    assert!(!text.contains("wasi:"), "no WASI at all: {text}");
+}
