@@ -173,7 +173,7 @@ fn wait_for_file(path: &Path) -> String {
 async fn a_user_signs_in_bills_a_customer_exports_and_signs_out() {
     let dir = tempfile::tempdir().unwrap();
     let file = demo_manifest(dir.path(), false);
-    let served = Served::start(&file, &dir.path().join("data"), &dir.path().join("cache"));
+    let served = Served::start(&file, &dir.path().join("data"), &common::shared_cache());
     let driver = Driver::start();
     let downloads: PathBuf = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();

@@ -334,7 +334,7 @@ fn a_guest_cannot_flood_the_log() {
 fn start() -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
     let file = demo_manifest(dir.path(), true);
-    let served = Served::start(&file, &dir.path().join("data"), &dir.path().join("cache"));
+    let served = Served::start(&file, &dir.path().join("data"), &common::shared_cache());
     (dir, served)
 }
 

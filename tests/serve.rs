@@ -12,7 +12,7 @@ use ureq::Agent;
 fn start() -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
     let file = demo_manifest(dir.path(), true);
-    let served = Served::start(&file, &dir.path().join("data"), &dir.path().join("cache"));
+    let served = Served::start(&file, &dir.path().join("data"), &common::shared_cache());
     (dir, served)
 }
 
@@ -208,7 +208,7 @@ fn behind_a_trusted_proxy_the_cookie_is_secure_and_clients_are_told_apart() {
         1,
     );
     std::fs::write(&file, text).unwrap();
-    let served = Served::start(&file, &dir.path().join("data"), &dir.path().join("cache"));
+    let served = Served::start(&file, &dir.path().join("data"), &common::shared_cache());
     let sign_in = |client: &str, password: &str| {
         reply(
             agent()
@@ -530,4 +530,118 @@ fn the_first_run_creates_an_admin_once() {
         second.admin_password, "",
         "a second admin password was printed"
     );
+}
+
+/// `serve --watch` with one guest, `page`, whose component is a copy in
+/// the test's directory; the log goes to `dir/serve.log`.
+fn start_watching(dir: &std::path::Path, first: &str) -> Served {
+    std::fs::copy(common::guest(first), dir.join("page.wasm")).unwrap();
+    std::fs::write(
+        dir.join("rawalite.toml"),
+        "[app]\nname = \"watch\"\ndata_dir = \"data\"\n\n\
+         [[guest]]\nname = \"page\"\ncomponent = \"page.wasm\"\nroute = \"/page\"\n\
+         [guest.limits]\ntimeout_ms = 5000\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    Served::start_with(
+        &dir.join("rawalite.toml"),
+        &dir.join("data"),
+        &common::shared_cache(),
+        &["--watch"],
+        log.into(),
+    )
+}
+
+/// Replaces `path` the way `rawalite build` does: beside it, then renamed.
+fn replace(path: &std::path::Path, bytes: &[u8]) {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes).unwrap();
+    std::fs::rename(&partial, path).unwrap();
+}
+
+/// Polls `path` until its body contains `needle`, for at most 10 s.
+fn eventually(served: &Served, path: &str, needle: &str) -> Reply {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(served, path, None);
+        if r.body.contains(needle) || std::time::Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watch_swaps_a_replaced_component_while_requests_in_flight_finish_on_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = start_watching(dir.path(), "probe");
+    let r = get(&served, "/page/echo?x=1", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A request in flight on the probe while the component is replaced.
+    let slow = {
+        let url = served.url("/page/sleep?ms=1500");
+        std::thread::spawn(move || agent().get(&url).call().map(|r| r.status().as_u16()))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    replace(
+        &dir.path().join("page.wasm"),
+        &std::fs::read(common::guest("hello")).unwrap(),
+    );
+    let r = eventually(&served, "/page/greet", "<p>GET /greet</p>");
+    assert!(
+        r.body.contains("<p>GET /greet</p>"),
+        "hello never took over: {}",
+        r.body
+    );
+    assert_eq!(
+        slow.join().unwrap().unwrap(),
+        200,
+        "the old version finished its request"
+    );
+
+    // A file that is not a component: the log says why and hello serves on.
+    replace(&dir.path().join("page.wasm"), b"not a component");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+        if log.contains("reload failed") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        log.contains("reload failed: the previous version keeps serving"),
+        "{log}"
+    );
+    assert!(
+        log.contains("guest=page") && log.contains("page.wasm"),
+        "{log}"
+    );
+    let r = get(&served, "/page/greet", None);
+    assert!(r.body.contains("<p>GET /greet</p>"), "{}", r.body);
+}
+
+#[test]
+fn watch_applies_a_changed_grant_on_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = start_watching(dir.path(), "probe");
+    let count = "/page/db/query?sql=SELECT%20count(*)%20AS%20n%20FROM%20customers";
+    let r = get(&served, count, None);
+    assert!(r.body.contains("[guest.db]"), "denied first: {}", r.body);
+
+    let manifest = dir.path().join("rawalite.toml");
+    let granted =
+        std::fs::read_to_string(&manifest).unwrap() + "[guest.db]\nread = [\"customers\"]\n";
+    replace(&manifest, granted.as_bytes());
+    let r = eventually(&served, count, "\"n\"");
+    assert_eq!(r.status, 200, "the grant never took effect: {}", r.body);
+
+    // A manifest with an error changes nothing.
+    replace(&manifest, b"[[guest]]\nname = 7\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get(&served, count, None).status, 200);
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("the manifest has an error"), "{log}");
 }

@@ -94,7 +94,13 @@ impl App {
 
     /// Loads the guest called `name` with its limits and grants.
     pub fn load(&self, name: &str) -> Result<Guest> {
-        let entry = self.manifest.guest(name)?;
+        self.load_entry(self.manifest.guest(name)?)
+    }
+
+    /// Loads a guest from `entry`, which may come from a newer version of
+    /// the manifest (`serve --watch`); its roots must be in this app's
+    /// `[paths]`.
+    pub fn load_entry(&self, entry: &GuestEntry) -> Result<Guest> {
         let grants = self.grants(entry)?;
         Ok(self
             .runtime

@@ -30,6 +30,14 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// One compile cache for the servers of the demo app: its Python guest
+/// takes seconds to compile, once per run instead of once per test. The
+/// cache writes atomically, so tests may share it; tests of the cache
+/// itself use their own.
+pub fn shared_cache() -> PathBuf {
+    workspace().join("target/test-cache")
+}
+
 /// The `rawalite` binary built by `cargo xtask build`.
 pub fn bin() -> PathBuf {
     let path = workspace().join("target/release/rawalite");
@@ -239,6 +247,23 @@ impl Served {
     // The child is waited for in `stop`, which `Drop` calls.
     #[allow(clippy::zombie_processes)]
     pub fn start(manifest: &Path, data: &Path, cache: &Path) -> Served {
+        let log = if std::env::var_os("RAWALITE_TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        };
+        Self::start_with(manifest, data, cache, &[], log)
+    }
+
+    /// `start`, with more arguments to `serve` and its log (stderr) sent to `log`.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_with(
+        manifest: &Path,
+        data: &Path,
+        cache: &Path,
+        args: &[&str],
+        log: std::process::Stdio,
+    ) -> Served {
         use std::io::BufRead;
         let mut child = Command::new(bin())
             .args(["serve", "--manifest"])
@@ -246,15 +271,11 @@ impl Served {
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RAWALITE_CACHE_DIR", cache)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
-            // The server's log: on the test's stderr with RAWALITE_TEST_LOG=1.
-            .stderr(if std::env::var_os("RAWALITE_TEST_LOG").is_some() {
-                std::process::Stdio::inherit()
-            } else {
-                std::process::Stdio::null()
-            })
+            .stderr(log)
             .spawn()
             .expect("rawalite serve starts");
         let stdout = child.stdout.take().expect("stdout is piped");

@@ -59,11 +59,14 @@ pub fn run(args: BuildArgs) -> Result<Exit> {
         std::fs::create_dir_all(parent)?;
     }
     let started = Instant::now();
+    // Built beside the output, then renamed over it: `serve --watch` (or
+    // anyone) never reads a half-written component.
+    let partial = output.with_extension("wasm.partial");
     let built = if dir.join("Cargo.toml").is_file() {
-        build_rust(&dir, &output)
+        build_rust(&dir, &partial)
     } else if dir.join("app.py").is_file() {
         let manifest = args.manifest.unwrap_or_else(|| dir.join("rawalite.toml"));
-        build_python(&dir, &name, &output, &manifest)
+        build_python(&dir, &name, &partial, &manifest)
     } else {
         eprintln!(
             "error: {} is not a guest project: it has neither Cargo.toml (Rust) nor app.py (Python)\n\
@@ -72,7 +75,8 @@ pub fn run(args: BuildArgs) -> Result<Exit> {
         );
         return Ok(Exit::Usage);
     };
-    if let Err(e) = built {
+    if let Err(e) = built.and_then(|()| Ok(std::fs::rename(&partial, &output)?)) {
+        let _ = std::fs::remove_file(&partial);
         eprintln!("error: {e:#}");
         return Ok(Exit::Refused);
     }

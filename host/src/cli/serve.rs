@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// The data directory; default: the manifest's `data_dir`.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Reload a guest when its component or the manifest changes (requests
+    /// in flight finish on the old version; one that fails to load leaves
+    /// the old one serving and the log says why).
+    #[arg(long)]
+    watch: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<Exit> {
@@ -37,6 +42,7 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
         app,
         Options {
             listen: args.listen,
+            watch: args.watch,
         },
     )?;
     Ok(Exit::Ok)

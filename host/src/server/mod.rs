@@ -13,6 +13,7 @@ mod listen;
 mod page;
 mod routes;
 mod rules;
+mod watch;
 
 pub use listen::{HEADER_TIMEOUT, WRITE_TIMEOUT};
 
@@ -51,11 +52,14 @@ pub use rules::{COOKIE, SECURE_COOKIE};
 /// Where and how to serve.
 pub struct Options {
     pub listen: SocketAddr,
+    /// Reload guests when their components or the manifest change.
+    pub watch: bool,
 }
 
 struct Server {
     app: App,
-    routes: Routes,
+    /// Swapped whole by `--watch`; a request keeps the table it started with.
+    routes: parking_lot::RwLock<Arc<Routes>>,
     /// The route of the guest called `login`, where a browser is sent to
     /// sign in; without one, a page that needs a user answers 401.
     login: Option<String>,
@@ -123,7 +127,7 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     // (sleep, a busy database) leaves the other half to everyone else.
     let share = (pool / 2).max(1);
     let server = Arc::new(Server {
-        routes: Routes::new(guests, share),
+        routes: parking_lot::RwLock::new(Arc::new(Routes::new(guests, share))),
         login,
         static_root,
         renders: Semaphore::new(pool),
@@ -133,9 +137,16 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     let caps = listen::Caps::for_this_process();
     println!("Serving {} on http://{addr}/", server.app.manifest.app_name);
     println!("data: {}   (Ctrl-C to stop)", server.app.data_dir.display());
-    tracing::info!(%addr, guests = server.routes.len(), pool, share, connections = caps.total, "serving");
+    tracing::info!(%addr, guests = server.routes().len(), pool, share, connections = caps.total, "serving");
 
     let sweeper = tokio::spawn(sweep_sessions(server.app.auth.clone()));
+    let watcher = options.watch.then(|| {
+        println!(
+            "watching {} and its components for changes",
+            server.app.manifest.file.display()
+        );
+        tokio::spawn(watch::run(server.clone(), share))
+    });
     let router = axum::Router::new()
         .fallback(handle)
         .with_state(server.clone());
@@ -143,11 +154,25 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     let exempt: listen::Exempt = Arc::new(move |ip| proxies.iter().any(|net| net.contains(ip)));
     listen::serve(listener, router, caps, exempt, shutdown_signal()).await;
     sweeper.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     // Every request has finished; dropping the last handle closes the
     // database connections (and checkpoints the WAL).
     drop(server);
     println!("stopped");
     Ok(())
+}
+
+impl Server {
+    /// The route table for a new request.
+    fn routes(&self) -> Arc<Routes> {
+        self.routes.read().clone()
+    }
+
+    fn swap_routes(&self, routes: Routes) {
+        *self.routes.write() = Arc::new(routes);
+    }
 }
 
 /// Deletes expired sessions now and every [`SWEEP_EVERY`].
@@ -229,7 +254,8 @@ async fn handle(
     // Kept for the log line; both clones share the request's bytes.
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let (status, guest, response) = respond(&server, client, request, &id).await;
+    let routes = server.routes();
+    let (status, guest, response) = respond(&server, &routes, client, request, &id).await;
     tracing::info!(
         target: "rawalite::access",
         request = %id,
@@ -244,7 +270,8 @@ async fn handle(
 
 /// The response, its status, and the guest that made it (for the log).
 async fn respond<'s>(
-    server: &'s Server,
+    server: &Server,
+    routes: &'s Routes,
     client: SocketAddr,
     request: axum::extract::Request,
     id: &str,
@@ -271,7 +298,7 @@ async fn respond<'s>(
         let response = page::static_asset(server.static_root.as_ref(), &parts.method, asset, id);
         return (response.status(), None, response);
     }
-    let Some(route) = server.routes.find(path) else {
+    let Some(route) = routes.find(path) else {
         let status = StatusCode::NOT_FOUND;
         return (
             status,

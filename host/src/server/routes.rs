@@ -39,6 +39,11 @@ impl Routes {
         self.routes.len()
     }
 
+    /// The route of the guest called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| route.guest.name() == name)
+    }
+
     /// The route for `path`.
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes
