@@ -594,7 +594,7 @@ fn render_with_manifest_enforces_grants_from_the_command_line() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         stderr(&out).trim(),
-        "error: denied: table `users` is not in this guest's db.read grant"
+        "error: denied: table `users` is not in this guest's db.read grant (`read = [...]` under [guest.db] in the manifest)"
     );
 
     // --data points the same manifest at another data directory.

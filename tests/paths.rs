@@ -252,11 +252,11 @@ fn ungranted_roots_get_the_same_answer_whether_they_exist_or_not() {
     let missing = assert_code(op(&w, "read", "nosuch", "x"), ErrorCode::Denied, "");
     assert_eq!(
         existing.message,
-        "root `archive` is not in this guest's paths grant"
+        "root `archive` is not in this guest's paths grant ([guest.paths] in the manifest)"
     );
     assert_eq!(
         missing.message,
-        "root `nosuch` is not in this guest's paths grant"
+        "root `nosuch` is not in this guest's paths grant ([guest.paths] in the manifest)"
     );
 
     let none = f.guest("nogrant");

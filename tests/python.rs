@@ -139,6 +139,17 @@ fn an_uncaught_exception_stops_the_guest_with_its_line_and_the_next_request_work
         }
         other => panic!("expected a panic, got {other:?}"),
     }
+    match render("python-probe", &get("/wrong")) {
+        Outcome::Stopped(Stopped::Panic { message, location }) => {
+            assert_eq!(
+                message,
+                "TypeError: render must return a Response, not dict"
+            );
+            // Nothing was raised: where the renderer is defined.
+            assert_eq!(location.as_deref(), Some("app.py:7"));
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
     let again = json(render("python-probe", &get("/user")));
     assert_eq!(again["user"], serde_json::Value::Null);
 }
@@ -209,4 +220,45 @@ fn a_python_guest_imports_only_what_its_manifest_grants() {
     }
     assert!(!text.contains("rawalite:bridge/paths"), "{text}");
     assert!(!text.contains("wasi:"), "no WASI at all: {text}");
+}
+
+/// `rawalite render --trace ARGS` with the app's manifest.
+fn traced(target: &str) -> std::process::Output {
+    let f = app();
+    std::process::Command::new(common::bin())
+        .args(["render", "--trace", "--manifest"])
+        .arg(&f.manifest)
+        .args(["--guest", "python-probe", target])
+        .env("RAWALITE_CACHE_DIR", f.dir.path().join("cache"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn render_trace_lists_each_capability_call_and_what_the_guest_printed() {
+    let out = traced("/files?text=hi");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("capability call(s)"), "{err}");
+    let write = err
+        .lines()
+        .find(|l| l.contains(" write ") && l.contains("scratch note.txt"))
+        .unwrap_or_else(|| panic!("no write in {err}"));
+    assert!(
+        write.trim_start().starts_with("paths") && write.contains("µs  ok"),
+        "{write}"
+    );
+    // A denial in the trace names the manifest key that would grant it.
+    let err = stderr(&traced("/denied"));
+    assert!(
+        err.contains("denied: table `invoices` is not in this guest's db.read grant (`read = [...]` under [guest.db]"),
+        "{err}"
+    );
+    // The guest's output, escaped: a traceback on stderr.
+    let err = stderr(&traced("/crash"));
+    assert!(
+        err.contains("stderr:   File \"app.py\", line 64, in crash"),
+        "{err}"
+    );
 }

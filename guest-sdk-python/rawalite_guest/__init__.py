@@ -472,17 +472,24 @@ def _source(filename: str) -> str:
     return filename
 
 
-def _crash(error: BaseException):
-    """Logs the traceback of a bug and stops the guest with where it was."""
+def _crash(error: BaseException, where=None):
+    """Logs the traceback of a bug and stops the guest with where it was:
+    the innermost frame, or ``where`` (a code object) when nothing was raised."""
+    # The first frame is export()'s wrapper, not the developer's code.
+    tb = error.__traceback__.tb_next if error.__traceback__ else None
     # Without WASI there are no source files to read: frames without lines.
-    frames = traceback.StackSummary.extract(traceback.walk_tb(error.__traceback__), lookup_lines=False)
+    frames = traceback.StackSummary.extract(traceback.walk_tb(tb), lookup_lines=False)
     lines = ["Traceback (most recent call last):"]
     lines += [f'  File "{_source(f.filename)}", line {f.lineno}, in {f.name}' for f in frames]
     message = f"{type(error).__name__}: {error}"
     lines.append(message)
     sys.stderr.write("\n".join(lines) + "\n")
-    last = frames[-1] if frames else None
-    location = f"{_source(last.filename)}:{last.lineno}" if last else "?"
+    if frames:
+        location = f"{_source(frames[-1].filename)}:{frames[-1].lineno}"
+    elif where is not None:
+        location = f"{_source(where.co_filename)}:{where.co_firstlineno}"
+    else:
+        location = "?"
     _log.panic(message, location)
 
 
@@ -500,7 +507,8 @@ def export(render):
                 _crash(e)
                 raise
             if not isinstance(response, Response):
-                _crash(TypeError(f"render must return a Response, not {type(response).__name__}"))
+                _crash(TypeError(f"render must return a Response, not {type(response).__name__}"),
+                       render.__code__)
             return _types.Response(response.status, response.headers, bytes(response.body))
 
     return WitWorld

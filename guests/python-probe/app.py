@@ -64,6 +64,10 @@ def crash(req: Request) -> Response:
     return {"not": "a response"}[req.query.get("key", "missing")]
 
 
+def wrong(req: Request):
+    return {"not": "a response"}
+
+
 def printed(req: Request) -> Response:
     print("hello from python")
     return Response.redirect(req.link("/echo"))
@@ -79,6 +83,7 @@ ROUTES = {
     "/files": files,
     "/crash": crash,
     "/print": printed,
+    "/wrong": wrong,
 }
 
 WitWorld = export(render)

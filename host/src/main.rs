@@ -5,7 +5,8 @@ mod cli;
 use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer, filter};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -18,10 +19,17 @@ fn main() -> ExitCode {
     }
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(log)
+        .with(cli.wants_trace().then(|| {
+            cli::trace::Collect.with_filter(filter::filter_fn(|m| {
+                matches!(m.target(), "rawalite::audit" | "rawalite::guest")
+            }))
+        }))
         .init();
     match cli.run() {
         Ok(exit) => exit.into(),

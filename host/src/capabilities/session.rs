@@ -63,7 +63,7 @@ impl SessionGrant {
                 Err(Error::new(
                     ErrorCode::Denied,
                     format!(
-                        "this page needs one of the roles: {}",
+                        "this page needs one of the roles: {} ([guest.session] roles in the manifest)",
                         self.roles.join(", ")
                     ),
                 ))

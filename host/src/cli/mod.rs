@@ -8,6 +8,7 @@ mod new;
 mod render;
 mod sdk;
 mod serve;
+pub mod trace;
 mod user;
 
 use anyhow::{Result, bail};
@@ -72,6 +73,11 @@ impl Cli {
             Command::Migrate(args) => migrate(args),
             Command::User(command) => user::run(command),
         }
+    }
+
+    /// Whether this is `render --trace`, which collects the guest's calls.
+    pub fn wants_trace(&self) -> bool {
+        matches!(&self.command, Command::Render(args) if args.trace)
     }
 
     /// Whether this is the long-running server.

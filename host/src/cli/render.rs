@@ -47,6 +47,10 @@ pub struct RenderArgs {
     /// Also print the status line and headers before the body.
     #[arg(long, short = 'i')]
     include: bool,
+    /// After the response, print each capability call the guest made
+    /// (capability, operation, tables or path, µs, outcome) and what it printed.
+    #[arg(long)]
+    pub trace: bool,
     /// `COMPONENT.wasm PATH?QUERY`, or just `PATH?QUERY` with --guest.
     /// PATH defaults to `/`.
     #[arg(value_name = "COMPONENT.wasm | PATH", num_args = 0..=2)]
@@ -122,6 +126,8 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
     let request = build_request(&args, base, &target)?;
     let rendered = guest.render(&request, caller);
     drop(app);
+    // After the body on stdout, so a page piped elsewhere stays clean.
+    let trace = args.trace.then(super::trace::report);
     match rendered.session {
         SessionChange::Unchanged => {}
         SessionChange::SignedIn(_) => {
@@ -129,20 +135,27 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
         }
         SessionChange::SignedOut => eprintln!("note: signed out"),
     }
-    match rendered.outcome {
+    let exit = match rendered.outcome {
         Outcome::Response(response) => {
             write_response(&response, args.include)?;
-            Ok(Exit::Ok)
+            Exit::Ok
         }
         Outcome::Error(error) => {
             eprintln!("error: {}: {}", error.code.as_str(), error.message);
-            Ok(Exit::GuestError)
+            Exit::GuestError
         }
         Outcome::Stopped(why) => {
             eprintln!("stopped: {why}");
-            Ok(Exit::Stopped)
+            if trace.is_none() {
+                eprintln!("(`rawalite render --trace` shows what the guest printed)");
+            }
+            Exit::Stopped
         }
+    };
+    if let Some(trace) = trace {
+        eprint!("{trace}");
     }
+    Ok(exit)
 }
 
 fn caller(as_user: Option<&str>, auth: Option<&Arc<Auth>>) -> Result<Caller> {

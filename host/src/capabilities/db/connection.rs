@@ -482,7 +482,9 @@ impl GuestConnection {
                         "a value or the statement is larger than this host allows (values up to {} bytes)",
                         VALUE_BYTES
                     )),
-                    C::ReadOnly => denied("this guest has no db.write grant"),
+                    C::ReadOnly => denied(
+                        "this guest has no db.write grant (`write = [...]` under [guest.db] in the manifest)",
+                    ),
                     C::ParameterOutOfRange => invalid("a parameter index is out of range"),
                     C::Unknown => match message.strip_prefix("no such table: ") {
                         // Only tables outside the grant can be missing (the

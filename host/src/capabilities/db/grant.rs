@@ -97,8 +97,14 @@ impl DbGrant {
 /// The message a guest gets for a table outside its grant, the same whether
 /// the table exists or not.
 pub(super) fn not_granted(table: &str, write: bool) -> String {
-    let grant = if write { "db.write" } else { "db.read" };
-    format!("table `{table}` is not in this guest's {grant} grant")
+    let (grant, key) = if write {
+        ("db.write", "write")
+    } else {
+        ("db.read", "read")
+    };
+    format!(
+        "table `{table}` is not in this guest's {grant} grant (`{key} = [...]` under [guest.db] in the manifest)"
+    )
 }
 
 /// Functions a guest may call: pure computations on values. Anything that

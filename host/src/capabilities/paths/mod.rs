@@ -148,7 +148,9 @@ impl Host for View<'_> {
         let result = match granted {
             None => Err(Error::new(
                 ErrorCode::Denied,
-                format!("root `{name}` is not in this guest's paths grant"),
+                format!(
+                    "root `{name}` is not in this guest's paths grant ([guest.paths] in the manifest)"
+                ),
             )),
             Some((root, grant)) => self
                 .table
@@ -280,7 +282,10 @@ fn writable(h: &RootHandle) -> Result<(), Error> {
         GrantAccess::ReadWrite => Ok(()),
         GrantAccess::ReadOnly => Err(Error::new(
             ErrorCode::Denied,
-            format!("root `{}` is read-only for this guest", h.name),
+            format!(
+                "root `{}` is read-only for this guest (`access = \"read-write\"` under [guest.paths] in the manifest)",
+                h.name
+            ),
         )),
     }
 }
