@@ -61,7 +61,7 @@ fn audit(g: &GuestEntry) -> Report {
     let (hash, imports) = match std::fs::read(&g.component) {
         Err(e) => {
             flags.push(format!(
-                "cannot read the component ({e}); build it with `cargo xtask build`"
+                "cannot read the component ({e}); build it with `rawalite build` (in this repository: `cargo xtask build`)"
             ));
             (None, Vec::new())
         }

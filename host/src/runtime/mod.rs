@@ -44,7 +44,8 @@ pub struct GuestState {
 /// what to do next.
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    // The cause follows in the error chain (`{e:#}`), not repeated here.
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
