@@ -250,10 +250,21 @@ async fn a_user_signs_in_bills_a_customer_exports_and_signs_out() {
     );
     assert!(csv.ends_with(",total,,,482.55\r\n"), "{csv}");
 
+    // The Reports screen, written in Python, has the invoice in its month
+    // and under its customer; the nav marks it.
+    click(&c, "header.top nav a[href='/reports']").await;
+    wait_for_path(&c, "/reports").await;
+    assert_eq!(text(&c, "h1").await, "Reports");
+    assert_eq!(text(&c, "header.top nav a.active").await, "Reports");
+    let tables = text(&c, "main").await;
+    assert!(tables.contains("482.55"), "{tables}");
+    assert!(tables.contains("Ada Lovelace"), "{tables}");
+    shot(&c, "08-reports").await;
+
     // Signing out ends the session: the dashboard sends us back.
     click(&c, "form.signout button").await;
     wait_for_path(&c, "/login").await;
-    shot(&c, "08-signed-out").await;
+    shot(&c, "09-signed-out").await;
     c.goto(&served.url("/")).await.unwrap();
     wait_for_path(&c, "/login?next=%2F").await;
 

@@ -54,7 +54,7 @@ def year_picker(req: Request, years, year: str) -> str:
     options = "".join(
         f'<option value="{escape(y)}"{" selected" if y == year else ""}>{escape(y)}</option>'
         for y in years)
-    return (f'<form class="inline" method="get" action="{escape(req.link("/"))}">'
+    return (f'<form class="search" method="get" action="{escape(req.link("/"))}">'
             f'<select name="year"><option value="">All years</option>{options}</select>'
             '<button type="submit">Show</button></form>')
 
