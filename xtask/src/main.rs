@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 mod apt;
 mod bench;
 mod browser;
+mod docs;
 mod python;
 mod serve_bench;
 
@@ -22,7 +23,8 @@ commands:
                  and the host into target/release/rawalite
   run [ARGS]     build, then serve the app of ./rawalite.toml with ./data
                  (ARGS go to `rawalite serve`, e.g. --listen 127.0.0.1:9000)
-  test [ARGS]    build, install Chromium and ChromeDriver for the browser tests if
+  docs           write docs/WIT.md, the WIT reference, from wit/ and its doc comments
+  test [ARGS]    check docs/WIT.md is current, build, install Chromium and ChromeDriver for the browser tests if
                  missing (apt-get), then run the whole workspace's tests
                  (ARGS go to cargo test)
   bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
@@ -57,7 +59,9 @@ fn run(args: &[String]) -> Result<()> {
                 .args(rest.strip_prefix(&["--".to_owned()][..]).unwrap_or(rest))
                 .status_ok()
         }
+        Some("docs") => docs::write(&root),
         Some("test") => {
+            docs::check(&root)?;
             // The host and every test in one build, with the features the
             // tests unify on, so `cargo test` below compiles nothing again.
             build_with(&root, &["--workspace", "--all-targets"])?;
