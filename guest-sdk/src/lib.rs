@@ -7,21 +7,9 @@
 //!
 //! # A complete renderer
 //!
-//! `Cargo.toml`:
-//!
-//! ```toml
-//! [package]
-//! name = "hello"
-//! edition = "2024"
-//!
-//! [lib]
-//! crate-type = ["cdylib"]
-//!
-//! [dependencies]
-//! rawalite-guest = { path = "../../guest-sdk" }
-//! ```
-//!
-//! `src/lib.rs`:
+//! `rawalite new hello` creates the project: a `cdylib` crate that depends
+//! on this SDK (copied into its `rawalite-sdk/`), a manifest and a README.
+//! Its `src/lib.rs`, at its smallest:
 //!
 //! ```
 //! use rawalite_guest::{Error, Renderer, Request, Response, escape};
@@ -38,8 +26,12 @@
 //! rawalite_guest::export!(Hello);
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-wasip2` and run it
-//! with `rawalite render target/wasm32-wasip2/release/hello.wasm '/?name=you'`.
+//! Build it with `rawalite build` (cargo, for `wasm32-wasip2`) and run it
+//! with `rawalite render --guest hello '/?name=you'`, or keep
+//! `rawalite serve --watch` running and refresh the browser after each build.
+//! The WIT reference, with what the host enforces for every call, is
+//! `docs/WIT.md` in the RawaLite repository; the same text is on each
+//! binding here.
 //!
 //! # Pages
 //!
@@ -64,6 +56,8 @@
 //! `render` with `?` and the host answers with the right status (and
 //! `rawalite render` exits 3 with `error: <code>: <message>`). Build your own
 //! with [`Error::new`] or the shortcuts such as [`Error::not_found`].
+
+#![warn(missing_docs)]
 
 pub mod db;
 mod html;

@@ -20,7 +20,7 @@ impl Response {
             .with_body(body.into())
     }
 
-    /// `200 OK` with a page built with [`html!`](crate::html).
+    /// `200 OK` with a page built with maud's `html!`.
     pub fn page(markup: maud::Markup) -> Self {
         Self::html(markup.into_string())
     }

@@ -2,6 +2,7 @@
 //! `wit/` and its doc comments (which also say what the host enforces).
 //! `cargo xtask test` checks that the file is what this would write.
 
+use super::StatusOk;
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,6 +29,16 @@ pub fn check(root: &Path) -> Result<()> {
         bail!("{OUT} is out of date with wit/: run `cargo xtask docs` and commit it");
     }
     Ok(())
+}
+
+/// `cargo doc -p rawalite-guest` with every public item documented and
+/// every link resolved.
+pub fn check_sdk_docs(root: &Path) -> Result<()> {
+    super::step("checking the SDK's documentation (cargo doc -p rawalite-guest)");
+    super::cargo(root)
+        .args(["doc", "-q", "-p", "rawalite-guest", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .status_ok()
 }
 
 fn generate(root: &Path) -> Result<String> {

@@ -24,7 +24,7 @@ commands:
   run [ARGS]     build, then serve the app of ./rawalite.toml with ./data
                  (ARGS go to `rawalite serve`, e.g. --listen 127.0.0.1:9000)
   docs           write docs/WIT.md, the WIT reference, from wit/ and its doc comments
-  test [ARGS]    check docs/WIT.md is current, build, install Chromium and ChromeDriver for the browser tests if
+  test [ARGS]    check docs/WIT.md is current and the SDK's docs complete, build, install Chromium and ChromeDriver for the browser tests if
                  missing (apt-get), then run the whole workspace's tests
                  (ARGS go to cargo test)
   bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
@@ -62,6 +62,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("docs") => docs::write(&root),
         Some("test") => {
             docs::check(&root)?;
+            docs::check_sdk_docs(&root)?;
             // The host and every test in one build, with the features the
             // tests unify on, so `cargo test` below compiles nothing again.
             build_with(&root, &["--workspace", "--all-targets"])?;
