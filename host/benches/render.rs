@@ -3,7 +3,7 @@
 //!
 //! - `hello`: a full request to the `hello` guest (new store, instantiate
 //!   from the `InstancePre`, render, drop) against the same HTML from a
-//!   plain function;
+//!   plain function; `hello/python` is the same page from a Python guest;
 //! - `db-10-rows`: a request to the `bench-customers` guest (one 10-row
 //!   `db.query`, rendered as an HTML table) against the same query through
 //!   rusqlite and the same page function in the host;
@@ -68,11 +68,27 @@ fn render(c: &mut Criterion) {
     let hello = runtime
         .load("hello", &wasm, Limits::default(), Grants::default())
         .expect("hello.wasm is built by `cargo xtask build`");
+    let python = runtime
+        .load(
+            "python-hello",
+            &guests_dir().join("python-hello.wasm"),
+            Limits::default(),
+            Grants::default(),
+        )
+        .expect("python-hello.wasm is built by `cargo xtask build`");
     let req = request();
+    assert_eq!(
+        expect_response(&python, &req),
+        expect_response(&hello, &req),
+        "the Python and Rust hello pages differ"
+    );
 
     let mut group = c.benchmark_group("hello");
     group.bench_function("guest", |b| {
         b.iter(|| expect_response(&hello, black_box(&req)))
+    });
+    group.bench_function("python", |b| {
+        b.iter(|| expect_response(&python, black_box(&req)))
     });
     group.bench_function("native", |b| {
         b.iter(|| {
