@@ -262,3 +262,22 @@ fn render_trace_lists_each_capability_call_and_what_the_guest_printed() {
         "{err}"
     );
 }
+
+#[test]
+fn log_write_is_held_to_the_output_caps() {
+    let f = app();
+    let empty = f.dir.path().join("empty-flood");
+    std::fs::write(&empty, "").unwrap();
+    let out = common::render_post(
+        f,
+        "python-probe",
+        &empty,
+        "/flood?lines=5000",
+        "rawalite::guest=info",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let lines = err.lines().filter(|l| l.contains("line=\"line ")).count();
+    assert_eq!(lines, 64, "{err}");
+    assert!(err.contains("was not logged"), "one summary: {err}");
+}

@@ -64,6 +64,12 @@ def crash(req: Request) -> Response:
     return {"not": "a response"}[req.query.get("key", "missing")]
 
 
+def flood(req: Request) -> Response:
+    for i in range(int(req.query.get("lines", "1000"))):
+        print(f"line {i}")
+    return Response.text("flooded")
+
+
 def wrong(req: Request):
     return {"not": "a response"}
 
@@ -84,6 +90,7 @@ ROUTES = {
     "/crash": crash,
     "/print": printed,
     "/wrong": wrong,
+    "/flood": flood,
 }
 
 WitWorld = export(render)

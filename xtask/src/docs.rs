@@ -7,8 +7,7 @@ use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
 use std::path::Path;
 use wit_parser::{
-    Docs, Function, FunctionKind, Handle, Interface, Resolve, Type, TypeDefKind, TypeId,
-    WorldItem,
+    Docs, Function, FunctionKind, Handle, Interface, Resolve, Type, TypeDefKind, TypeId, WorldItem,
 };
 
 const OUT: &str = "docs/WIT.md";
@@ -43,9 +42,7 @@ pub fn check_sdk_docs(root: &Path) -> Result<()> {
 
 fn generate(root: &Path) -> Result<String> {
     let mut resolve = Resolve::default();
-    let (package, _) = resolve
-        .push_dir(root.join("wit"))
-        .context("parsing wit/")?;
+    let (package, _) = resolve.push_dir(root.join("wit")).context("parsing wit/")?;
     let pkg = &resolve.packages[package];
     let mut out = String::new();
     let _ = writeln!(out, "# WIT reference: `{}`\n", pkg.name);
