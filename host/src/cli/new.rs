@@ -116,11 +116,11 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
     match lang {
         Lang::Rust => {
             files.push(("Cargo.toml".into(), fill(CARGO_TOML)));
-            files.push(("src/lib.rs".into(), fill(&rust_page(caps))));
+            files.push(("src/lib.rs".into(), fill(&page(&RUST, caps))));
             sdk::write(&dir.join("rawalite-sdk"), sdk::WIT)?;
             sdk::write(&dir.join("rawalite-sdk"), sdk::RUST)?;
         }
-        Lang::Python => files.push(("app.py".into(), fill(&python_page(caps)))),
+        Lang::Python => files.push(("app.py".into(), fill(&page(&PYTHON, caps)))),
     }
     files.push(("README.md".into(), readme(name, lang, caps)));
     for (path, text) in files {
@@ -181,29 +181,63 @@ rawalite-guest = { path = "rawalite-sdk/guest-sdk" }
 strip = "debuginfo"
 "#;
 
-fn rust_page(caps: Caps) -> String {
-    let mut uses = vec!["Error", "Renderer", "Request", "Response", "escape"];
+/// A language's page: what it always imports, each capability's imports
+/// and code (db, paths, session), and the page the code goes into at
+/// `marker`.
+struct Template {
+    head: &'static str,
+    uses: &'static [&'static str],
+    parts: [(&'static [&'static str], &'static str); 3],
+    page: &'static str,
+    marker: &'static str,
+}
+
+const RUST: Template = Template {
+    head: "//! @NAME@: a RawaLite renderer. `rawalite build` makes target/@NAME@.wasm,\n\
+           //! `rawalite render --guest @NAME@ /` runs it once.\n\n\
+           use rawalite_guest::{@USES@};\n",
+    uses: &["Error", "Renderer", "Request", "Response", "escape"],
+    parts: [
+        (&["db"], RUST_DB),
+        (&["ErrorCode", "paths"], RUST_PATHS),
+        (&["session"], RUST_SESSION),
+    ],
+    page: RUST_PAGE,
+    marker: "        // capabilities\n",
+};
+
+const PYTHON: Template = Template {
+    head: "\"\"\"@NAME@: a RawaLite renderer. `rawalite build` makes target/@NAME@.wasm,\n\
+           `rawalite render --guest @NAME@ /` runs it once.\"\"\"\n\n\
+           from rawalite_guest import @USES@\n",
+    uses: &["NotFound", "Request", "Response", "escape", "export"],
+    parts: [
+        (&["db"], PYTHON_DB),
+        (&["paths"], PYTHON_PATHS),
+        (&["session"], PYTHON_SESSION),
+    ],
+    page: PYTHON_PAGE,
+    marker: "    # capabilities\n",
+};
+
+/// The page of `template` with the code of each capability in `caps`.
+fn page(template: &Template, caps: Caps) -> String {
+    let mut uses = template.uses.to_vec();
     let mut body = String::new();
-    if caps.db {
-        uses.push("db");
-        body.push_str(RUST_DB);
+    for ((names, code), wanted) in template
+        .parts
+        .iter()
+        .zip([caps.db, caps.paths, caps.session])
+    {
+        if wanted {
+            uses.extend(*names);
+            body.push_str(code);
+        }
     }
-    if caps.paths {
-        uses.extend(["ErrorCode", "paths"]);
-        body.push_str(RUST_PATHS);
-    }
-    if caps.session {
-        uses.push("session");
-        body.push_str(RUST_SESSION);
-    }
+    // Types first, then modules and functions, as rustfmt and isort order them.
     uses.sort_by_key(|u| (u.starts_with(|c: char| c.is_lowercase()), *u));
-    format!(
-        "//! @NAME@: a RawaLite renderer. `rawalite build` makes target/@NAME@.wasm,\n\
-         //! `rawalite render --guest @NAME@ /` runs it once.\n\n\
-         use rawalite_guest::{{{}}};\n{RUST_PAGE}",
-        uses.join(", ")
-    )
-    .replace("        // capabilities\n", &body)
+    let head = template.head.replace("@USES@", &uses.join(", "));
+    (head + template.page).replace(template.marker, &body)
 }
 
 const RUST_PAGE: &str = r#"
@@ -263,31 +297,6 @@ const RUST_SESSION: &str = r#"
             None => body.push_str("<p>Nobody is signed in.</p>"),
         }
 "#;
-
-fn python_page(caps: Caps) -> String {
-    let mut uses = vec!["NotFound", "Request", "Response", "escape", "export"];
-    let mut body = String::new();
-    if caps.db {
-        uses.push("db");
-        body.push_str(PYTHON_DB);
-    }
-    if caps.paths {
-        uses.push("paths");
-        body.push_str(PYTHON_PATHS);
-    }
-    if caps.session {
-        uses.push("session");
-        body.push_str(PYTHON_SESSION);
-    }
-    uses.sort_by_key(|u| (u.starts_with(|c: char| c.is_lowercase()), *u));
-    format!(
-        "\"\"\"@NAME@: a RawaLite renderer. `rawalite build` makes target/@NAME@.wasm,\n\
-         `rawalite render --guest @NAME@ /` runs it once.\"\"\"\n\n\
-         from rawalite_guest import {}\n{PYTHON_PAGE}",
-        uses.join(", ")
-    )
-    .replace("    # capabilities\n", &body)
-}
 
 const PYTHON_PAGE: &str = r#"
 
@@ -455,7 +464,7 @@ mod tests {
             paths: false,
             session: false,
         };
-        let page = rust_page(only_db);
+        let page = super::page(&RUST, only_db);
         assert!(
             page.contains("db::query") && !page.contains("paths::") && !page.contains("session::")
         );
@@ -463,7 +472,7 @@ mod tests {
             page.contains("use rawalite_guest::{Error, Renderer, Request, Response, db, escape};"),
             "{page}"
         );
-        let python = python_page(only_db);
+        let python = super::page(&PYTHON, only_db);
         assert!(
             python.contains("db.query")
                 && !python.contains("paths.")
