@@ -288,6 +288,13 @@ fn every_command_has_help() {
         &["--help"][..],
         &["render", "--help"],
         &["inspect", "--help"],
+        &["serve", "--help"],
+        &["audit", "--help"],
+        &["new", "--help"],
+        &["build", "--help"],
+        &["migrate", "--help"],
+        &["user", "--help"],
+        &["user", "add", "--help"],
     ] {
         let out = rawalite(args, c.path());
         assert_eq!(code(&out), 0, "{args:?}");
