@@ -23,7 +23,8 @@ traceback goes to the log and the host stops the guest with its message and
 line (``rawalite render`` exits 4).
 
 The guest has no clock, no entropy and no files outside ``paths``: WASI is
-stubbed out. Everything a page needs is imported when the component is built
+stubbed out. With a ``db`` grant, SQLite has the time and random numbers:
+``db.query("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now, random() AS r")``. Everything a page needs is imported when the component is built
 (here, at the top of this module); a module first imported while rendering
 may need the file system and stops the guest.
 """

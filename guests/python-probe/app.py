@@ -37,6 +37,12 @@ def values(req: Request) -> Response:
     return Response.json({k: (v.hex() if isinstance(v, bytes) else v) for k, v in row.items()})
 
 
+def now(req: Request) -> Response:
+    # No WASI clock or entropy in a Python guest: SQLite has both.
+    row = db.query("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now, random() AS r").first()
+    return Response.json(row)
+
+
 def customers(req: Request) -> Response:
     rows = db.query("SELECT id, name FROM customers ORDER BY id LIMIT ?", [int(req.query.get("limit", "10"))])
     return Response.json({"columns": rows.columns, "count": len(rows), "names": [r["name"] for r in rows]})
@@ -84,6 +90,7 @@ ROUTES = {
     "/escape": escaped,
     "/values": values,
     "/customers": customers,
+    "/now": now,
     "/denied": denied,
     "/user": user,
     "/files": files,
