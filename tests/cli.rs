@@ -295,6 +295,9 @@ fn every_command_has_help() {
         &["migrate", "--help"],
         &["user", "--help"],
         &["user", "add", "--help"],
+        &["user", "disable", "--help"],
+        &["session", "list", "--help"],
+        &["session", "revoke", "--help"],
     ] {
         let out = rawalite(args, c.path());
         assert_eq!(code(&out), 0, "{args:?}");

@@ -645,3 +645,71 @@ fn watch_applies_a_changed_grant_on_the_next_request() {
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(log.contains("the manifest has an error"), "{log}");
 }
+
+/// `rawalite ARGS --data DIR` against a running server's data directory.
+fn operate(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(common::bin())
+        .args(args)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn an_operator_sees_sessions_ends_them_and_disables_a_user_at_once() {
+    let (dir, served) = start();
+    let cookie = sign_in(&served);
+    assert_eq!(get(&served, "/", Some(&cookie)).status, 200);
+
+    // Who is signed in, from where, never the token.
+    let (code, list) = operate(dir.path(), &["session", "list"]);
+    assert_eq!(code, 0, "{list}");
+    let row = list
+        .lines()
+        .find(|l| l.contains("admin"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("127.0.0.1"), "{row}");
+    let token = cookie.split_once('=').unwrap().1;
+    assert!(!list.contains(token), "the token must never show: {list}");
+    let id = row.split_whitespace().next().unwrap().to_owned();
+
+    // Revoking the session signs the browser out.
+    let (code, out) = operate(dir.path(), &["session", "revoke", &id]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(get(&served, "/", Some(&cookie)).status, 303);
+    let (code, out) = operate(dir.path(), &["session", "revoke", &id]);
+    assert_eq!(code, 2, "a second revoke finds nothing: {out}");
+
+    // Disabling ends the new session at once and refuses sign-in.
+    let cookie = sign_in(&served);
+    let (code, out) = operate(dir.path(), &["user", "disable", "admin"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(get(&served, "/", Some(&cookie)).status, 303);
+    let refused = post(
+        &served,
+        "/login",
+        None,
+        &[("username", "admin"), ("password", &served.admin_password)],
+    );
+    assert_ne!(refused.status, 303, "a disabled user cannot sign in");
+    let (_, users) = operate(dir.path(), &["user", "list"]);
+    assert!(users.contains("(disabled)"), "{users}");
+
+    // Enabled again, the same password works.
+    let (code, out) = operate(dir.path(), &["user", "enable", "admin"]);
+    assert_eq!(code, 0, "{out}");
+    let cookie = sign_in(&served);
+    assert_eq!(get(&served, "/", Some(&cookie)).status, 200);
+    let (code, out) = operate(dir.path(), &["session", "revoke", "--user", "admin"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ended 1 session"), "{out}");
+    assert_eq!(get(&served, "/", Some(&cookie)).status, 303);
+}

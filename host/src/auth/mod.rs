@@ -241,6 +241,78 @@ impl Auth {
         Ok(())
     }
 
+    /// Disables or enables a user. A disabled user cannot sign in and their
+    /// sessions end at once.
+    pub fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE users SET disabled = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE username = ?",
+            params![disabled, username],
+        )?;
+        if changed == 0 {
+            bail!("there is no user named `{username}`");
+        }
+        if disabled {
+            tx.execute(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
+                [username],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The live sessions (expired ones are swept first), newest first.
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        self.sweep_expired()?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT s.token_hash, u.username, s.client, s.created_at, s.last_seen_at, s.expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id ORDER BY s.created_at DESC",
+        )?;
+        let sessions = stmt
+            .query_map([], |row| {
+                let hash: Vec<u8> = row.get(0)?;
+                Ok(SessionInfo {
+                    id: session_id(&hash),
+                    username: row.get(1)?,
+                    client: row.get(2)?,
+                    created_at: row.get(3)?,
+                    last_seen_at: row.get(4)?,
+                    expires_at: row.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(sessions)
+    }
+
+    /// Ends the session with this id (from [`Auth::sessions`]); returns
+    /// whether there was one.
+    pub fn revoke_session(&self, id: &str) -> Result<bool> {
+        let conn = self.conn();
+        let hashes: Vec<Vec<u8>> = conn
+            .prepare("SELECT token_hash FROM sessions")?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(hash) = hashes.iter().find(|h| session_id(h) == id) else {
+            return Ok(false);
+        };
+        conn.execute("DELETE FROM sessions WHERE token_hash = ?", [hash])?;
+        Ok(true)
+    }
+
+    /// Ends every session of `username`; returns how many.
+    pub fn revoke_sessions_of(&self, username: &str) -> Result<usize> {
+        if self.user(username)?.is_none() {
+            bail!("there is no user named `{username}`");
+        }
+        Ok(self.conn().execute(
+            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
+            [username],
+        )?)
+    }
+
     /// Removes a user and every session of theirs.
     pub fn remove_user(&self, username: &str) -> Result<()> {
         let changed = self
@@ -264,6 +336,7 @@ impl Auth {
         client: Option<IpAddr>,
         deadline: Instant,
     ) -> Result<Signed, LoginError> {
+        let ip = client;
         let client = client.map(Address::of);
         match self.limiter.admit(username, client) {
             Ok(()) => {}
@@ -296,7 +369,7 @@ impl Auth {
         match found {
             Some((user, _)) if matches && !user.disabled => {
                 self.limiter.succeeded(username, client);
-                let token = self.open_session(user.id, deadline)?;
+                let token = self.open_session(user.id, ip, deadline)?;
                 Ok(Signed { user, token })
             }
             _ => {
@@ -306,7 +379,12 @@ impl Auth {
         }
     }
 
-    fn open_session(&self, user_id: i64, deadline: Instant) -> Result<Token, LoginError> {
+    fn open_session(
+        &self,
+        user_id: i64,
+        client: Option<IpAddr>,
+        deadline: Instant,
+    ) -> Result<Token, LoginError> {
         let internal = |e: &dyn fmt::Display| {
             tracing::error!(error = %e, "opening a session failed");
             LoginError::Internal
@@ -315,13 +393,14 @@ impl Auth {
         let now = now();
         let conn = self.conn_until(deadline).ok_or(LoginError::Busy)?;
         let inserted = conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, client) VALUES (?, ?, ?, ?, ?, ?)",
             params![
                 token.hash().as_slice(),
                 user_id,
                 now,
                 now,
-                now + self.policy.absolute.as_secs() as i64
+                now + self.policy.absolute.as_secs() as i64,
+                client.map(|c| c.to_string()),
             ],
         );
         match inserted {
@@ -443,6 +522,26 @@ impl Auth {
             params![now, idle],
         )?)
     }
+}
+
+/// A session as an operator sees it: never its token, nor the token's hash.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// A short name for the session: the first 12 hex digits of a SHA-256
+    /// of the token's hash. It identifies the session to `revoke` and
+    /// tells nothing about the token.
+    pub id: String,
+    pub username: String,
+    /// The client address it was opened from.
+    pub client: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+fn session_id(token_hash: &[u8]) -> String {
+    hex::encode(&Sha256::digest(token_hash)[..6])
 }
 
 const USER_COLUMNS: &str =

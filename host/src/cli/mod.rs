@@ -8,6 +8,7 @@ mod new;
 mod render;
 mod sdk;
 mod serve;
+mod session;
 pub mod trace;
 mod user;
 
@@ -59,6 +60,8 @@ enum Command {
     Migrate(MigrateArgs),
     #[command(subcommand)]
     User(user::UserCommand),
+    #[command(subcommand)]
+    Session(session::SessionCommand),
 }
 
 impl Cli {
@@ -72,6 +75,7 @@ impl Cli {
             Command::Build(args) => build::run(args),
             Command::Migrate(args) => migrate(args),
             Command::User(command) => user::run(command),
+            Command::Session(command) => session::run(command),
         }
     }
 

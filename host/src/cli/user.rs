@@ -1,4 +1,4 @@
-//! `rawalite user add|list|passwd|remove`: the host's users. Passwords are
+//! `rawalite user add|list|passwd|disable|enable|remove`: the host's users. Passwords are
 //! read from a prompt without echo, or from stdin when it is not a terminal,
 //! and never printed.
 
@@ -17,6 +17,11 @@ pub enum UserCommand {
     Add(AddArgs),
     List(ListArgs),
     Passwd(NameArgs),
+    /// Stop a user from signing in, and end their sessions at once; their
+    /// data and password stay. `enable` lets them in again.
+    Disable(NameArgs),
+    /// Let a disabled user sign in again.
+    Enable(NameArgs),
     Remove(NameArgs),
 }
 
@@ -55,7 +60,7 @@ pub struct NameArgs {
     data: DataArgs,
 }
 
-fn auth(data: &DataArgs) -> Result<Arc<Auth>> {
+pub(super) fn auth(data: &DataArgs) -> Result<Arc<Auth>> {
     let (database, _) = Database::open(&data.dir()?)?;
     Auth::new(&Arc::new(database), Policy::default())
 }
@@ -122,6 +127,17 @@ pub fn run(command: UserCommand) -> Result<Exit> {
                 "password changed for {}; their sessions have ended",
                 args.username
             );
+        }
+        UserCommand::Disable(args) => {
+            auth(&args.data)?.set_disabled(&args.username, true)?;
+            println!(
+                "disabled {}: they cannot sign in and their sessions have ended",
+                args.username
+            );
+        }
+        UserCommand::Enable(args) => {
+            auth(&args.data)?.set_disabled(&args.username, false)?;
+            println!("enabled {}: they can sign in again", args.username);
         }
         UserCommand::Remove(args) => {
             auth(&args.data)?.remove_user(&args.username)?;

@@ -14,10 +14,16 @@ use std::time::Duration;
 
 /// The migrations, in order. Adding one is a new file in `migrations/` and
 /// one line here (a unit test checks that the two agree).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_session_client",
+        include_str!("../../../migrations/0002_session_client.sql"),
+    ),
+];
 
 /// Tables that belong to the host. No grant may name them, whatever the
 /// manifest says; names starting with `sqlite_` are SQLite's own.
