@@ -713,3 +713,46 @@ fn an_operator_sees_sessions_ends_them_and_disables_a_user_at_once() {
     assert!(out.contains("ended 1 session"), "{out}");
     assert_eq!(get(&served, "/", Some(&cookie)).status, 303);
 }
+
+#[test]
+fn sign_in_limits_survive_a_crash_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::demo_manifest(dir.path(), false);
+    let data = dir.path().join("data");
+    let mut served = Served::start(&file, &data, &common::shared_cache());
+    let password = served.admin_password.clone();
+    let try_password = |served: &Served, password: &str| {
+        post(
+            served,
+            "/login",
+            None,
+            &[("username", "admin"), ("password", password)],
+        )
+    };
+    for _ in 0..5 {
+        assert_ne!(try_password(&served, "wrong password").status, 303);
+    }
+    let refused = try_password(&served, &password);
+    assert_ne!(refused.status, 303, "the pair is stopped: {}", refused.body);
+
+    // Killed after the counts were saved (every 2 s): still stopped.
+    std::thread::sleep(Duration::from_millis(2500));
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    let mut served = Served::start(&file, &data, &common::shared_cache());
+    let refused = try_password(&served, &password);
+    assert_ne!(
+        refused.status, 303,
+        "forgotten by a crash: {}",
+        refused.body
+    );
+
+    // A clean stop saves them too.
+    served.stop();
+    let served = Served::start(&file, &data, &common::shared_cache());
+    assert_ne!(
+        try_password(&served, &password).status,
+        303,
+        "forgotten by a restart"
+    );
+}

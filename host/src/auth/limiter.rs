@@ -17,10 +17,12 @@
 //! Only failures count and a success clears its pair, which is why this is
 //! a window of our own rather than a request-rate limiter like governor's.
 
+use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many failures each count allows in its window.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +107,8 @@ pub enum Refusal {
 pub struct Limiter {
     rules: Rules,
     table: Mutex<Table>,
+    /// Changed since the last [`Limiter::snapshot`].
+    dirty: AtomicBool,
 }
 
 /// The key a username counts under: itself (lower-case) when it could be a
@@ -122,11 +126,102 @@ impl Limiter {
         Limiter {
             rules,
             table: Mutex::default(),
+            dirty: AtomicBool::new(false),
         }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counts as JSON with wall-clock times (Unix milliseconds), so
+    /// they survive a restart; `None` when nothing changed since the last
+    /// snapshot.
+    pub fn snapshot(&self) -> Option<Value> {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        let clock = Clock::now();
+        let table = self.table();
+        let counts: Vec<Value> = table
+            .counts
+            .iter()
+            .map(|(key, count)| {
+                let (kind, address, user) = match key {
+                    Key::Pair(a, u) => ("pair", Some(a.0), Some(u.as_str())),
+                    Key::Address(a) => ("address", Some(a.0), None),
+                    Key::User(u) => ("user", None, Some(u.as_str())),
+                };
+                json!({
+                    "kind": kind,
+                    "address": address.map(|a| a.to_string()),
+                    "user": user,
+                    "failures": count.failures.iter().map(|t| clock.wall(*t)).collect::<Vec<_>>(),
+                    "next_try": count.next_try.map(|t| clock.wall(t)),
+                })
+            })
+            .collect();
+        let familiar: Vec<Value> = table
+            .familiar
+            .iter()
+            .map(|(user, seen)| {
+                let seen: Vec<Value> = seen
+                    .iter()
+                    .map(|(a, at)| json!([a.0.to_string(), clock.wall(*at)]))
+                    .collect();
+                json!({"user": user, "seen": seen})
+            })
+            .collect();
+        Some(json!({"counts": counts, "familiar": familiar}))
+    }
+
+    /// Takes back the counts of a [`Limiter::snapshot`]; what cannot be
+    /// read is skipped, what has expired is dropped, and at most
+    /// `rules.keys` entries are kept.
+    pub fn restore(&self, snapshot: &Value) {
+        let clock = Clock::now();
+        let mut table = self.table();
+        let address = |v: &Value| v.as_str()?.parse::<IpAddr>().ok().map(Address::of);
+        let user = |v: &Value| v.as_str().map(user_key);
+        for c in snapshot["counts"].as_array().into_iter().flatten() {
+            let key = match c["kind"].as_str() {
+                Some("pair") => address(&c["address"])
+                    .zip(user(&c["user"]))
+                    .map(|(a, u)| Key::Pair(a, u)),
+                Some("address") => address(&c["address"]).map(Key::Address),
+                Some("user") => user(&c["user"]).map(Key::User),
+                _ => None,
+            };
+            let Some(key) = key else { continue };
+            let mut failures: VecDeque<Instant> = c["failures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| clock.instant(t.as_u64()?))
+                .collect();
+            prune(&mut failures, clock.instant, self.rules.window);
+            let next_try = c["next_try"].as_u64().and_then(|t| clock.instant(t));
+            if (!failures.is_empty() || next_try.is_some()) && table.counts.len() < self.rules.keys
+            {
+                table.counts.insert(key, Count { failures, next_try });
+            }
+        }
+        for f in snapshot["familiar"].as_array().into_iter().flatten() {
+            let Some(name) = user(&f["user"]) else {
+                continue;
+            };
+            let seen: Vec<(Address, Instant)> = f["seen"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|pair| Some((address(&pair[0])?, clock.instant(pair[1].as_u64()?)?)))
+                .filter(|(_, at)| clock.instant - *at < FAMILIAR_FOR)
+                .take(FAMILIAR_PER_USER)
+                .collect();
+            if !seen.is_empty() && table.counts.len() + table.familiar.len() < self.rules.keys {
+                table.familiar.insert(name, seen);
+            }
+        }
     }
 
     /// Whether `username` may be tried from `client` now. A slowed user's
@@ -167,7 +262,10 @@ impl Limiter {
             if count.failures.len() >= rules.user {
                 match count.next_try {
                     Some(next) if next > now => return Err(Refusal::Wait(next - now)),
-                    _ => count.next_try = Some(now + rules.pace),
+                    _ => {
+                        count.next_try = Some(now + rules.pace);
+                        self.dirty.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -193,6 +291,7 @@ impl Limiter {
             keys.push(Key::Address(addr));
         }
         let mut table = self.table();
+        self.dirty.store(true, Ordering::Relaxed);
         for key in keys {
             if !table.counts.contains_key(&key) && !self.make_room(&mut table, now) {
                 continue;
@@ -217,6 +316,7 @@ impl Limiter {
             return;
         };
         let mut table = self.table();
+        self.dirty.store(true, Ordering::Relaxed);
         table.counts.remove(&Key::Pair(addr, user.clone()));
         if !table.familiar.contains_key(&user) && !self.make_room(&mut table, now) {
             return;
@@ -244,6 +344,39 @@ impl Limiter {
             !seen.is_empty()
         });
         table.counts.len() + table.familiar.len() < self.rules.keys
+    }
+}
+
+/// One reading of both clocks: an `Instant` is only meaningful within a
+/// process, so snapshots carry wall-clock times.
+struct Clock {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    fn now() -> Self {
+        Clock {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Unix milliseconds of `t`.
+    fn wall(&self, t: Instant) -> u64 {
+        let at = self.wall - self.instant.saturating_duration_since(t);
+        at.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The `Instant` of Unix milliseconds `ms`; `None` when it is further
+    /// back than this machine's `Instant` reaches (its uptime).
+    fn instant(&self, ms: u64) -> Option<Instant> {
+        let at = UNIX_EPOCH.checked_add(Duration::from_millis(ms))?;
+        match self.wall.duration_since(at) {
+            Ok(age) => self.instant.checked_sub(age),
+            Err(ahead) => self.instant.checked_add(ahead.duration()),
+        }
     }
 }
 
@@ -385,5 +518,58 @@ mod tests {
         assert!(limiter.admit("bob", client).is_err());
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(limiter.admit("bob", client), Ok(()));
+    }
+
+    #[test]
+    fn a_snapshot_restores_every_count_and_familiar_address() {
+        let before = Limiter::new(Rules::default());
+        let attacker = addr("2001:db8::7");
+        fail(&before, "bob", attacker, 5);
+        fail(&before, "carol", None, 10);
+        before.succeeded("ada", addr("198.51.100.1"));
+        let snapshot = before.snapshot().expect("changed");
+        assert!(before.snapshot().is_none(), "nothing changed since");
+        // Through text, as it is stored.
+        let stored: Value = serde_json::from_str(&snapshot.to_string()).unwrap();
+
+        let after = Limiter::new(Rules::default());
+        after.restore(&stored);
+        match after.admit("bob", addr("2001:db8::1")) {
+            Err(Refusal::Wait(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
+            other => panic!("the pair's failures were lost: {other:?}"),
+        }
+        // carol is slowed from an unfamiliar address: one try, then a wait.
+        assert_eq!(after.admit("carol", addr("192.0.2.1")), Ok(()));
+        assert!(after.admit("carol", addr("192.0.2.2")).is_err());
+        // ada's address is still familiar: her count never applies there.
+        fail(&after, "ada", None, 10);
+        assert_eq!(after.admit("ada", addr("198.51.100.1")), Ok(()));
+    }
+
+    #[test]
+    fn expired_counts_are_not_restored() {
+        let old = json!({"counts": [{"kind": "address", "address": "192.0.2.1", "user": null,
+            "failures": [1_000, 2_000], "next_try": null}], "familiar": []});
+        let limiter = Limiter::new(Rules::default());
+        limiter.restore(&old);
+        assert!(limiter.table().counts.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever is stored, restoring it neither panics nor exceeds the
+        /// table's bound.
+        #[test]
+        fn any_snapshot_restores_without_harm(text in ".{0,400}", keys in 1usize..4) {
+            let limiter = Limiter::new(Rules { keys, ..Rules::default() });
+            for v in [
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+                json!({"counts": [{"kind": "pair", "address": text, "user": text, "failures": [u64::MAX, 0], "next_try": u64::MAX}]}),
+                json!({"counts": text, "familiar": [{"user": "x", "seen": [[text, 1]]}]}),
+            ] {
+                limiter.restore(&v);
+            }
+            let table = limiter.table();
+            proptest::prop_assert!(table.counts.len() + table.familiar.len() <= keys);
+        }
     }
 }

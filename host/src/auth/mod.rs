@@ -126,14 +126,41 @@ const FULL_WAIT: Duration = Duration::from_secs(60);
 impl Auth {
     pub fn new(database: &Arc<Database>, policy: Policy) -> Result<Arc<Self>> {
         let conn = database.connect(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let limiter = limiter::Limiter::new(policy.limits);
+        let saved: Option<String> = conn
+            .query_row("SELECT state FROM sign_in_limits WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(state) = saved {
+            match serde_json::from_str(&state) {
+                Ok(state) => limiter.restore(&state),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the saved sign-in limits could not be read; starting without them")
+                }
+            }
+        }
         Ok(Arc::new(Auth {
             database: database.clone(),
             conn: parking_lot::Mutex::new(conn),
             readers: std::sync::Mutex::default(),
-            limiter: limiter::Limiter::new(policy.limits),
+            limiter,
             policy,
             hash_checks: AtomicU64::new(0),
         }))
+    }
+
+    /// Saves the sign-in limiter's counts if they changed, so they survive
+    /// a restart; `serve` calls it every few seconds and when it stops.
+    pub fn save_limits(&self) -> Result<()> {
+        let Some(state) = self.limiter.snapshot() else {
+            return Ok(());
+        };
+        self.conn().execute(
+            "INSERT INTO sign_in_limits (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            [state.to_string()],
+        )?;
+        Ok(())
     }
 
     pub fn policy(&self) -> &Policy {

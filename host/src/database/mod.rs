@@ -23,11 +23,20 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_session_client",
         include_str!("../../../migrations/0002_session_client.sql"),
     ),
+    (
+        "0003_sign_in_limits",
+        include_str!("../../../migrations/0003_sign_in_limits.sql"),
+    ),
 ];
 
 /// Tables that belong to the host. No grant may name them, whatever the
 /// manifest says; names starting with `sqlite_` are SQLite's own.
-pub const HOST_TABLES: &[&str] = &["users", "sessions", "refinery_schema_history"];
+pub const HOST_TABLES: &[&str] = &[
+    "users",
+    "sessions",
+    "sign_in_limits",
+    "refinery_schema_history",
+];
 
 /// Whether `table` belongs to the host (or to SQLite).
 pub fn is_host_table(table: &str) -> bool {

@@ -47,6 +47,9 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// How often expired sessions are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+/// How often the sign-in limiter's counts are saved when they changed: a
+/// crash forgets at most this much of them.
+const SAVE_LIMITS_EVERY: Duration = Duration::from_secs(2);
 pub use rules::{COOKIE, SECURE_COOKIE};
 
 /// Where and how to serve.
@@ -140,6 +143,7 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     tracing::info!(%addr, guests = server.routes().len(), pool, share, connections = caps.total, "serving");
 
     let sweeper = tokio::spawn(sweep_sessions(server.app.auth.clone()));
+    let saver = tokio::spawn(save_limits(server.app.auth.clone()));
     let watcher = options.watch.then(|| {
         println!(
             "watching {} and its components for changes",
@@ -154,6 +158,10 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     let exempt: listen::Exempt = Arc::new(move |ip| proxies.iter().any(|net| net.contains(ip)));
     listen::serve(listener, router, caps, exempt, shutdown_signal()).await;
     sweeper.abort();
+    saver.abort();
+    if let Err(e) = server.app.auth.save_limits() {
+        tracing::warn!(error = %e, "saving the sign-in limits failed");
+    }
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -186,6 +194,21 @@ async fn sweep_sessions(auth: Arc<crate::auth::Auth>) {
             Ok(Ok(swept)) => tracing::info!(swept, "deleted expired sessions"),
             Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired sessions failed"),
             Err(e) => tracing::warn!(error = %e, "the session sweep failed"),
+        }
+    }
+}
+
+/// Saves the sign-in limiter's counts every [`SAVE_LIMITS_EVERY`] when they
+/// changed, so a restart does not reset an attacker's budget.
+async fn save_limits(auth: Arc<crate::auth::Auth>) {
+    let mut every = tokio::time::interval(SAVE_LIMITS_EVERY);
+    loop {
+        every.tick().await;
+        let auth = auth.clone();
+        match tokio::task::spawn_blocking(move || auth.save_limits()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "saving the sign-in limits failed"),
+            Err(e) => tracing::warn!(error = %e, "saving the sign-in limits failed"),
         }
     }
 }
