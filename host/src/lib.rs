@@ -9,10 +9,12 @@
 //! - [`database`]: the host's SQLite file and its migrations;
 //! - [`auth`]: users, passwords and sessions;
 //! - [`app`]: a manifest's guests loaded with their grants;
-//! - [`server`]: `rawalite serve`.
+//! - [`server`]: `rawalite serve`;
+//! - [`backup`]: backups of a data directory and their restore.
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod capabilities;
 pub mod database;
 pub mod manifest;

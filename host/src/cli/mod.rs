@@ -2,6 +2,7 @@
 //! subcommand. Exit codes are part of the contract: see [`Exit`].
 
 mod audit;
+mod backup;
 mod build;
 mod inspect;
 mod new;
@@ -62,6 +63,8 @@ enum Command {
     User(user::UserCommand),
     #[command(subcommand)]
     Session(session::SessionCommand),
+    Backup(backup::BackupArgs),
+    Restore(backup::RestoreArgs),
 }
 
 impl Cli {
@@ -76,6 +79,8 @@ impl Cli {
             Command::Migrate(args) => migrate(args),
             Command::User(command) => user::run(command),
             Command::Session(command) => session::run(command),
+            Command::Backup(args) => backup::backup(args),
+            Command::Restore(args) => backup::restore(args),
         }
     }
 

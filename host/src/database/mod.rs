@@ -29,6 +29,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The migrations this binary knows, by file name (`0001_init`).
+pub fn known_migrations() -> impl Iterator<Item = &'static str> {
+    MIGRATIONS.iter().map(|(name, _)| *name)
+}
+
 /// Tables that belong to the host. No grant may name them, whatever the
 /// manifest says; names starting with `sqlite_` are SQLite's own.
 pub const HOST_TABLES: &[&str] = &[

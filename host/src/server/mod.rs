@@ -102,6 +102,13 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
             app.manifest.file.display()
         );
     }
+    // One server per data directory; `restore` checks for this lock.
+    let _lock = crate::backup::DataLock::try_acquire(&app.data_dir)?.with_context(|| {
+        format!(
+            "another `rawalite serve` is running on {}",
+            app.data_dir.display()
+        )
+    })?;
     first_run(&app)?;
     let mut guests = Vec::new();
     for entry in &app.manifest.guests {
