@@ -756,3 +756,61 @@ fn sign_in_limits_survive_a_crash_and_a_restart() {
         "forgotten by a restart"
     );
 }
+
+#[test]
+fn healthz_says_the_database_migrations_and_guests_are_ready() {
+    let (_dir, served) = start();
+    let r = get(&served, "/healthz", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let health: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["database"], "ok");
+    assert_eq!(health["migrations"], "current");
+    assert_eq!(health["guests"]["dashboard"], "loaded");
+    assert_eq!(health["guests"]["reports"], "loaded");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_security_headers(&r);
+}
+
+#[test]
+fn watch_reports_a_guest_that_never_loaded_as_unhealthy_and_logs_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::guest("hello"), dir.path().join("page.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("rawalite.toml"),
+        "[app]\nname = \"h\"\ndata_dir = \"data\"\n\n[[guest]]\nname = \"page\"\ncomponent = \"page.wasm\"\nroute = \"/page\"\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let served = Served::start_with(
+        &dir.path().join("rawalite.toml"),
+        &dir.path().join("data"),
+        &common::shared_cache(),
+        &["--watch", "--log-format", "json"],
+        log.into(),
+    );
+    assert_eq!(get(&served, "/healthz", None).status, 200);
+    // A second guest whose component does not exist: never loaded.
+    let manifest = dir.path().join("rawalite.toml");
+    let more = std::fs::read_to_string(&manifest).unwrap()
+        + "\n[[guest]]\nname = \"ghost\"\ncomponent = \"ghost.wasm\"\nroute = \"/ghost\"\n";
+    replace(&manifest, more.as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = get(&served, "/healthz", None);
+        if r.status != 200 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("\"ghost\":\"not loaded\""), "{}", r.body);
+    // Every log line is one JSON object.
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("reload failed"), "{log}");
+    for line in log.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(event["level"].is_string(), "{line}");
+    }
+}

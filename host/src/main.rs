@@ -19,10 +19,14 @@ fn main() -> ExitCode {
     }
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
-    let log = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter);
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = if cli.wants_json_log() {
+        log.json().with_filter(filter).boxed()
+    } else {
+        log.with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    };
     tracing_subscriber::registry()
         .with(log)
         .with(cli.wants_trace().then(|| {

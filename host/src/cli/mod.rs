@@ -89,6 +89,11 @@ impl Cli {
         matches!(&self.command, Command::Render(args) if args.trace)
     }
 
+    /// Whether `serve` was asked for JSON logs.
+    pub fn wants_json_log(&self) -> bool {
+        matches!(&self.command, Command::Serve(args) if args.log_format == serve::LogFormat::Json)
+    }
+
     /// Whether this is the long-running server.
     pub fn is_server(&self) -> bool {
         matches!(self.command, Command::Serve(_))

@@ -29,6 +29,16 @@ pub struct ServeArgs {
     /// the old one serving and the log says why).
     #[arg(long)]
     watch: bool,
+    /// The log's format on stderr: `text` for people, `json` (one object
+    /// per line) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 pub fn run(args: ServeArgs) -> Result<Exit> {

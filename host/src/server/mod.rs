@@ -9,6 +9,7 @@
 //! headers. Static assets are served from the app's `static` directory
 //! without a guest.
 
+mod health;
 mod listen;
 mod page;
 mod routes;
@@ -324,6 +325,10 @@ async fn respond<'s>(
     }
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
+    if path == "/healthz" {
+        let response = page::secured(health::check(server).await);
+        return (response.status(), None, response);
+    }
     if let Some(asset) = path.strip_prefix("/static/") {
         let response = page::static_asset(server.static_root.as_ref(), &parts.method, asset, id);
         return (response.status(), None, response);

@@ -41,7 +41,7 @@ pub fn request_id() -> String {
     )
 }
 
-fn secured(mut response: Response<Body>) -> Response<Body> {
+pub fn secured(mut response: Response<Body>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

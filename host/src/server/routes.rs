@@ -18,6 +18,9 @@ pub struct Route {
 
 pub struct Routes {
     routes: Vec<Route>,
+    /// Guests of the manifest with a route that failed to load and had no
+    /// earlier version to keep (`serve --watch`): not served.
+    pub missing: Vec<String>,
 }
 
 impl Routes {
@@ -32,7 +35,15 @@ impl Routes {
             })
             .collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
-        Routes { routes }
+        Routes {
+            routes,
+            missing: Vec::new(),
+        }
+    }
+
+    /// The routed guests' names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|route| route.guest.name())
     }
 
     pub fn len(&self) -> usize {

@@ -92,6 +92,7 @@ fn reload(
 ) -> HashMap<String, Version> {
     let current = server.routes();
     let mut table = Vec::new();
+    let mut missing = Vec::new();
     let mut serving = HashMap::new();
     for entry in manifest.guests.iter().filter(|g| g.route.is_some()) {
         let old = current.by_name(&entry.name);
@@ -111,7 +112,10 @@ fn reload(
                         "reload failed: {}",
                         if old.is_some() { "the previous version keeps serving" } else { "not served" }
                     );
-                    let Some(route) = old else { continue };
+                    let Some(route) = old else {
+                        missing.push(entry.name.clone());
+                        continue;
+                    };
                     table.push((route.prefix.clone(), route.guest.clone()));
                     if let Some(kept) = versions.remove(&entry.name) {
                         serving.insert(entry.name.clone(), kept);
@@ -123,7 +127,9 @@ fn reload(
         table.push((entry.route.clone().expect("filtered"), guest));
         serving.insert(entry.name.clone(), version);
     }
-    server.swap_routes(Routes::new(table, share));
+    let mut routes = Routes::new(table, share);
+    routes.missing = missing;
+    server.swap_routes(routes);
     serving
 }
 

@@ -1,0 +1,75 @@
+//! `GET /healthz`: whether this server can do its work, for a load
+//! balancer or a monitor: the database answers, its migrations are the
+//! ones this binary knows, and every routed guest is loaded. 200 when all
+//! hold, 503 otherwise; the body says which.
+
+use super::Server;
+use crate::database::known_migrations;
+use axum::body::Body;
+use axum::http::{Response, StatusCode, header};
+use rusqlite::OpenFlags;
+use serde_json::{Value, json};
+
+pub(super) async fn check(server: &Server) -> Response<Body> {
+    let database = server.app.database.clone();
+    let db = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+        let conn = database
+            .connect(OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| e.to_string())?;
+        let mut stmt = conn
+            .prepare("SELECT version, name FROM refinery_schema_history ORDER BY version")
+            .map_err(|e| e.to_string())?;
+        let applied = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{:04}_{}",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| e.to_string());
+        applied
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let (database, migrations) = match &db {
+        Ok(applied) if applied.iter().map(String::as_str).eq(known_migrations()) => {
+            (json!("ok"), json!("current"))
+        }
+        Ok(applied) => (
+            json!("ok"),
+            json!({"applied": applied, "known": known_migrations().collect::<Vec<_>>()}),
+        ),
+        Err(e) => (json!({"error": e}), Value::Null),
+    };
+    // The table serving now (`--watch` may have changed it since start).
+    let routes = server.routes();
+    let guests: serde_json::Map<String, Value> = routes
+        .names()
+        .map(|name| (name.to_owned(), json!("loaded")))
+        .chain(
+            routes
+                .missing
+                .iter()
+                .map(|name| (name.clone(), json!("not loaded"))),
+        )
+        .collect();
+    let healthy = migrations == json!("current") && guests.values().all(|v| v == "loaded");
+    let body = json!({
+        "status": if healthy { "ok" } else { "failing" },
+        "database": database,
+        "migrations": migrations,
+        "guests": guests,
+    });
+    Response::builder()
+        .status(if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        })
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body.to_string()))
+        .expect("a valid response")
+}
