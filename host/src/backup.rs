@@ -170,18 +170,7 @@ fn checksum(path: &Path) -> Result<(u64, String)> {
 
 fn applied_migrations(db: &Path) -> Result<Vec<String>> {
     let conn = rusqlite::Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt =
-        conn.prepare("SELECT version, name FROM refinery_schema_history ORDER BY version")?;
-    let names = stmt
-        .query_map([], |r| {
-            Ok(format!(
-                "{:04}_{}",
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(names)
+    Ok(crate::database::applied_migrations(&conn)?)
 }
 
 /// Checks the archive `src` and makes it the data directory `data_dir`,

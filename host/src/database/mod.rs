@@ -34,6 +34,20 @@ pub fn known_migrations() -> impl Iterator<Item = &'static str> {
     MIGRATIONS.iter().map(|(name, _)| *name)
 }
 
+/// The migrations applied to the database of `conn`, by file name.
+pub fn applied_migrations(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare("SELECT version, name FROM refinery_schema_history ORDER BY version")?;
+    let names = stmt.query_map([], |r| {
+        Ok(format!(
+            "{:04}_{}",
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?
+        ))
+    })?;
+    names.collect()
+}
+
 /// Tables that belong to the host. No grant may name them, whatever the
 /// manifest says; names starting with `sqlite_` are SQLite's own.
 pub const HOST_TABLES: &[&str] = &[

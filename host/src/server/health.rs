@@ -4,7 +4,7 @@
 //! hold, 503 otherwise; the body says which.
 
 use super::Server;
-use crate::database::known_migrations;
+use crate::database::{applied_migrations, known_migrations};
 use axum::body::Body;
 use axum::http::{Response, StatusCode, header};
 use rusqlite::OpenFlags;
@@ -16,20 +16,7 @@ pub(super) async fn check(server: &Server) -> Response<Body> {
         let conn = database
             .connect(OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| e.to_string())?;
-        let mut stmt = conn
-            .prepare("SELECT version, name FROM refinery_schema_history ORDER BY version")
-            .map_err(|e| e.to_string())?;
-        let applied = stmt
-            .query_map([], |r| {
-                Ok(format!(
-                    "{:04}_{}",
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|e| e.to_string());
-        applied
+        applied_migrations(&conn).map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
