@@ -814,3 +814,68 @@ fn watch_reports_a_guest_that_never_loaded_as_unhealthy_and_logs_json() {
         assert!(event["level"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn metrics_count_requests_renders_stops_denials_and_sign_in_failures_on_their_own_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::demo_manifest(dir.path(), true);
+    let served = Served::start_with(
+        &file,
+        &dir.path().join("data"),
+        &common::shared_cache(),
+        &["--metrics", "127.0.0.1:0"],
+        std::process::Stdio::null(),
+    );
+    let metrics_url = loop {
+        let line = served
+            .stdout
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the metrics address");
+        if let Some(at) = line.find("http://") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    let wrong = post(
+        &served,
+        "/login",
+        None,
+        &[("username", "admin"), ("password", "not it")],
+    );
+    assert_ne!(wrong.status, 303);
+    let cookie = sign_in(&served);
+    assert_eq!(get(&served, "/", Some(&cookie)).status, 200);
+    get(
+        &served,
+        "/probe/db/query?sql=SELECT%20*%20FROM%20invoices",
+        None,
+    );
+    get(&served, "/probe/panic", None);
+    // Never on the app's own listener.
+    assert_ne!(get(&served, "/metrics", None).status, 200);
+
+    let mut scraped = agent().get(&metrics_url).call().unwrap();
+    let text = scraped.body_mut().read_to_string().unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no `{prefix}` in:\n{text}"))
+    };
+    assert!(value(r#"rawalite_requests_total{guest="dashboard",status="200"}"#) >= 1.0);
+    assert!(value(r#"rawalite_render_seconds_count{guest="dashboard"}"#) >= 1.0);
+    assert_eq!(
+        value(r#"rawalite_guests_stopped_total{guest="probe",cause="panic"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"rawalite_capability_calls_total{guest="probe",capability="db",outcome="denied"}"#),
+        1.0
+    );
+    assert!(
+        value(r#"rawalite_capability_calls_total{guest="dashboard",capability="db",outcome="ok"}"#)
+            >= 1.0
+    );
+    assert_eq!(value("rawalite_sign_in_failures_total"), 1.0);
+    assert!(value("rawalite_database_bytes") > 0.0);
+    value(r#"rawalite_root_bytes{root="exports"}"#);
+}

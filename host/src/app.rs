@@ -92,6 +92,13 @@ impl App {
         })
     }
 
+    /// The PATHS registry's roots, by name.
+    pub fn roots(&self) -> impl Iterator<Item = (&str, &Root)> {
+        self.roots
+            .iter()
+            .map(|(name, root)| (name.as_str(), root.as_ref()))
+    }
+
     /// Loads the guest called `name` with its limits and grants.
     pub fn load(&self, name: &str) -> Result<Guest> {
         self.load_entry(self.manifest.guest(name)?)

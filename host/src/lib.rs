@@ -10,7 +10,8 @@
 //! - [`auth`]: users, passwords and sessions;
 //! - [`app`]: a manifest's guests loaded with their grants;
 //! - [`server`]: `rawalite serve`;
-//! - [`backup`]: backups of a data directory and their restore.
+//! - [`backup`]: backups of a data directory and their restore;
+//! - [`metrics`]: Prometheus metrics for `serve --metrics`.
 
 pub mod app;
 pub mod auth;
@@ -18,5 +19,6 @@ pub mod backup;
 pub mod capabilities;
 pub mod database;
 pub mod manifest;
+pub mod metrics;
 pub mod runtime;
 pub mod server;

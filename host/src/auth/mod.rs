@@ -367,8 +367,14 @@ impl Auth {
         let client = client.map(Address::of);
         match self.limiter.admit(username, client) {
             Ok(()) => {}
-            Err(Refusal::Wait(wait)) => return Err(LoginError::RateLimited(wait)),
-            Err(Refusal::Full) => return Err(LoginError::RateLimited(FULL_WAIT)),
+            Err(refusal) => {
+                crate::metrics::sign_in_failed();
+                let wait = match refusal {
+                    Refusal::Wait(wait) => wait,
+                    Refusal::Full => FULL_WAIT,
+                };
+                return Err(LoginError::RateLimited(wait));
+            }
         }
         let internal = |e: &dyn fmt::Display| {
             tracing::error!(error = %e, "sign-in failed inside the host");
@@ -401,6 +407,7 @@ impl Auth {
             }
             _ => {
                 self.limiter.failed(username, client);
+                crate::metrics::sign_in_failed();
                 Err(LoginError::BadCredentials)
             }
         }

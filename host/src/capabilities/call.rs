@@ -93,8 +93,10 @@ impl Call {
         Ok(now)
     }
 
-    /// Whether this call's audit event may be written; counts it if not.
-    pub(crate) fn audit(&mut self) -> bool {
+    /// Counts the call in the metrics, and says whether its audit event
+    /// may be written (counting it if not).
+    pub(crate) fn audit(&mut self, capability: &'static str, outcome: &'static str) -> bool {
+        crate::metrics::capability(&self.guest, capability, outcome);
         if self.audited < AUDIT_EVENTS {
             self.audited += 1;
             true

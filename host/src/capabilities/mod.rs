@@ -158,3 +158,11 @@ impl ErrorCode {
         }
     }
 }
+
+/// A call's outcome for the audit log and the metrics: `ok` or its error code.
+pub(crate) fn outcome<T>(result: &Result<T, Error>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    }
+}

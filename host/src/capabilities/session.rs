@@ -115,8 +115,8 @@ impl State {
 impl View<'_> {
     /// One audit event; the username comes from the guest, so it is
     /// written escaped.
-    fn audit(&mut self, op: &str, username: Option<&str>, outcome: &str, started: Instant) {
-        if self.call.audit() {
+    fn audit(&mut self, op: &str, username: Option<&str>, outcome: &'static str, started: Instant) {
+        if self.call.audit("session", outcome) {
             tracing::info!(
                 target: "rawalite::audit",
                 guest = %self.call.guest,

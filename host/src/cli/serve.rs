@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// the old one serving and the log says why).
     #[arg(long)]
     watch: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, a listener of its
+    /// own (off by default; keep it off the public network).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// The log's format on stderr: `text` for people, `json` (one object
     /// per line) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -53,6 +57,7 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
         Options {
             listen: args.listen,
             watch: args.watch,
+            metrics: args.metrics,
         },
     )?;
     Ok(Exit::Ok)

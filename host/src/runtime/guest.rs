@@ -77,6 +77,20 @@ pub enum Stopped {
     Trap { message: String },
 }
 
+impl Stopped {
+    /// The cause, in one word (for metrics).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Stopped::Deadline { .. } => "deadline",
+            Stopped::Memory { .. } => "memory",
+            Stopped::ResponseTooLarge { .. } => "response_size",
+            Stopped::Panic { .. } => "panic",
+            Stopped::Refused { .. } => "refused",
+            Stopped::Trap { .. } => "trap",
+        }
+    }
+}
+
 impl Guest {
     pub(crate) fn new(
         name: Arc<str>,

@@ -56,6 +56,8 @@ pub use rules::{COOKIE, SECURE_COOKIE};
 /// Where and how to serve.
 pub struct Options {
     pub listen: SocketAddr,
+    /// Serve Prometheus metrics at `/metrics` on this address.
+    pub metrics: Option<SocketAddr>,
     /// Reload guests when their components or the manifest change.
     pub watch: bool,
 }
@@ -150,6 +152,21 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     println!("data: {}   (Ctrl-C to stop)", server.app.data_dir.display());
     tracing::info!(%addr, guests = server.routes().len(), pool, share, connections = caps.total, "serving");
 
+    let exporter = match options.metrics {
+        Some(addr) => {
+            let handle = crate::metrics::install()?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            println!("metrics on http://{}/metrics", listener.local_addr()?);
+            Some(tokio::spawn(serve_metrics(
+                listener,
+                handle,
+                server.clone(),
+            )))
+        }
+        None => None,
+    };
     let sweeper = tokio::spawn(sweep_sessions(server.app.auth.clone()));
     let saver = tokio::spawn(save_limits(server.app.auth.clone()));
     let watcher = options.watch.then(|| {
@@ -167,6 +184,9 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     listen::serve(listener, router, caps, exempt, shutdown_signal()).await;
     sweeper.abort();
     saver.abort();
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     if let Err(e) = server.app.auth.save_limits() {
         tracing::warn!(error = %e, "saving the sign-in limits failed");
     }
@@ -203,6 +223,39 @@ async fn sweep_sessions(auth: Arc<crate::auth::Auth>) {
             Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired sessions failed"),
             Err(e) => tracing::warn!(error = %e, "the session sweep failed"),
         }
+    }
+}
+
+/// `GET /metrics` on the metrics listener: the sizes read now, then the
+/// exposition.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    server: Arc<Server>,
+) {
+    let scrape = move || {
+        let (handle, server) = (handle.clone(), server.clone());
+        async move {
+            let database = server.app.database.path().to_owned();
+            let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+            let wal = database.with_extension("db-wal");
+            crate::metrics::sizes(
+                size(database) + size(wal),
+                server
+                    .app
+                    .roots()
+                    .map(|(name, root)| (name, root.usage().bytes)),
+            );
+            handle.run_upkeep();
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            )
+        }
+    };
+    let app = axum::Router::new().route("/metrics", axum::routing::get(scrape));
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics listener failed");
     }
 }
 
@@ -287,6 +340,7 @@ async fn handle(
     let uri = request.uri().clone();
     let routes = server.routes();
     let (status, guest, response) = respond(&server, &routes, client, request, &id).await;
+    crate::metrics::request(guest, status.as_u16());
     tracing::info!(
         target: "rawalite::access",
         request = %id,
@@ -409,7 +463,9 @@ async fn respond<'s>(
         token: signed.map(|s| s.token),
         client: Some(client),
     };
+    let render_started = Instant::now();
     let rendered = guest.render_async(&guest_request, caller).await;
+    crate::metrics::render(name, render_started.elapsed());
     let mut response = match rendered.outcome {
         Outcome::Response(response) => page::from_guest(response, id),
         Outcome::Error(error) => guest_error(server, &error, browser, &parts.uri, id),
@@ -527,6 +583,7 @@ fn guest_error(
 
 fn stopped(guest: &str, why: &Stopped, id: &str) -> Response<Body> {
     tracing::error!(request = %id, guest, reason = ?why.to_string(), "the guest was stopped");
+    crate::metrics::stopped(guest, why.cause());
     let status = match why {
         Stopped::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

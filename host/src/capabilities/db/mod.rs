@@ -137,7 +137,7 @@ impl View<'_> {
                 })
             }
         };
-        if self.call.audit() {
+        if self.call.audit("db", super::outcome(&result)) {
             let us = started.elapsed().as_micros() as u64;
             let guest = &self.call.guest;
             match &result {

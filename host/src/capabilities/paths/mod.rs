@@ -95,7 +95,7 @@ impl View<'_> {
             .get(handle)
             .map_err(|_| Error::new(ErrorCode::InvalidInput, "this root handle is closed"))?;
         let result = f(handle, self.call.deadline);
-        if self.call.audit() {
+        if self.call.audit("paths", super::outcome(&result)) {
             audit(&self.call.guest, &handle.name, op, path, &result, started);
         }
         Ok(result.map(|(value, _)| value)?)
@@ -136,7 +136,7 @@ impl Host for View<'_> {
             .as_ref()
             .map(|p| p.roots.keys().cloned().collect())
             .unwrap_or_default();
-        if self.call.audit() {
+        if self.call.audit("paths", "ok") {
             audit(&self.call.guest, "", "granted", "", &Ok(((), 0)), started);
         }
         Ok(names)
@@ -167,7 +167,7 @@ impl Host for View<'_> {
                     )
                 }),
         };
-        if self.call.audit() {
+        if self.call.audit("paths", super::outcome(&result)) {
             audit(&self.call.guest, &name, "open", "", &result, started);
         }
         Ok(result.map(|(handle, _)| handle)?)
