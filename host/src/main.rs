@@ -10,6 +10,10 @@ use tracing_subscriber::{EnvFilter, Layer, filter};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // A write past a file size limit fails with EFBIG, as a full disk fails
+    // with ENOSPC, instead of killing the process with SIGXFSZ.
+    // SAFETY: before any thread starts; SIG_IGN is always valid.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     if !cli.is_server() {
         // `rawalite audit | head` should stop quietly when `head` does, as
         // command-line tools do. (`serve` keeps Rust's default of ignoring

@@ -474,6 +474,13 @@ impl GuestConnection {
                             message
                         },
                     ),
+                    C::DiskFull | C::SystemIoFailure => {
+                        tracing::error!(error = %e, "the database could not write: the disk may be full or at a file size limit");
+                        Error::new(
+                            ErrorCode::Unavailable,
+                            "the server could not write to its disk (it may be full): nothing was written; try again later",
+                        )
+                    }
                     C::DatabaseBusy | C::DatabaseLocked => {
                         Error::new(ErrorCode::Conflict, "the database is busy; try again")
                     }

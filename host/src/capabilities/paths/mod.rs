@@ -346,6 +346,15 @@ fn error(e: RootError, h: &RootHandle, path: &str) -> Error {
                 "writing `{path}` did not finish before this request's deadline; the file is unchanged"
             ),
         ),
+        RootError::NoSpace => {
+            tracing::error!(root = ?root, path = ?path, "no space left to write: the disk is full or a file size limit was reached");
+            Error::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the server's disk is full: `{path}` was not written and the old file is unchanged; try again later"
+                ),
+            )
+        }
         RootError::Io(e) => {
             tracing::error!(root = ?root, path = ?path, error = %e, "file operation failed");
             Error::new(

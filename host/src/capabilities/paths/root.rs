@@ -64,6 +64,8 @@ pub enum RootError {
     Busy,
     /// The request's deadline came before the write was done.
     Deadline,
+    /// The disk is full, or a file size limit was reached: nothing written.
+    NoSpace,
     Io(io::Error),
 }
 
@@ -78,6 +80,9 @@ impl From<io::Error> for RootError {
             io::ErrorKind::NotADirectory => RootError::NotDirectory,
             io::ErrorKind::AlreadyExists => RootError::Exists,
             io::ErrorKind::DirectoryNotEmpty => RootError::NotEmpty,
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::FileTooLarge
+            | io::ErrorKind::QuotaExceeded => RootError::NoSpace,
             _ => RootError::Io(e),
         }
     }
