@@ -222,3 +222,70 @@ fn a_backup_of_a_newer_schema_is_refused() {
     );
     assert!(!elsewhere.exists(), "nothing restored");
 }
+
+#[test]
+fn serve_takes_scheduled_backups_keeps_the_newest_and_refuses_a_dir_inside_a_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = demo_manifest(dir.path(), false);
+    let scheduled = std::fs::read_to_string(&manifest).unwrap().replacen(
+        "[paths]",
+        "[app.backup]\nevery = \"1s\"\nkeep = 2\ndir = \"backups\"\n\n[paths]",
+        1,
+    );
+    std::fs::write(&manifest, &scheduled).unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&manifest, &data, &shared_cache());
+    let backups = dir.path().join("backups");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let names = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&backups)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.retain(|n| n.ends_with(".tar.gz"));
+        names.sort();
+        names
+    };
+    // The first at once, one a second after: three written, two kept.
+    while names().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backups: {:?}",
+            names()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let kept = names();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().all(|n| n.starts_with("rawalite-2")), "{kept:?}");
+    drop(served);
+    let newest = backups.join(kept.last().unwrap());
+    let (code, out) = rawalite(&[
+        "restore",
+        newest.to_str().unwrap(),
+        "--data",
+        dir.path().join("restored").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+
+    // Backups inside a root would be open to guests: refused at start.
+    let inside = scheduled.replace(
+        "dir = \"backups\"",
+        &format!("dir = \"{}\"", data.join("exports/backups").display()),
+    );
+    std::fs::write(&manifest, inside).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
+        .arg(&manifest)
+        .arg("--data")
+        .arg(&data)
+        .env("RAWALITE_CACHE_DIR", shared_cache())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("[app.backup] dir"), "{err}");
+}

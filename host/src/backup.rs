@@ -173,6 +173,73 @@ fn applied_migrations(db: &Path) -> Result<Vec<String>> {
     Ok(crate::database::applied_migrations(&conn)?)
 }
 
+/// The file names scheduled backups get: `rawalite-20261126T183000Z.tar.gz`.
+const SCHEDULED_PREFIX: &str = "rawalite-";
+const SCHEDULED_SUFFIX: &str = ".tar.gz";
+
+/// The scheduled backups in `dir`, oldest first.
+pub fn scheduled(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(SCHEDULED_PREFIX) && n.ends_with(SCHEDULED_SUFFIX))
+        })
+        .collect();
+    // The names sort by time.
+    found.sort();
+    found
+}
+
+/// One scheduled backup into `dir`, then the oldest removed so that `keep`
+/// remain. Returns the new archive.
+pub fn take_scheduled(data_dir: &Path, dir: &Path, keep: usize) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let dest = dir.join(format!(
+        "{SCHEDULED_PREFIX}{}{SCHEDULED_SUFFIX}",
+        crate::utc::compact(now)
+    ));
+    backup(data_dir, &dest, &mut |_| {})?;
+    let all = scheduled(dir);
+    for old in &all[..all.len().saturating_sub(keep)] {
+        std::fs::remove_file(old)
+            .with_context(|| format!("removing the old backup {}", old.display()))?;
+    }
+    Ok(dest)
+}
+
+/// Refuses a backup directory inside the data directory (each backup
+/// would hold the ones before) or a root (guests could read or fill it).
+pub fn check_schedule_dir(dir: &Path, data_dir: &Path, roots: &[PathBuf]) -> Result<()> {
+    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let dir = resolve(dir);
+    if dir.starts_with(resolve(data_dir)) {
+        bail!(
+            "[app.backup] dir {} lies inside the data directory: each backup would hold the ones before; put it beside",
+            dir.display()
+        );
+    }
+    for root in roots {
+        let root = resolve(root);
+        if dir.starts_with(&root) || root.starts_with(&dir) {
+            bail!(
+                "[app.backup] dir {} overlaps the root at {}: guests must not reach the backups",
+                dir.display(),
+                root.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Checks the archive `src` and makes it the data directory `data_dir`,
 /// keeping the directory it replaces; returns where that went (if there
 /// was one) and the archive's contents.

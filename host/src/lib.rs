@@ -22,3 +22,4 @@ pub mod manifest;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod utc;

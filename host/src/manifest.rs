@@ -30,6 +30,8 @@ pub struct Manifest {
     pub hosts: Vec<String>,
     /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<Network>,
+    /// `[app.backup]`, when `serve` takes backups on a schedule.
+    pub backup: Option<BackupSchedule>,
     pub guests: Vec<GuestEntry>,
 }
 
@@ -179,6 +181,20 @@ impl Manifest {
         for host in &raw.app.hosts {
             check_host(host).map_err(|m| error("app.hosts".to_owned(), m))?;
         }
+        let backup = match raw.app.backup {
+            Some(b) if b.keep == 0 => {
+                return Err(error(
+                    "app.backup.keep".to_owned(),
+                    "keep at least one backup".to_owned(),
+                ));
+            }
+            Some(b) => Some(BackupSchedule {
+                every: b.every.0,
+                keep: b.keep,
+                dir: base.join(b.dir),
+            }),
+            None => None,
+        };
         Ok(Manifest {
             file: file.to_owned(),
             app_name: raw.app.name,
@@ -187,6 +203,7 @@ impl Manifest {
             static_dir: raw.app.r#static.map(|dir| base.join(dir)),
             hosts: raw.app.hosts,
             trusted_proxies: raw.app.trusted_proxies,
+            backup,
             guests,
         })
     }
@@ -318,6 +335,61 @@ struct RawApp {
     hosts: Vec<String>,
     #[serde(default)]
     trusted_proxies: Vec<Network>,
+    backup: Option<RawBackup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    every: Every,
+    keep: usize,
+    /// Relative to the manifest.
+    dir: PathBuf,
+}
+
+/// `[app.backup]`: `serve` writes a backup into `dir` every `every`,
+/// keeping the newest `keep`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSchedule {
+    pub every: std::time::Duration,
+    pub keep: usize,
+    pub dir: PathBuf,
+}
+
+/// A duration written as a whole number and a unit: `90s`, `30m`, `6h`, `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Every(pub std::time::Duration);
+
+impl std::str::FromStr for Every {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("`{text}` is not a duration such as \"90s\", \"30m\", \"6h\" or \"1d\"");
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        match number.checked_mul(seconds) {
+            Some(0) => Err(format!("`{text}`: the interval must be more than zero")),
+            Some(secs) if secs <= 366 * 86_400 => Ok(Every(std::time::Duration::from_secs(secs))),
+            _ => Err(format!("`{text}`: at most a year")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Every {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -713,5 +785,47 @@ mod tests {
             e.to_string().contains("no guest named `b` (guests: a)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn backup_intervals_read_with_their_unit() {
+        use std::time::Duration;
+        assert_eq!("90s".parse::<Every>(), Ok(Every(Duration::from_secs(90))));
+        assert_eq!(
+            "6h".parse::<Every>(),
+            Ok(Every(Duration::from_secs(6 * 3600)))
+        );
+        assert_eq!(
+            "1d".parse::<Every>(),
+            Ok(Every(Duration::from_secs(86_400)))
+        );
+        for bad in [
+            "",
+            "h",
+            "6",
+            "6 hours",
+            "-1h",
+            "0s",
+            "400d",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert!(bad.parse::<Every>().is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_interval_text_parses_or_says_why(text in ".{0,24}") {
+            if let Ok(Every(d)) = text.parse::<Every>() {
+                proptest::prop_assert!(d.as_secs() > 0 && d.as_secs() <= 366 * 86_400);
+            }
+        }
+
+        #[test]
+        fn written_intervals_read_back(n in 1u64..1000, unit in proptest::sample::select(vec![("s", 1u64), ("m", 60), ("h", 3600)])) {
+            let every: Every = format!("{n}{}", unit.0).parse().unwrap();
+            proptest::prop_assert_eq!(every.0.as_secs(), n * unit.1);
+        }
     }
 }

@@ -6,6 +6,7 @@ use super::user::auth;
 use super::{DataArgs, Exit};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
+use rawalite_host::utc;
 
 /// See and end sign-in sessions (expired ones are swept first).
 #[derive(Subcommand)]
@@ -70,9 +71,9 @@ pub fn run(command: SessionCommand) -> Result<Exit> {
                         s.id,
                         s.username,
                         s.client.as_deref().unwrap_or("-"),
-                        time(s.created_at),
-                        time(s.last_seen_at),
-                        time(s.expires_at)
+                        utc::readable(s.created_at),
+                        utc::readable(s.last_seen_at),
+                        utc::readable(s.expires_at)
                     );
                 }
             }
@@ -95,44 +96,4 @@ pub fn run(command: SessionCommand) -> Result<Exit> {
         }
     }
     Ok(Exit::Ok)
-}
-
-/// Unix seconds as `2026-11-26 18:30:00Z`.
-fn time(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_read_as_calendar_dates() {
-        assert_eq!(time(0), "1970-01-01 00:00:00Z");
-        assert_eq!(time(951_782_400), "2000-02-29 00:00:00Z");
-        assert_eq!(time(1_795_717_800), "2026-11-26 18:30:00Z");
-    }
 }

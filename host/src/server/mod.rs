@@ -167,6 +167,29 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         }
         None => None,
     };
+    let backups = match &server.app.manifest.backup {
+        Some(schedule) => {
+            let roots: Vec<std::path::PathBuf> = server
+                .app
+                .manifest
+                .roots
+                .values()
+                .map(|path| server.app.data_dir.join(path))
+                .collect();
+            crate::backup::check_schedule_dir(&schedule.dir, &server.app.data_dir, &roots)?;
+            println!(
+                "backing up every {} s into {} (keeping {})",
+                schedule.every.as_secs(),
+                schedule.dir.display(),
+                schedule.keep
+            );
+            Some(tokio::spawn(scheduled_backups(
+                server.app.data_dir.clone(),
+                schedule.clone(),
+            )))
+        }
+        None => None,
+    };
     let sweeper = tokio::spawn(sweep_sessions(server.app.auth.clone()));
     let saver = tokio::spawn(save_limits(server.app.auth.clone()));
     let watcher = options.watch.then(|| {
@@ -184,6 +207,9 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     listen::serve(listener, router, caps, exempt, shutdown_signal()).await;
     sweeper.abort();
     saver.abort();
+    if let Some(backups) = backups {
+        backups.abort();
+    }
     if let Some(exporter) = exporter {
         exporter.abort();
     }
@@ -222,6 +248,36 @@ async fn sweep_sessions(auth: Arc<crate::auth::Auth>) {
             Ok(Ok(swept)) => tracing::info!(swept, "deleted expired sessions"),
             Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired sessions failed"),
             Err(e) => tracing::warn!(error = %e, "the session sweep failed"),
+        }
+    }
+}
+
+/// `[app.backup]`: a backup when the newest one is `every` old (at once
+/// when there is none), then every `every`.
+async fn scheduled_backups(
+    data_dir: std::path::PathBuf,
+    schedule: crate::manifest::BackupSchedule,
+) {
+    let newest_age = crate::backup::scheduled(&schedule.dir)
+        .last()
+        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok()?.elapsed().ok());
+    let first = newest_age.map_or(Duration::ZERO, |age| schedule.every.saturating_sub(age));
+    tokio::time::sleep(first).await;
+    let mut every = tokio::time::interval(schedule.every);
+    loop {
+        every.tick().await;
+        let (data_dir, dir, keep) = (data_dir.clone(), schedule.dir.clone(), schedule.keep);
+        let started = Instant::now();
+        match tokio::task::spawn_blocking(move || {
+            crate::backup::take_scheduled(&data_dir, &dir, keep)
+        })
+        .await
+        {
+            Ok(Ok(path)) => {
+                tracing::info!(path = %path.display(), ms = started.elapsed().as_millis() as u64, "backup written")
+            }
+            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "the scheduled backup failed"),
+            Err(e) => tracing::error!(error = %e, "the scheduled backup failed"),
         }
     }
 }
