@@ -289,3 +289,56 @@ fn serve_takes_scheduled_backups_keeps_the_newest_and_refuses_a_dir_inside_a_roo
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("[app.backup] dir"), "{err}");
 }
+
+#[test]
+fn doctor_says_what_is_wrong_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifest = dir.path().join("rawalite.toml");
+    std::fs::write(
+        &manifest,
+        "[app]\nname = \"d\"\ndata_dir = \"data\"\n[paths]\nfiles = \"files\"\n\n\
+         [[guest]]\nname = \"g\"\ncomponent = \"g.wasm\"\n\
+         [guest.paths]\nfiles = { access = \"read-write\", quota = \"64 KiB\" }\n",
+    )
+    .unwrap();
+    let run = |command: &str| rawalite(&[command, "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(run("migrate").0, 0);
+    std::fs::create_dir_all(data.join("files")).unwrap();
+    let (code, out) = run("doctor");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok    the database passes its integrity check"),
+        "{out}"
+    );
+    assert!(out.contains("ok    migrations are current"), "{out}");
+    assert!(out.contains("ok    root `files` holds"), "{out}");
+
+    // A crash's temporary file, a nearly full root, a directory others may write.
+    std::fs::write(data.join("files/.rawalite-tmp-0123456789abcdef"), "half").unwrap();
+    std::fs::write(data.join("files/big.bin"), vec![0u8; 60 << 10]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, out) = run("doctor");
+    assert_eq!(code, 0, "warnings only: {out}");
+    assert!(
+        out.contains("WARN  1 temporary file(s) left by a crash"),
+        "{out}"
+    );
+    assert!(out.contains("raise `quota` under [guest.paths]"), "{out}");
+    assert!(out.contains("`chmod go-w"), "{out}");
+
+    // A damaged database fails, with what to do.
+    let db = data.join("rawalite.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[4096..8192] {
+        *b = 0xff;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let (code, out) = run("doctor");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("rawalite restore"),
+        "{out}"
+    );
+}

@@ -298,6 +298,9 @@ fn every_command_has_help() {
         &["user", "disable", "--help"],
         &["session", "list", "--help"],
         &["session", "revoke", "--help"],
+        &["backup", "--help"],
+        &["restore", "--help"],
+        &["doctor", "--help"],
     ] {
         let out = rawalite(args, c.path());
         assert_eq!(code(&out), 0, "{args:?}");

@@ -4,6 +4,7 @@
 mod audit;
 mod backup;
 mod build;
+mod doctor;
 mod inspect;
 mod new;
 mod render;
@@ -65,6 +66,7 @@ enum Command {
     Session(session::SessionCommand),
     Backup(backup::BackupArgs),
     Restore(backup::RestoreArgs),
+    Doctor(doctor::DoctorArgs),
 }
 
 impl Cli {
@@ -81,6 +83,7 @@ impl Cli {
             Command::Session(command) => session::run(command),
             Command::Backup(args) => backup::backup(args),
             Command::Restore(args) => backup::restore(args),
+            Command::Doctor(args) => doctor::run(args),
         }
     }
 

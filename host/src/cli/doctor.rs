@@ -1,0 +1,243 @@
+//! `rawalite doctor`: checks a data directory without changing it and
+//! says what to do about each problem.
+
+use super::{DataArgs, Exit};
+use anyhow::Result;
+use clap::Args;
+use rawalite_host::backup::DataLock;
+use rawalite_host::capabilities::paths::BLOCK;
+use rawalite_host::database::{applied_migrations, known_migrations};
+use rawalite_host::manifest::Manifest;
+use rusqlite::OpenFlags;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Check a data directory: its permissions, the database's integrity and
+/// migrations, temporary files a crash left, each root's use of its
+/// quota, and the scheduled backups. Changes nothing (but may create the
+/// lock file `serve` holds). Exit codes: 0 nothing failed (warnings
+/// allowed), 1 something failed.
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// What one check found.
+enum Finding {
+    Ok(String),
+    Warn(String),
+    Fail(String),
+}
+
+pub fn run(args: DoctorArgs) -> Result<Exit> {
+    let dir = args.data.dir()?;
+    let manifest = if args.data.manifest.is_file() {
+        Some(Manifest::load(&args.data.manifest)?)
+    } else {
+        None
+    };
+    let findings = check(&dir, manifest.as_ref());
+    let mut failed = false;
+    for finding in &findings {
+        match finding {
+            Finding::Ok(text) => println!("ok    {text}"),
+            Finding::Warn(text) => println!("WARN  {text}"),
+            Finding::Fail(text) => {
+                failed = true;
+                println!("FAIL  {text}");
+            }
+        }
+    }
+    Ok(if failed { Exit::Refused } else { Exit::Ok })
+}
+
+fn check(dir: &Path, manifest: Option<&Manifest>) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let Ok(meta) = std::fs::metadata(dir) else {
+        found.push(Finding::Fail(format!(
+            "{} does not exist: `rawalite migrate --data {0}` creates it (so does `serve`)",
+            dir.display()
+        )));
+        return found;
+    };
+    let mode = meta.permissions().mode();
+    found.push(if mode & 0o022 != 0 {
+        Finding::Warn(format!(
+            "{} may be written by other users (mode {:o}): `chmod go-w {0}`",
+            dir.display(),
+            mode & 0o777
+        ))
+    } else {
+        Finding::Ok(format!("{} is writable only by its owner", dir.display()))
+    });
+    found.push(match DataLock::try_acquire(dir) {
+        Ok(Some(_)) => Finding::Ok("no `serve` is running on it".into()),
+        Ok(None) => Finding::Ok("`serve` is running on it".into()),
+        Err(e) => Finding::Warn(format!("cannot check for a running `serve`: {e}")),
+    });
+    database(dir, &mut found);
+    temporary_files(dir, &mut found);
+    if let Some(manifest) = manifest {
+        roots(dir, manifest, &mut found);
+        backups(manifest, &mut found);
+    }
+    found
+}
+
+fn database(dir: &Path, found: &mut Vec<Finding>) {
+    let path = dir.join("rawalite.db");
+    if !path.is_file() {
+        found.push(Finding::Fail(format!(
+            "there is no database at {}: `rawalite migrate` creates one, `rawalite restore` brings one back",
+            path.display()
+        )));
+        return;
+    }
+    let opened = rawalite_host::database::init()
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| e.to_string())
+        });
+    let conn = match opened {
+        Ok(conn) => conn,
+        Err(e) => {
+            found.push(Finding::Fail(format!(
+                "cannot open {}: {e}",
+                path.display()
+            )));
+            return;
+        }
+    };
+    found.push(
+        match conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
+            Ok(ok) if ok == "ok" => Finding::Ok("the database passes its integrity check".into()),
+            Ok(problem) => Finding::Fail(format!(
+                "the database fails its integrity check ({problem}): restore the newest backup (`rawalite restore`)"
+            )),
+            Err(e) => Finding::Fail(format!("the integrity check could not run: {e}")),
+        },
+    );
+    let known: Vec<&str> = known_migrations().collect();
+    found.push(match applied_migrations(&conn) {
+        Ok(applied) if applied.iter().map(String::as_str).eq(known.iter().copied()) => {
+            Finding::Ok(format!(
+                "migrations are current ({})",
+                known.last().unwrap_or(&"none")
+            ))
+        }
+        Ok(applied) => match applied.iter().find(|m| !known.contains(&m.as_str())) {
+            Some(newer) => Finding::Fail(format!(
+                "migration {newer} is applied but unknown to this rawalite: use a newer rawalite"
+            )),
+            None => Finding::Warn(format!(
+                "{} migration(s) pending: `rawalite migrate` (or the next `serve`) applies them",
+                known.len() - applied.len()
+            )),
+        },
+        Err(e) => Finding::Fail(format!("cannot read the migration history: {e}")),
+    });
+}
+
+/// Temporary files a crash left: a root removes its own when it opens.
+fn temporary_files(dir: &Path, found: &mut Vec<Finding>) {
+    let mut left = Vec::new();
+    walk(dir, &mut |path, _| {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with(".rawalite-tmp-")
+            || name.starts_with(".rawalite-restore-")
+            || name.starts_with(".rawalite-backup-")
+        {
+            left.push(path.display().to_string());
+        }
+    });
+    found.push(if left.is_empty() {
+        Finding::Ok("no temporary files left by a crash".into())
+    } else {
+        Finding::Warn(format!(
+            "{} temporary file(s) left by a crash, e.g. {}: harmless and never shown to guests; `serve` removes those in roots when it starts",
+            left.len(),
+            left[0]
+        ))
+    });
+}
+
+/// Each root's use, counted as its quota counts it, against the smallest
+/// quota any guest is granted on it.
+fn roots(dir: &Path, manifest: &Manifest, found: &mut Vec<Finding>) {
+    for (name, path) in &manifest.roots {
+        let place = dir.join(path);
+        if !place.is_dir() {
+            found.push(Finding::Warn(format!(
+                "root `{name}` ({}) does not exist yet: `serve` creates it",
+                place.display()
+            )));
+            continue;
+        }
+        let mut bytes = 0;
+        walk(&place, &mut |_, len| bytes += len.max(BLOCK));
+        let quota = manifest
+            .guests
+            .iter()
+            .filter_map(|g| g.paths.get(name))
+            .filter_map(|grant| grant.quota.map(|q| q.0))
+            .min();
+        let used = bytesize::ByteSize(bytes);
+        found.push(match quota {
+            Some(quota) if bytes * 10 >= quota * 9 => Finding::Warn(format!(
+                "root `{name}` holds {used} of its {} quota: raise `quota` under [guest.paths] or remove files",
+                bytesize::ByteSize(quota)
+            )),
+            Some(quota) => Finding::Ok(format!(
+                "root `{name}` holds {used} of its {} quota",
+                bytesize::ByteSize(quota)
+            )),
+            None => Finding::Ok(format!("root `{name}` holds {used} (read-only, no quota)")),
+        });
+    }
+}
+
+fn backups(manifest: &Manifest, found: &mut Vec<Finding>) {
+    let Some(schedule) = &manifest.backup else {
+        found.push(Finding::Warn(
+            "no scheduled backups: add [app.backup] to the manifest, or run `rawalite backup` from cron".into(),
+        ));
+        return;
+    };
+    let newest = rawalite_host::backup::scheduled(&schedule.dir).pop();
+    let age = newest
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok()?.elapsed().ok());
+    found.push(match (newest, age) {
+        (Some(path), Some(age)) if age <= schedule.every * 2 => Finding::Ok(format!(
+            "the newest backup is {} min old: {}",
+            age.as_secs() / 60,
+            path.display()
+        )),
+        (Some(path), _) => Finding::Warn(format!(
+            "the newest backup, {}, is older than twice `every`: is `serve` running? its log says why a backup failed",
+            path.display()
+        )),
+        (None, _) => Finding::Warn(format!(
+            "no backup in {} yet: `serve` takes the first when it starts",
+            schedule.dir.display()
+        )),
+    });
+}
+
+/// Calls `each` with every file under `dir` and its length; does not
+/// follow symlinks.
+fn walk(dir: &Path, each: &mut dyn FnMut(&Path, u64)) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => {
+                each(&path, 0);
+                walk(&path, each);
+            }
+            Ok(_) => each(&path, entry.metadata().map_or(0, |m| m.len())),
+            Err(_) => {}
+        }
+    }
+}
