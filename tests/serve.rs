@@ -549,6 +549,7 @@ fn start_watching(dir: &std::path::Path, first: &str) -> Served {
         &dir.join("data"),
         &common::shared_cache(),
         &["--watch"],
+        &[],
         log.into(),
     )
 }
@@ -787,6 +788,7 @@ fn watch_reports_a_guest_that_never_loaded_as_unhealthy_and_logs_json() {
         &dir.path().join("data"),
         &common::shared_cache(),
         &["--watch", "--log-format", "json"],
+        &[],
         log.into(),
     );
     assert_eq!(get(&served, "/healthz", None).status, 200);
@@ -824,6 +826,7 @@ fn metrics_count_requests_renders_stops_denials_and_sign_in_failures_on_their_ow
         &dir.path().join("data"),
         &common::shared_cache(),
         &["--metrics", "127.0.0.1:0"],
+        &[],
         std::process::Stdio::null(),
     );
     let metrics_url = loop {
@@ -878,4 +881,50 @@ fn metrics_count_requests_renders_stops_denials_and_sign_in_failures_on_their_ow
     assert_eq!(value("rawalite_sign_in_failures_total"), 1.0);
     assert!(value("rawalite_database_bytes") > 0.0);
     value(r#"rawalite_root_bytes{root="exports"}"#);
+}
+
+#[test]
+fn the_compile_cache_keeps_what_is_served_and_drops_the_rest_past_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::copy(common::guest("hello"), dir.path().join("page.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("rawalite.toml"),
+        "[app]\nname = \"c\"\ndata_dir = \"data\"\n\n[[guest]]\nname = \"page\"\ncomponent = \"page.wasm\"\nroute = \"/page\"\n",
+    )
+    .unwrap();
+    let artifacts = || -> usize {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "cwasm")
+            })
+            .count()
+    };
+    // A cap of one byte: only what a route uses may stay.
+    let served = Served::start_with(
+        &dir.path().join("rawalite.toml"),
+        &dir.path().join("data"),
+        &cache,
+        &["--watch"],
+        &[("RAWALITE_CACHE_MAX", "1")],
+        std::process::Stdio::null(),
+    );
+    assert_eq!(artifacts(), 1, "hello's artifact, in use, stays");
+    replace(
+        &dir.path().join("page.wasm"),
+        &std::fs::read(common::guest("probe")).unwrap(),
+    );
+    let r = eventually(&served, "/page/echo", "\"path\":\"/echo\"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Pruning follows the swap; give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while artifacts() != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(artifacts(), 1, "only the probe's artifact is left");
 }

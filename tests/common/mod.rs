@@ -252,16 +252,18 @@ impl Served {
         } else {
             std::process::Stdio::null()
         };
-        Self::start_with(manifest, data, cache, &[], log)
+        Self::start_with(manifest, data, cache, &[], &[], log)
     }
 
-    /// `start`, with more arguments to `serve` and its log (stderr) sent to `log`.
+    /// `start`, with more arguments to `serve`, more environment, and its
+    /// log (stderr) sent to `log`.
     #[allow(clippy::zombie_processes)]
     pub fn start_with(
         manifest: &Path,
         data: &Path,
         cache: &Path,
         args: &[&str],
+        envs: &[(&str, &str)],
         log: std::process::Stdio,
     ) -> Served {
         use std::io::BufRead;
@@ -272,6 +274,7 @@ impl Served {
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(envs.iter().copied())
             .env("RAWALITE_CACHE_DIR", cache)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())

@@ -101,6 +101,49 @@ impl ComponentCache {
         Ok((component, hash))
     }
 
+    /// Removes artifacts of components not in `in_use`, oldest first, until
+    /// the directory holds at most `cap` bytes; forgets them in memory too.
+    /// Returns how many were removed and the bytes left.
+    pub(crate) fn prune(&self, in_use: &[[u8; 32]], cap: u64) -> (usize, u64) {
+        let Some(dir) = &self.dir else {
+            return (0, 0);
+        };
+        let keep: Vec<PathBuf> = in_use
+            .iter()
+            .filter_map(|h| self.artifact_path(h))
+            .collect();
+        let mut artifacts: Vec<(std::time::SystemTime, u64, PathBuf)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
+        artifacts.sort();
+        let mut removed = 0;
+        for (_, len, path) in artifacts {
+            if total <= cap {
+                break;
+            }
+            if keep.contains(&path) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= len;
+                removed += 1;
+            }
+        }
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|hash, _| in_use.contains(hash));
+        (removed, total)
+    }
+
     fn artifact_path(&self, hash: &[u8; 32]) -> Option<PathBuf> {
         let key: [u8; 32] = Sha256::new()
             .chain_update(hash)

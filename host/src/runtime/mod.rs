@@ -93,6 +93,13 @@ impl Runtime {
     }
 
     /// How many components were compiled, or found already compiled.
+    /// Keeps the compile cache within `cap` bytes, removing the artifacts of
+    /// components not in `in_use` (by SHA-256), oldest first. Returns how
+    /// many were removed and the bytes left.
+    pub fn prune_cache(&self, in_use: &[[u8; 32]], cap: u64) -> (usize, u64) {
+        self.cache.prune(in_use, cap)
+    }
+
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
     }

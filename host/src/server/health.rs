@@ -33,8 +33,8 @@ pub(super) async fn check(server: &Server) -> Response<Body> {
     // The table serving now (`--watch` may have changed it since start).
     let routes = server.routes();
     let guests: serde_json::Map<String, Value> = routes
-        .names()
-        .map(|name| (name.to_owned(), json!("loaded")))
+        .guests()
+        .map(|guest| (guest.name().to_owned(), json!("loaded")))
         .chain(
             routes
                 .missing

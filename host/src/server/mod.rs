@@ -147,6 +147,7 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         loopback,
         app,
     });
+    server.prune_cache();
     let caps = listen::Caps::for_this_process();
     println!("Serving {} on http://{addr}/", server.app.manifest.app_name);
     println!("data: {}   (Ctrl-C to stop)", server.app.data_dir.display());
@@ -226,7 +227,27 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     Ok(())
 }
 
+/// The compile cache's cap: `RAWALITE_CACHE_MAX` (`"2 GiB"`, or bytes),
+/// else 1 GiB. A Python guest's artifact alone is ~35 MB, and `--watch`
+/// adds one per build.
+fn cache_cap() -> u64 {
+    std::env::var("RAWALITE_CACHE_MAX")
+        .ok()
+        .and_then(|text| text.trim().parse::<bytesize::ByteSize>().ok())
+        .map_or(1 << 30, |size| size.0)
+}
+
 impl Server {
+    /// Removes compiled artifacts of components no route uses, oldest
+    /// first, while the cache is over its cap.
+    fn prune_cache(&self) {
+        let in_use: Vec<[u8; 32]> = self.routes().guests().map(|g| *g.hash()).collect();
+        let (removed, left) = self.app.runtime.prune_cache(&in_use, cache_cap());
+        if removed > 0 {
+            tracing::info!(removed, bytes_left = left, "pruned the compile cache");
+        }
+    }
+
     /// The route table for a new request.
     fn routes(&self) -> Arc<Routes> {
         self.routes.read().clone()

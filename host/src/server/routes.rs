@@ -41,9 +41,9 @@ impl Routes {
         }
     }
 
-    /// The routed guests' names.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|route| route.guest.name())
+    /// The routed guests.
+    pub fn guests(&self) -> impl Iterator<Item = &Guest> {
+        self.routes.iter().map(|route| route.guest.as_ref())
     }
 
     pub fn len(&self) -> usize {

@@ -130,6 +130,7 @@ fn reload(
     let mut routes = Routes::new(table, share);
     routes.missing = missing;
     server.swap_routes(routes);
+    server.prune_cache();
     serving
 }
 
