@@ -26,6 +26,16 @@ fn rawalite(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `rawalite restore ARCHIVE --data DATA`.
+fn restore(archive: &Path, data: &Path) -> (i32, String) {
+    rawalite(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ])
+}
+
 fn names(db: &Path) -> std::collections::HashSet<String> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn.prepare("SELECT name FROM customers").unwrap();
@@ -95,12 +105,7 @@ fn a_backup_under_write_load_restores_every_acknowledged_write_and_serves() {
 
     // Into a fresh directory.
     let fresh = dir.path().join("fresh");
-    let (code, out) = rawalite(&[
-        "restore",
-        archive.to_str().unwrap(),
-        "--data",
-        fresh.to_str().unwrap(),
-    ]);
+    let (code, out) = restore(&archive, &fresh);
     assert_eq!(code, 0, "{out}");
     let restored = names(&fresh.join("rawalite.db"));
     let lost: Vec<&String> = before.iter().filter(|n| !restored.contains(*n)).collect();
@@ -144,12 +149,7 @@ fn a_backup_under_write_load_restores_every_acknowledged_write_and_serves() {
     );
 
     // Not while serve runs on it; the directory is untouched.
-    let (code, out) = rawalite(&[
-        "restore",
-        archive.to_str().unwrap(),
-        "--data",
-        fresh.to_str().unwrap(),
-    ]);
+    let (code, out) = restore(&archive, &fresh);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("`rawalite serve` is running"), "{out}");
     drop(served);
@@ -160,22 +160,12 @@ fn a_backup_under_write_load_restores_every_acknowledged_write_and_serves() {
     bytes[middle] ^= 0xff;
     let damaged = dir.path().join("damaged.tar.gz");
     std::fs::write(&damaged, bytes).unwrap();
-    let (code, out) = rawalite(&[
-        "restore",
-        damaged.to_str().unwrap(),
-        "--data",
-        fresh.to_str().unwrap(),
-    ]);
+    let (code, out) = restore(&damaged, &fresh);
     assert_eq!(code, 2, "{out}");
     assert_eq!(names(&fresh.join("rawalite.db")), restored);
 
     // A restore over existing data keeps what it replaced.
-    let (code, out) = rawalite(&[
-        "restore",
-        archive.to_str().unwrap(),
-        "--data",
-        fresh.to_str().unwrap(),
-    ]);
+    let (code, out) = restore(&archive, &fresh);
     assert_eq!(code, 0, "{out}");
     let kept = out
         .lines()
@@ -209,12 +199,7 @@ fn a_backup_of_a_newer_schema_is_refused() {
     ]);
     assert_eq!(code, 0, "a backup takes the database as it is: {out}");
     let elsewhere = dir.path().join("elsewhere");
-    let (code, out) = rawalite(&[
-        "restore",
-        archive.to_str().unwrap(),
-        "--data",
-        elsewhere.to_str().unwrap(),
-    ]);
+    let (code, out) = restore(&archive, &elsewhere);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("migration 0999_from_the_future applied, which this rawalite does not know"),
@@ -263,12 +248,7 @@ fn serve_takes_scheduled_backups_keeps_the_newest_and_refuses_a_dir_inside_a_roo
     assert!(kept.iter().all(|n| n.starts_with("rawalite-2")), "{kept:?}");
     drop(served);
     let newest = backups.join(kept.last().unwrap());
-    let (code, out) = rawalite(&[
-        "restore",
-        newest.to_str().unwrap(),
-        "--data",
-        dir.path().join("restored").to_str().unwrap(),
-    ]);
+    let (code, out) = restore(&newest, &dir.path().join("restored"));
     assert_eq!(code, 0, "{out}");
 
     // Backups inside a root would be open to guests: refused at start.

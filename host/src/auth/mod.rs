@@ -251,36 +251,37 @@ impl Auth {
     pub fn set_password(&self, username: &str, password: &Password) -> Result<()> {
         password.check_new().map_err(anyhow::Error::msg)?;
         let phc = password::hash(password)?;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
-            "UPDATE users SET password_hash = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE username = ?",
-            params![phc, username],
-        )?;
-        if changed == 0 {
-            bail!("there is no user named `{username}`");
-        }
-        tx.execute(
-            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
-            [username],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.update_user(username, "password_hash", &phc, true)
     }
 
     /// Disables or enables a user. A disabled user cannot sign in and their
     /// sessions end at once.
     pub fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
+        self.update_user(username, "disabled", &disabled, disabled)
+    }
+
+    /// Sets one column of `username`'s row (a name from this file, never
+    /// from input) and, with `end_sessions`, ends their sessions, in one
+    /// transaction.
+    fn update_user(
+        &self,
+        username: &str,
+        column: &str,
+        value: &dyn rusqlite::ToSql,
+        end_sessions: bool,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let changed = tx.execute(
-            "UPDATE users SET disabled = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE username = ?",
-            params![disabled, username],
+            &format!(
+                "UPDATE users SET {column} = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE username = ?"
+            ),
+            params![value, username],
         )?;
         if changed == 0 {
             bail!("there is no user named `{username}`");
         }
-        if disabled {
+        if end_sessions {
             tx.execute(
                 "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
                 [username],
