@@ -223,12 +223,16 @@ pub fn rawalite_with_stdin(args: &[&str], cache: &Path, stdin: &str) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("rawalite runs");
-    child
+    let written = child
         .stdin
         .take()
         .expect("stdin is piped")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
+        .write_all(stdin.as_bytes());
+    // A command that fails before it reads (an unknown user, say) may have
+    // closed its stdin already: its exit code and stderr say what happened.
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
     child.wait_with_output().expect("rawalite finishes")
 }
 
