@@ -15,7 +15,8 @@
 //! database has, then swaps directories with two renames and keeps the one
 //! it replaced as `<data>.replaced-<time>`.
 
-use crate::database::Database;
+use crate::capabilities::paths::TEMP_PREFIX;
+use crate::database::{Database, MigrationState, migration_state};
 use anyhow::{Context, Result, bail};
 use rusqlite::OpenFlags;
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,9 @@ const DATABASE: &str = "rawalite.db";
 /// Names in a data directory that are never copied: the live database
 /// (its snapshot is), `serve`'s lock, and a crash's temporary files.
 const SKIPPED: &[&str] = &["rawalite.db", "rawalite.db-wal", "rawalite.db-shm", LOCK];
-const TEMP_PREFIX: &str = ".rawalite-tmp-";
+/// The directories a backup and a restore work in, beside their target;
+/// a crash may leave one (`rawalite doctor` reports them).
+pub const STAGING_PREFIXES: [&str; 2] = [".rawalite-backup-", ".rawalite-restore-"];
 
 #[derive(Serialize, Deserialize)]
 pub struct Contents {
@@ -62,7 +65,7 @@ pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> R
         bail!("there is no database at {}", live.display());
     }
     let staging = tempfile::Builder::new()
-        .prefix(".rawalite-backup-")
+        .prefix(STAGING_PREFIXES[0])
         .tempdir_in(
             dest.parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -263,7 +266,7 @@ pub fn restore(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
     let staging = tempfile::Builder::new()
-        .prefix(".rawalite-restore-")
+        .prefix(STAGING_PREFIXES[1])
         .tempdir_in(parent)?;
     progress(&format!("unpacking {}", src.display()));
     let contents = unpack(src, staging.path())?;
@@ -287,15 +290,13 @@ pub fn restore(
             bail!("the database in the archive fails its integrity check: {integrity}");
         }
     }
-    let known: Vec<&str> = crate::database::known_migrations().collect();
-    if let Some(newer) = applied_migrations(&db)?
-        .iter()
-        .find(|m| !known.contains(&m.as_str()))
-    {
+    let conn = rusqlite::Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    if let MigrationState::Unknown(newer) = migration_state(&conn)? {
         bail!(
             "the archive's database has migration {newer} applied, which this rawalite does not know; restore it with a newer rawalite"
         );
     }
+    drop(conn);
     // Applies the migrations an older backup lacks.
     Database::open(staging.path()).context("the archive's database cannot be used")?;
 

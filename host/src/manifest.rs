@@ -95,6 +95,18 @@ pub struct ManifestError {
     pub message: String,
 }
 
+impl GuestEntry {
+    /// Whether `[guest.db]` grants any table.
+    pub fn grants_db(&self) -> bool {
+        self.db.as_ref().is_some_and(|db| !db.is_empty())
+    }
+
+    /// Whether `[guest.paths]` grants any root.
+    pub fn grants_paths(&self) -> bool {
+        !self.paths.is_empty()
+    }
+}
+
 impl Manifest {
     /// Reads and checks the manifest at `file`.
     pub fn load(file: &Path) -> Result<Self, ManifestError> {

@@ -80,8 +80,8 @@ fn audit(g: &GuestEntry) -> Report {
         },
     };
     let imports_cap = |cap: &str| imports.iter().any(|i| i == cap);
-    let db_granted = g.db.as_ref().is_some_and(|d| !d.is_empty());
-    let paths_granted = !g.paths.is_empty();
+    let db_granted = g.grants_db();
+    let paths_granted = g.grants_paths();
     if imports_cap("db") && !db_granted {
         flags.push("imports db, but the manifest grants it no table".into());
     }

@@ -202,14 +202,10 @@ fn granted_capabilities(manifest: &Path, name: &str) -> Result<Vec<&'static str>
         return Ok(vec!["db", "paths", "session"]);
     };
     let mut capabilities = Vec::new();
-    if guest
-        .db
-        .as_ref()
-        .is_some_and(|db| !db.readable().is_empty() || !db.writable().is_empty())
-    {
+    if guest.grants_db() {
         capabilities.push("db");
     }
-    if !guest.paths.is_empty() {
+    if guest.grants_paths() {
         capabilities.push("paths");
     }
     capabilities.push("session");

@@ -4,9 +4,9 @@
 use super::{DataArgs, Exit};
 use anyhow::Result;
 use clap::Args;
-use rawalite_host::backup::DataLock;
-use rawalite_host::capabilities::paths::BLOCK;
-use rawalite_host::database::{applied_migrations, known_migrations};
+use rawalite_host::backup::{DataLock, STAGING_PREFIXES};
+use rawalite_host::capabilities::paths::{BLOCK, TEMP_PREFIX};
+use rawalite_host::database::{MigrationState, known_migrations, migration_state};
 use rawalite_host::manifest::Manifest;
 use rusqlite::OpenFlags;
 use std::os::unix::fs::PermissionsExt;
@@ -119,23 +119,17 @@ fn database(dir: &Path, found: &mut Vec<Finding>) {
             Err(e) => Finding::Fail(format!("the integrity check could not run: {e}")),
         },
     );
-    let known: Vec<&str> = known_migrations().collect();
-    found.push(match applied_migrations(&conn) {
-        Ok(applied) if applied.iter().map(String::as_str).eq(known.iter().copied()) => {
-            Finding::Ok(format!(
-                "migrations are current ({})",
-                known.last().unwrap_or(&"none")
-            ))
-        }
-        Ok(applied) => match applied.iter().find(|m| !known.contains(&m.as_str())) {
-            Some(newer) => Finding::Fail(format!(
-                "migration {newer} is applied but unknown to this rawalite: use a newer rawalite"
-            )),
-            None => Finding::Warn(format!(
-                "{} migration(s) pending: `rawalite migrate` (or the next `serve`) applies them",
-                known.len() - applied.len()
-            )),
-        },
+    found.push(match migration_state(&conn) {
+        Ok(MigrationState::Current) => Finding::Ok(format!(
+            "migrations are current ({})",
+            known_migrations().last().unwrap_or("none")
+        )),
+        Ok(MigrationState::Pending(n)) => Finding::Warn(format!(
+            "{n} migration(s) pending: `rawalite migrate` (or the next `serve`) applies them"
+        )),
+        Ok(MigrationState::Unknown(newer)) => Finding::Fail(format!(
+            "migration {newer} is applied but unknown to this rawalite: use a newer rawalite"
+        )),
         Err(e) => Finding::Fail(format!("cannot read the migration history: {e}")),
     });
 }
@@ -145,9 +139,9 @@ fn temporary_files(dir: &Path, found: &mut Vec<Finding>) {
     let mut left = Vec::new();
     walk(dir, &mut |path, _| {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if name.starts_with(".rawalite-tmp-")
-            || name.starts_with(".rawalite-restore-")
-            || name.starts_with(".rawalite-backup-")
+        if std::iter::once(TEMP_PREFIX)
+            .chain(STAGING_PREFIXES)
+            .any(|prefix| name.starts_with(prefix))
         {
             left.push(path.display().to_string());
         }

@@ -3,7 +3,7 @@
 //! grants exactly those, and a README with the build → render → serve loop.
 
 use super::{Exit, sdk};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -104,10 +104,11 @@ impl Lang {
 }
 
 fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
-    if dir.exists() {
-        bail!("already exists");
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
     }
-    std::fs::create_dir_all(dir)?;
+    // Fails if the directory appeared since `run` looked.
+    std::fs::create_dir(dir)?;
     let fill = |text: &str| text.replace("@NAME@", name);
     let mut files: Vec<(String, String)> = vec![
         ("rawalite.toml".into(), manifest(name, caps)),

@@ -48,6 +48,31 @@ pub fn applied_migrations(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     names.collect()
 }
 
+/// How a database's migrations compare with the ones this binary knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationState {
+    /// Exactly the migrations this binary knows.
+    Current,
+    /// This many are not applied yet; `migrate` or the next start applies them.
+    Pending(usize),
+    /// It has this one applied, which this binary does not know: a newer
+    /// rawalite wrote the database.
+    Unknown(String),
+}
+
+/// Where the database of `conn` stands against this binary's migrations.
+pub fn migration_state(conn: &Connection) -> rusqlite::Result<MigrationState> {
+    let applied = applied_migrations(conn)?;
+    let known: Vec<&str> = known_migrations().collect();
+    Ok(
+        match applied.iter().find(|m| !known.contains(&m.as_str())) {
+            Some(newer) => MigrationState::Unknown(newer.clone()),
+            None if applied.len() == known.len() => MigrationState::Current,
+            None => MigrationState::Pending(known.len() - applied.len()),
+        },
+    )
+}
+
 /// Tables that belong to the host. No grant may name them, whatever the
 /// manifest says; names starting with `sqlite_` are SQLite's own.
 pub const HOST_TABLES: &[&str] = &[

@@ -4,7 +4,7 @@
 //! hold, 503 otherwise; the body says which.
 
 use super::Server;
-use crate::database::{applied_migrations, known_migrations};
+use crate::database::{MigrationState, migration_state};
 use axum::body::Body;
 use axum::http::{Response, StatusCode, header};
 use rusqlite::OpenFlags;
@@ -12,23 +12,19 @@ use serde_json::{Value, json};
 
 pub(super) async fn check(server: &Server) -> Response<Body> {
     let database = server.app.database.clone();
-    let db = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+    let state = tokio::task::spawn_blocking(move || {
         let conn = database
             .connect(OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| e.to_string())?;
-        applied_migrations(&conn).map_err(|e| e.to_string())
+        migration_state(&conn).map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
-    let (database, migrations) = match &db {
-        Ok(applied) if applied.iter().map(String::as_str).eq(known_migrations()) => {
-            (json!("ok"), json!("current"))
-        }
-        Ok(applied) => (
-            json!("ok"),
-            json!({"applied": applied, "known": known_migrations().collect::<Vec<_>>()}),
-        ),
-        Err(e) => (json!({"error": e}), Value::Null),
+    let (database, migrations) = match state {
+        Ok(MigrationState::Current) => (json!("ok"), json!("current")),
+        Ok(MigrationState::Pending(n)) => (json!("ok"), json!({ "pending": n })),
+        Ok(MigrationState::Unknown(newer)) => (json!("ok"), json!({ "unknown": newer })),
+        Err(e) => (json!({ "error": e }), Value::Null),
     };
     // The table serving now (`--watch` may have changed it since start).
     let routes = server.routes();

@@ -12,7 +12,7 @@ mod root;
 pub use grant::{
     Access as GrantAccess, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE, PathsGrant, RootGrant,
 };
-pub use root::{BLOCK, Root, Usage};
+pub use root::{BLOCK, Root, TEMP_PREFIX, Usage};
 
 use super::rawalite::bridge::paths::{Access, Entry, EntryKind, Host, HostRoot};
 use super::{Call, CallError, Error, ErrorCode, blocking};

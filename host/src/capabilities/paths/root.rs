@@ -16,7 +16,7 @@ use std::time::{Instant, UNIX_EPOCH};
 
 /// Temporary files start with this; they are never listed, never counted,
 /// never valid in a guest's path, and swept away when the root is opened.
-const TEMP_PREFIX: &str = ".rawalite-tmp-";
+pub const TEMP_PREFIX: &str = ".rawalite-tmp-";
 const MAX_PATH_BYTES: usize = 1024;
 const MAX_SEGMENTS: usize = 32;
 /// What every entry costs at least: a file system block. A directory, an
