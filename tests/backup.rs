@@ -5,30 +5,15 @@
 
 mod common;
 
-use common::{Served, bin, demo_manifest, shared_cache};
+use common::{Served, bin, demo_manifest, run, shared_cache};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// `rawalite ARGS`, its exit code and its output.
-fn rawalite(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// `rawalite restore ARCHIVE --data DATA`.
 fn restore(archive: &Path, data: &Path) -> (i32, String) {
-    rawalite(&[
+    run(&[
         "restore",
         archive.to_str().unwrap(),
         "--data",
@@ -82,7 +67,7 @@ fn a_backup_under_write_load_restores_every_acknowledged_write_and_serves() {
     std::thread::sleep(Duration::from_millis(300));
     let before: Vec<String> = acked.lock().unwrap().clone();
     let archive = dir.path().join("backup.tar.gz");
-    let (code, out) = rawalite(&[
+    let (code, out) = run(&[
         "backup",
         archive.to_str().unwrap(),
         "--data",
@@ -178,7 +163,7 @@ fn a_backup_under_write_load_restores_every_acknowledged_write_and_serves() {
 fn a_backup_of_a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (code, out) = rawalite(&["migrate", "--data", data.to_str().unwrap()]);
+    let (code, out) = run(&["migrate", "--data", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     // A migration this binary does not know, as a newer rawalite would leave.
     rawalite_host::database::init().unwrap();
@@ -191,7 +176,7 @@ fn a_backup_of_a_newer_schema_is_refused() {
         )
         .unwrap();
     let archive = dir.path().join("b.tar.gz");
-    let (code, out) = rawalite(&[
+    let (code, out) = run(&[
         "backup",
         archive.to_str().unwrap(),
         "--data",
@@ -282,10 +267,10 @@ fn doctor_says_what_is_wrong_and_what_to_do() {
          [guest.paths]\nfiles = { access = \"read-write\", quota = \"64 KiB\" }\n",
     )
     .unwrap();
-    let run = |command: &str| rawalite(&[command, "--manifest", manifest.to_str().unwrap()]);
-    assert_eq!(run("migrate").0, 0);
+    let with_manifest = |command: &str| run(&[command, "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(with_manifest("migrate").0, 0);
     std::fs::create_dir_all(data.join("files")).unwrap();
-    let (code, out) = run("doctor");
+    let (code, out) = with_manifest("doctor");
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("ok    the database passes its integrity check"),
@@ -299,7 +284,7 @@ fn doctor_says_what_is_wrong_and_what_to_do() {
     std::fs::write(data.join("files/big.bin"), vec![0u8; 60 << 10]).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (code, out) = run("doctor");
+    let (code, out) = with_manifest("doctor");
     assert_eq!(code, 0, "warnings only: {out}");
     assert!(
         out.contains("WARN  1 temporary file(s) left by a crash"),
@@ -315,7 +300,7 @@ fn doctor_says_what_is_wrong_and_what_to_do() {
         *b = 0xff;
     }
     std::fs::write(&db, bytes).unwrap();
-    let (code, out) = run("doctor");
+    let (code, out) = with_manifest("doctor");
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("FAIL") && out.contains("rawalite restore"),

@@ -649,19 +649,8 @@ fn watch_applies_a_changed_grant_on_the_next_request() {
 
 /// `rawalite ARGS --data DIR` against a running server's data directory.
 fn operate(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(common::bin())
-        .args(args)
-        .arg("--data")
-        .arg(dir.join("data"))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let data = dir.join("data");
+    common::run(&[args, &["--data", data.to_str().unwrap()]].concat())
 }
 
 #[test]

@@ -59,6 +59,18 @@ pub fn rawalite(args: &[&str], cache: &Path) -> Output {
         .expect("rawalite runs")
 }
 
+/// `rawalite ARGS` as an operator runs it: its exit code and everything it
+/// printed, stdout then stderr.
+pub fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("rawalite runs");
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    (out.status.code().unwrap_or(-1), text)
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
