@@ -136,6 +136,16 @@ impl DataArgs {
     }
 }
 
+/// A listing (`user list`, `session list`): a table for people, or JSON.
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
 /// Create the data directory and the database if missing, and apply the
 /// migrations it lacks. Every other command does this too; this one says
 /// what it did.

@@ -3,7 +3,7 @@
 //! by a short id derived from a hash of the token's hash.
 
 use super::user::auth;
-use super::{DataArgs, Exit};
+use super::{DataArgs, Exit, ListArgs};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use rawalite_host::utc;
@@ -11,18 +11,9 @@ use rawalite_host::utc;
 /// See and end sign-in sessions (expired ones are swept first).
 #[derive(Subcommand)]
 pub enum SessionCommand {
+    /// List the live sessions, newest first.
     List(ListArgs),
     Revoke(RevokeArgs),
-}
-
-/// List the live sessions, newest first.
-#[derive(Args)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    data: DataArgs,
 }
 
 /// End a session by the id `list` shows, or every session of a user.

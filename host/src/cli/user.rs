@@ -2,7 +2,7 @@
 //! read from a prompt without echo, or from stdin when it is not a terminal,
 //! and never printed.
 
-use super::{DataArgs, Exit};
+use super::{DataArgs, Exit, ListArgs};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use rawalite_host::auth::password::Password;
@@ -15,6 +15,7 @@ use std::sync::Arc;
 #[derive(Subcommand)]
 pub enum UserCommand {
     Add(AddArgs),
+    /// List the users.
     List(ListArgs),
     Passwd(NameArgs),
     /// Stop a user from signing in, and end their sessions at once; their
@@ -37,16 +38,6 @@ pub struct AddArgs {
     /// A role (a-z, 0-9, `_`, `-`), e.g. `admin` or `staff`; repeatable.
     #[arg(long = "role", value_name = "R")]
     roles: Vec<String>,
-    #[command(flatten)]
-    data: DataArgs,
-}
-
-/// List the users.
-#[derive(Args)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     data: DataArgs,
 }
