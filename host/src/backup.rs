@@ -6,14 +6,18 @@
 //! size and SHA-256), then `rawalite.db`, a consistent snapshot of the
 //! database (`VACUUM INTO`, which reads one transaction's view while
 //! writers carry on), then every other file of the data directory: the
-//! roots in their usual places. Each root file is whole (files are
-//! replaced atomically); the set of files is read one after another, not
-//! at one instant.
+//! roots in their usual places. Each root file is pinned first (a hard
+//! link, or a copy where links cannot be made): guests replace files by
+//! renaming a new one over them, so the pinned version never changes, and
+//! its checksum and its bytes in the archive are of the same version.
 //!
-//! A restore unpacks beside the data directory, checks every checksum,
+//! A restore unpacks beside the data directory, writing no entry past the
+//! size BACKUP.json gives it and checking each checksum as it goes, checks
 //! `PRAGMA integrity_check` and that this binary knows every migration the
 //! database has, then swaps directories with two renames and keeps the one
-//! it replaced as `<data>.replaced-<time>`.
+//! it replaced as `<data>.replaced-<time>`. It holds the data directory's
+//! lock throughout, and the new directory's lock from before it is moved
+//! into place, so no `serve` starts on either meanwhile.
 
 use crate::capabilities::paths::TEMP_PREFIX;
 use crate::database::{Database, MigrationState, migration_state};
@@ -21,8 +25,10 @@ use anyhow::{Context, Result, bail};
 use rusqlite::OpenFlags;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,7 +36,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const CONTENTS: &str = "BACKUP.json";
 const DATABASE: &str = "rawalite.db";
 /// Names in a data directory that are never copied: the live database
-/// (its snapshot is), `serve`'s lock, and a crash's temporary files.
+/// (its snapshot is) and `serve`'s lock. Temporary and staging files are
+/// skipped by their prefixes.
 const SKIPPED: &[&str] = &["rawalite.db", "rawalite.db-wal", "rawalite.db-shm", LOCK];
 /// The directories a backup and a restore work in, beside their target;
 /// a crash may leave one (`rawalite doctor` reports them).
@@ -55,8 +62,10 @@ pub struct Entry {
     pub sha256: String,
 }
 
-/// Writes a backup of `data_dir` to `dest` (through `dest.partial`, renamed
-/// when complete); `progress` hears what is being done.
+/// Writes a backup of `data_dir` to `dest` (through a private temporary
+/// file beside it, renamed when complete); `progress` hears what is being
+/// done. The archive is readable by its owner only: it holds every
+/// password hash.
 pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<Contents> {
     // Read as it is, without migrating: a backup takes whatever is there.
     crate::database::init()?;
@@ -64,13 +73,13 @@ pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> R
     if !live.is_file() {
         bail!("there is no database at {}", live.display());
     }
+    let dest_dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let staging = tempfile::Builder::new()
         .prefix(STAGING_PREFIXES[0])
-        .tempdir_in(
-            dest.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
-        )
+        .tempdir_in(dest_dir)
         .context("cannot create a staging directory beside the backup")?;
     let snapshot = staging.path().join(DATABASE);
     progress("snapshot of the database (VACUUM INTO)");
@@ -81,9 +90,22 @@ pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> R
     let migrations = applied_migrations(&snapshot)?;
     drop(conn);
 
-    let mut files = vec![(DATABASE.to_owned(), snapshot.clone())];
+    let mut found = Vec::new();
     let mut directories = Vec::new();
-    collect(data_dir, data_dir, &mut files, &mut directories)?;
+    collect(data_dir, data_dir, &mut found, &mut directories)?;
+    // Pinned on the data directory's own file system, where links work
+    // (or, in a data directory we may not write, as copies).
+    let pinned = tempfile::Builder::new()
+        .prefix(STAGING_PREFIXES[0])
+        .tempdir_in(data_dir)
+        .or_else(|_| tempfile::tempdir_in(staging.path()))
+        .context("cannot create a staging directory")?;
+    let mut files = vec![(DATABASE.to_owned(), snapshot.clone())];
+    for (i, (path, source)) in found.into_iter().enumerate() {
+        let copy = pinned.path().join(i.to_string());
+        pin(&source, &copy).with_context(|| format!("reading {path}"))?;
+        files.push((path, copy));
+    }
     let mut entries = Vec::new();
     for (path, source) in &files {
         let (size, sha256) = checksum(source)?;
@@ -104,10 +126,12 @@ pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> R
         files: entries,
     };
     progress(&format!("writing {} file(s)", files.len()));
-    let partial = dest.with_extension("partial");
-    let out =
-        File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    // A fresh file of our own (0600, never through a link someone planted).
+    let partial = tempfile::Builder::new()
+        .prefix(".rawalite-partial-")
+        .tempfile_in(dest_dir)
+        .with_context(|| format!("cannot create a file in {}", dest_dir.display()))?;
+    let gz = flate2::write::GzEncoder::new(partial.as_file(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let json = serde_json::to_vec_pretty(&contents)?;
     let mut header = tar::Header::new_gnu();
@@ -120,10 +144,28 @@ pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> R
         tar.append_path_with_name(source, path)
             .with_context(|| format!("adding {path}"))?;
     }
-    let file = tar.into_inner()?.finish()?;
-    file.sync_all()?;
-    std::fs::rename(&partial, dest)?;
+    tar.into_inner()?.finish()?;
+    partial.as_file().sync_all()?;
+    partial
+        .persist(dest)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     Ok(contents)
+}
+
+/// Keeps the version of `source` there is now at `copy`: a hard link to it,
+/// or where that cannot be made, a copy read from one open file.
+fn pin(source: &Path, copy: &Path) -> Result<()> {
+    if std::fs::hard_link(source, copy).is_ok() {
+        return Ok(());
+    }
+    let mut from = File::open(source)?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(copy)?;
+    std::io::copy(&mut from, &mut to)?;
+    Ok(())
 }
 
 /// Every file under `dir` but the skipped ones, as (path in the archive,
@@ -140,7 +182,7 @@ fn collect(
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         let kind = entry.file_type()?;
-        if (dir == root && SKIPPED.contains(&name.as_str())) || name.starts_with(TEMP_PREFIX) {
+        if (dir == root && SKIPPED.contains(&name.as_str())) || temporary(&name) {
             continue;
         }
         let relative = path.strip_prefix(root)?.to_string_lossy().into_owned();
@@ -155,20 +197,17 @@ fn collect(
     Ok(())
 }
 
+/// A root's temporary file, or a backup's or restore's staging directory.
+fn temporary(name: &str) -> bool {
+    std::iter::once(TEMP_PREFIX)
+        .chain(STAGING_PREFIXES)
+        .any(|prefix| name.starts_with(prefix))
+}
+
 fn checksum(path: &Path) -> Result<(u64, String)> {
-    let mut file = BufReader::new(File::open(path)?);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 64 << 10];
-    let mut size = 0;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, hex::encode(hasher.finalize())))
+    let mut hashing = Hashing::new(std::io::sink());
+    let size = std::io::copy(&mut File::open(path)?, &mut hashing)?;
+    Ok((size, hashing.finish()))
 }
 
 fn applied_migrations(db: &Path) -> Result<Vec<String>> {
@@ -201,7 +240,7 @@ pub fn scheduled(dir: &Path) -> Vec<PathBuf> {
 /// One scheduled backup into `dir`, then the oldest removed so that `keep`
 /// remain. Returns the new archive.
 pub fn take_scheduled(data_dir: &Path, dir: &Path, keep: usize) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir)
+    create_private_dir(dir)
         .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -219,19 +258,35 @@ pub fn take_scheduled(data_dir: &Path, dir: &Path, keep: usize) -> Result<PathBu
     Ok(dest)
 }
 
+/// Creates `dir` (and what is missing above it) readable by its owner only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Refuses a backup directory inside the data directory (each backup
 /// would hold the ones before) or a root (guests could read or fill it).
+/// The directory is created first, so that what is compared is where it
+/// really is, not how its path is spelled.
 pub fn check_schedule_dir(dir: &Path, data_dir: &Path, roots: &[PathBuf]) -> Result<()> {
-    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-    let dir = resolve(dir);
-    if dir.starts_with(resolve(data_dir)) {
+    create_private_dir(dir)
+        .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    let dir = resolve(dir)?;
+    if dir.starts_with(resolve(data_dir)?) {
         bail!(
             "[app.backup] dir {} lies inside the data directory: each backup would hold the ones before; put it beside",
             dir.display()
         );
     }
     for root in roots {
-        let root = resolve(root);
+        let Ok(root) = resolve(root) else {
+            continue;
+        };
         if dir.starts_with(&root) || root.starts_with(&dir) {
             bail!(
                 "[app.backup] dir {} overlaps the root at {}: guests must not reach the backups",
@@ -251,7 +306,8 @@ pub fn restore(
     data_dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Option<PathBuf>, Contents)> {
-    if data_dir.exists() {
+    // Held until the swap is done: no `serve` starts on the old directory.
+    let _old_lock = if data_dir.exists() {
         let lock = DataLock::try_acquire(data_dir)?;
         if lock.is_none() {
             bail!(
@@ -259,7 +315,10 @@ pub fn restore(
                 data_dir.display()
             );
         }
-    }
+        lock
+    } else {
+        None
+    };
     let parent = data_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -268,19 +327,12 @@ pub fn restore(
     let staging = tempfile::Builder::new()
         .prefix(STAGING_PREFIXES[1])
         .tempdir_in(parent)?;
+    // Taken before the directory is moved into place, so a `serve` that
+    // starts on the new directory at once waits for the restore to end.
+    let _new_lock = DataLock::try_acquire(staging.path())?;
     progress(&format!("unpacking {}", src.display()));
-    let contents = unpack(src, staging.path())?;
-    progress("checking checksums, the database's integrity and its migrations");
-    for entry in &contents.files {
-        let (size, sha256) = checksum(&staging.path().join(&entry.path))
-            .with_context(|| format!("{} is listed but missing", entry.path))?;
-        if size != entry.size || sha256 != entry.sha256 {
-            bail!(
-                "{} does not match its checksum: the archive is damaged",
-                entry.path
-            );
-        }
-    }
+    let contents = unpack(src, staging.path(), parent)?;
+    progress("checking the database's integrity and its migrations");
     let db = staging.path().join(DATABASE);
     {
         crate::database::init()?;
@@ -324,9 +376,26 @@ pub fn restore(
     Ok((replaced, contents))
 }
 
+/// Whether `path` may be a file of a data directory in an archive: a plain
+/// relative path, and not one of the files a backup never writes (the
+/// live database's journals, the lock, temporary and staging files).
+fn restorable(path: &str) -> bool {
+    let plain = !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    let reserved = SKIPPED.contains(&path) && path != DATABASE;
+    let temporary = Path::new(path)
+        .components()
+        .any(|c| temporary(&c.as_os_str().to_string_lossy()));
+    plain && !reserved && !temporary
+}
+
 /// Unpacks `src` into `dir`: the table of contents first, then exactly the
-/// files it lists, each a plain file at a relative path.
-fn unpack(src: &Path, dir: &Path) -> Result<Contents> {
+/// files it lists, each a plain file at a relative path, no larger than
+/// listed and checked against its checksum as it is written. `room` is
+/// where the free space for it is checked.
+fn unpack(src: &Path, dir: &Path, room: &Path) -> Result<Contents> {
     let file = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
     let mut entries = archive
@@ -349,38 +418,121 @@ fn unpack(src: &Path, dir: &Path) -> Result<Contents> {
             contents.format
         );
     }
-    let listed: std::collections::HashSet<&str> =
-        contents.files.iter().map(|e| e.path.as_str()).collect();
+    let mut listed = std::collections::HashMap::new();
+    for entry in &contents.files {
+        if !restorable(&entry.path) {
+            bail!(
+                "the archive lists `{}`, which is not a file a backup holds",
+                entry.path
+            );
+        }
+        if listed.insert(entry.path.as_str(), entry).is_some() {
+            bail!("the archive lists `{}` twice", entry.path);
+        }
+    }
+    if !listed.contains_key(DATABASE) {
+        bail!("the archive holds no {DATABASE}");
+    }
+    let total: u64 = contents.files.iter().map(|e| e.size).sum();
+    let free = free_space(room)?;
+    if total > free {
+        bail!(
+            "the archive's files take {}, more than the {} free beside {}",
+            bytesize::ByteSize(total),
+            bytesize::ByteSize(free),
+            dir.display()
+        );
+    }
     for directory in &contents.directories {
-        if !Path::new(directory)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-        {
+        if !restorable(directory) {
             bail!(
                 "the archive lists the directory `{directory}`, which is not a plain relative path"
             );
         }
-        std::fs::create_dir_all(dir.join(directory))?;
+        create_private_dir(&dir.join(directory))?;
     }
+    let mut unpacked = HashSet::new();
     for entry in entries {
         let mut entry = entry.context("the archive is damaged")?;
         let path = entry.path()?.into_owned();
         let name = path.to_string_lossy().into_owned();
-        if !entry.header().entry_type().is_file()
-            || !listed.contains(name.as_str())
-            || !path.components().all(|c| matches!(c, Component::Normal(_)))
-        {
+        let listing = listed.get(name.as_str());
+        let Some(listing) = listing.filter(|_| entry.header().entry_type().is_file()) else {
             bail!("the archive holds `{name}`, which its BACKUP.json does not list as a file");
+        };
+        if !unpacked.insert(name.clone()) {
+            bail!("the archive holds `{name}` twice");
+        }
+        if entry.header().size()? != listing.size {
+            bail!("{name} is not the size BACKUP.json lists: the archive is damaged");
         }
         let target = dir.join(&path);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+            create_private_dir(parent)?;
         }
-        let mut out = File::create(&target)?;
-        std::io::copy(&mut entry, &mut out)?;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)?;
+        // Never more than listed: the size was checked, and take() holds
+        // the copy to it whatever the entry really carries.
+        let mut hashing = Hashing::new(&mut out);
+        let copied = std::io::copy(&mut (&mut entry).take(listing.size), &mut hashing)?;
+        let sha256 = hashing.finish();
+        if copied != listing.size || sha256 != listing.sha256 {
+            bail!("{name} does not match its checksum: the archive is damaged");
+        }
         out.sync_all()?;
     }
+    if let Some(missing) = listed.keys().find(|p| !unpacked.contains(**p)) {
+        bail!("{missing} is listed in BACKUP.json but missing from the archive");
+    }
     Ok(contents)
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Bytes free for an unprivileged writer on the file system of `dir`.
+fn free_space(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: statvfs writes into `stat`, which it owns; `path` is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot read the free space of {}", dir.display()));
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 /// The name of the lock `serve` holds in its data directory.
@@ -401,6 +553,7 @@ impl DataLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(data_dir.join(LOCK))?;
         // SAFETY: flock on a descriptor this function owns.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;

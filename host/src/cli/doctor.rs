@@ -61,16 +61,12 @@ fn check(dir: &Path, manifest: Option<&Manifest>) -> Vec<Finding> {
         )));
         return found;
     };
-    let mode = meta.permissions().mode();
-    found.push(if mode & 0o022 != 0 {
-        Finding::Warn(format!(
-            "{} may be written by other users (mode {:o}): `chmod go-w {0}`",
-            dir.display(),
-            mode & 0o777
-        ))
-    } else {
-        Finding::Ok(format!("{} is writable only by its owner", dir.display()))
-    });
+    found.push(private(dir, meta.permissions().mode(), "700"));
+    for name in ["rawalite.db", "rawalite.db-wal"] {
+        if let Ok(meta) = std::fs::metadata(dir.join(name)) {
+            found.push(private(&dir.join(name), meta.permissions().mode(), "600"));
+        }
+    }
     found.push(match DataLock::try_acquire(dir) {
         Ok(Some(_)) => Finding::Ok("no `serve` is running on it".into()),
         Ok(None) => Finding::Ok("`serve` is running on it".into()),
@@ -132,6 +128,20 @@ fn database(dir: &Path, found: &mut Vec<Finding>) {
         )),
         Err(e) => Finding::Fail(format!("cannot read the migration history: {e}")),
     });
+}
+
+/// Whether others may read or write `path`, which holds every password
+/// hash, with the `chmod` that closes it.
+fn private(path: &Path, mode: u32, chmod: &str) -> Finding {
+    if mode & 0o077 != 0 {
+        Finding::Warn(format!(
+            "{} may be read or written by other users (mode {:o}): `chmod {chmod} {0}`",
+            path.display(),
+            mode & 0o777
+        ))
+    } else {
+        Finding::Ok(format!("{} is private to its owner", path.display()))
+    }
 }
 
 /// Temporary files a crash left: a root removes its own when it opens.
@@ -199,7 +209,15 @@ fn backups(manifest: &Manifest, found: &mut Vec<Finding>) {
         ));
         return;
     };
-    let newest = rawalite_host::backup::scheduled(&schedule.dir).pop();
+    let all = rawalite_host::backup::scheduled(&schedule.dir);
+    for archive in &all {
+        if let Ok(meta) = std::fs::metadata(archive)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            found.push(private(archive, meta.permissions().mode(), "600"));
+        }
+    }
+    let newest = all.last().cloned();
     let age = newest
         .as_ref()
         .and_then(|p| std::fs::metadata(p).ok()?.modified().ok()?.elapsed().ok());

@@ -1,9 +1,10 @@
 //! `rawalite serve`: the app in the browser.
 
 use super::Exit;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use rawalite_host::app::App;
+use rawalite_host::backup::{DataLock, create_private_dir};
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{self, Runtime};
 use rawalite_host::server::{self, Options};
@@ -47,9 +48,20 @@ pub enum LogFormat {
 
 pub fn run(args: ServeArgs) -> Result<Exit> {
     let manifest = Manifest::load(&args.manifest)?;
+    let data_dir = args.data.unwrap_or_else(|| manifest.data_dir.clone());
+    // One server per data directory, and none while a restore swaps it:
+    // taken before anything is opened, migrated or swept.
+    create_private_dir(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let lock = DataLock::try_acquire(&data_dir)?.with_context(|| {
+        format!(
+            "another `rawalite serve` or a `rawalite restore` is running on {}",
+            data_dir.display()
+        )
+    })?;
     let app = App::open(
         manifest,
-        args.data,
+        Some(data_dir),
         Runtime::new(runtime::default_cache_dir())?,
     )?;
     server::serve(
@@ -58,6 +70,7 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
             listen: args.listen,
             watch: args.watch,
             metrics: args.metrics,
+            lock,
         },
     )?;
     Ok(Exit::Ok)

@@ -9,6 +9,7 @@ pub mod memory;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeSet;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -107,11 +108,20 @@ impl Database {
     /// migrates the database of `data_dir`. Returns the migrations applied.
     pub fn open(data_dir: &Path) -> Result<(Self, Vec<Applied>)> {
         init()?;
-        std::fs::create_dir_all(data_dir)
+        // The directory and the file hold every password hash: readable by
+        // their owner only. SQLite gives its -wal and -shm the file's mode.
+        crate::backup::create_private_dir(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let db = Database {
             path: data_dir.join("rawalite.db"),
         };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&db.path)
+            .with_context(|| format!("cannot create {}", db.path.display()))?;
         let mut conn = Connection::open_with_flags(
             &db.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
