@@ -10,12 +10,18 @@
 //!   count (its pair count stops it first), so failures from one address
 //!   never stand in the way of the right password from another.
 //!
+//! An attempt is counted as a failure when it is admitted, before its
+//! password is checked, and forgiven if it succeeds: attempts running at
+//! once never get past a limit together.
+//!
 //! IPv6 addresses count per /64, what one client usually holds. Keys are
 //! bounded in size (a username that cannot exist shares one key) and in
-//! number; when the table is full, attempts that would need a new key are
-//! refused until old ones expire: it fails by limiting more, never less.
-//! Only failures count and a success clears its pair, which is why this is
-//! a window of our own rather than a request-rate limiter like governor's.
+//! number; when the table is full, the least useful entries go first
+//! (expired ones, then those with the fewest failures, oldest first), so
+//! filling the table neither refuses everybody nor frees a client that
+//! has many failures. Only failures count and a success clears its pair,
+//! which is why this is a window of our own rather than a request-rate
+//! limiter like governor's.
 
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -95,14 +101,10 @@ struct Table {
     familiar: HashMap<String, Vec<(Address, Instant)>>,
 }
 
-/// Why an attempt may not go ahead.
+/// Why an attempt may not go ahead: too many failures, try again after
+/// this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Too many failures: try again after this long.
-    Wait(Duration),
-    /// The table is full of other clients' failures; try again later.
-    Full,
-}
+pub struct Refusal(pub Duration);
 
 pub struct Limiter {
     rules: Rules,
@@ -224,9 +226,9 @@ impl Limiter {
         }
     }
 
-    /// Whether `username` may be tried from `client` now. A slowed user's
-    /// turn is taken by the attempt this allows. A client the table has no
-    /// room to count is refused.
+    /// Whether `username` may be tried from `client` now. An admitted
+    /// attempt is counted as a failure at once (see [`Limiter::succeeded`]
+    /// and [`Limiter::forgive`]), and a slowed user's turn is taken by it.
     pub fn admit(&self, username: &str, client: Option<Address>) -> Result<(), Refusal> {
         let now = Instant::now();
         let rules = self.rules;
@@ -249,7 +251,7 @@ impl Limiter {
             over(table.counts.get_mut(&Key::Address(addr)), rules.address);
         }
         if !wait.is_zero() {
-            return Err(Refusal::Wait(wait));
+            return Err(Refusal(wait));
         }
         let familiar = client.is_some_and(|addr| {
             table.familiar.get(&user).is_some_and(|seen| {
@@ -261,65 +263,62 @@ impl Limiter {
             prune(&mut count.failures, now, rules.window);
             if count.failures.len() >= rules.user {
                 match count.next_try {
-                    Some(next) if next > now => return Err(Refusal::Wait(next - now)),
-                    _ => {
-                        count.next_try = Some(now + rules.pace);
-                        self.dirty.store(true, Ordering::Relaxed);
-                    }
+                    Some(next) if next > now => return Err(Refusal(next - now)),
+                    _ => count.next_try = Some(now + rules.pace),
                 }
             }
         }
-        let known = match client {
-            Some(addr) => table.counts.contains_key(&Key::Pair(addr, user)),
-            None => table.counts.contains_key(&Key::User(user)),
-        };
-        if !known && !self.make_room(&mut table, now) {
-            return Err(Refusal::Full);
-        }
+        self.count(&mut table, &user, client, now);
         Ok(())
     }
 
-    /// Counts a failed attempt. When the table is full even after dropping
-    /// expired counts, the attempt is counted where it can be and the
-    /// limiter refuses new clients until there is room.
-    pub fn failed(&self, username: &str, client: Option<Address>) {
-        let now = Instant::now();
-        let user = user_key(username);
-        let mut keys = vec![Key::User(user.clone())];
-        if let Some(addr) = client {
-            keys.push(Key::Pair(addr, user));
-            keys.push(Key::Address(addr));
-        }
-        let mut table = self.table();
+    /// Counts one failure under each of the attempt's keys, making room
+    /// for new keys.
+    fn count(&self, table: &mut Table, user: &str, client: Option<Address>, now: Instant) {
         self.dirty.store(true, Ordering::Relaxed);
-        for key in keys {
-            if !table.counts.contains_key(&key) && !self.make_room(&mut table, now) {
-                continue;
+        let most = self.rules.pair.max(self.rules.address).max(self.rules.user);
+        for key in keys(user, client) {
+            if !table.counts.contains_key(&key) {
+                self.make_room(table, now);
             }
             let count = table.counts.entry(key).or_default();
             prune(&mut count.failures, now, self.rules.window);
             count.failures.push_back(now);
             // More than the largest limit is never needed.
-            let most = self.rules.pair.max(self.rules.address).max(self.rules.user);
             while count.failures.len() > most {
                 count.failures.pop_front();
             }
         }
     }
 
-    /// Records a sign-in: the pair's failures are forgiven and the address
-    /// becomes familiar for the user. The address and user counts stay.
+    /// Takes back the failure an admitted attempt was counted as, when the
+    /// attempt ended before its password was checked (the database was
+    /// busy).
+    pub fn forgive(&self, username: &str, client: Option<Address>) {
+        let user = user_key(username);
+        let mut table = self.table();
+        self.dirty.store(true, Ordering::Relaxed);
+        for key in keys(&user, client) {
+            uncount(&mut table, &key);
+        }
+    }
+
+    /// Records a sign-in: its attempt is forgiven, the pair's failures too,
+    /// and the address becomes familiar for the user. The other failures
+    /// of the address and of the user stay.
     pub fn succeeded(&self, username: &str, client: Option<Address>) {
         let now = Instant::now();
         let user = user_key(username);
+        let mut table = self.table();
+        self.dirty.store(true, Ordering::Relaxed);
+        uncount(&mut table, &Key::User(user.clone()));
         let Some(addr) = client else {
             return;
         };
-        let mut table = self.table();
-        self.dirty.store(true, Ordering::Relaxed);
+        uncount(&mut table, &Key::Address(addr));
         table.counts.remove(&Key::Pair(addr, user.clone()));
-        if !table.familiar.contains_key(&user) && !self.make_room(&mut table, now) {
-            return;
+        if !table.familiar.contains_key(&user) {
+            self.make_room(&mut table, now);
         }
         let seen = table.familiar.entry(user).or_default();
         seen.retain(|(a, _)| *a != addr);
@@ -329,10 +328,12 @@ impl Limiter {
         }
     }
 
-    /// Whether a new key fits, after dropping expired counts if needed.
-    fn make_room(&self, table: &mut Table, now: Instant) -> bool {
+    /// Room for one more key: expired entries go first; when that is not
+    /// enough, the eighth of the counts that holds the fewest failures
+    /// (the oldest first among equals).
+    fn make_room(&self, table: &mut Table, now: Instant) {
         if table.counts.len() + table.familiar.len() < self.rules.keys {
-            return true;
+            return;
         }
         let window = self.rules.window;
         table.counts.retain(|_, count| {
@@ -343,7 +344,57 @@ impl Limiter {
             seen.retain(|(_, at)| now - *at < FAMILIAR_FOR);
             !seen.is_empty()
         });
-        table.counts.len() + table.familiar.len() < self.rules.keys
+        if table.counts.len() + table.familiar.len() < self.rules.keys {
+            return;
+        }
+        let mut worth: Vec<(usize, Option<Instant>)> = table
+            .counts
+            .values()
+            .map(|c| (c.failures.len(), c.failures.back().copied()))
+            .collect();
+        let evict = (worth.len() / 8).max(1).min(worth.len());
+        if evict == 0 {
+            // Only familiar addresses: the oldest user's go.
+            let oldest = table
+                .familiar
+                .iter()
+                .min_by_key(|(_, seen)| seen.iter().map(|(_, at)| *at).max())
+                .map(|(user, _)| user.clone());
+            if let Some(user) = oldest {
+                table.familiar.remove(&user);
+            }
+            return;
+        }
+        let (_, cutoff, _) = worth.select_nth_unstable(evict - 1);
+        let cutoff = *cutoff;
+        let mut left = evict;
+        table.counts.retain(|_, c| {
+            let keep = left == 0 || (c.failures.len(), c.failures.back().copied()) > cutoff;
+            if !keep {
+                left -= 1;
+            }
+            keep
+        });
+    }
+}
+
+/// The keys one attempt counts under.
+fn keys(user: &str, client: Option<Address>) -> Vec<Key> {
+    let mut keys = vec![Key::User(user.to_owned())];
+    if let Some(addr) = client {
+        keys.push(Key::Pair(addr, user.to_owned()));
+        keys.push(Key::Address(addr));
+    }
+    keys
+}
+
+/// Takes one failure off `key`'s count.
+fn uncount(table: &mut Table, key: &Key) {
+    if let Some(count) = table.counts.get_mut(key) {
+        count.failures.pop_back();
+        if count.failures.is_empty() && count.next_try.is_none() {
+            table.counts.remove(key);
+        }
     }
 }
 
@@ -397,6 +448,14 @@ mod tests {
         Some(Address::of(text.parse().unwrap()))
     }
 
+    impl Limiter {
+        /// A failure counted without an attempt, to set a scene.
+        fn failed(&self, user: &str, client: Option<Address>) {
+            let mut table = self.table();
+            self.count(&mut table, &user_key(user), client, Instant::now());
+        }
+    }
+
     fn fail(limiter: &Limiter, user: &str, client: Option<Address>, times: usize) {
         for _ in 0..times {
             limiter.failed(user, client);
@@ -408,11 +467,11 @@ mod tests {
         let limiter = Limiter::new(Rules::default());
         let attacker = addr("192.0.2.7");
         for _ in 0..5 {
+            // Each attempt counts as a failure until it succeeds.
             assert_eq!(limiter.admit("bob", attacker), Ok(()));
-            limiter.failed("bob", attacker);
         }
         match limiter.admit("bob", attacker) {
-            Err(Refusal::Wait(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
+            Err(Refusal(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
             other => panic!("expected a wait, got {other:?}"),
         }
         // Bob from anywhere else, and the attacker for another user, may try.
@@ -441,7 +500,7 @@ mod tests {
         let fresh = addr("198.51.100.2");
         assert_eq!(limiter.admit("bob", fresh), Ok(()));
         match limiter.admit("bob", addr("198.51.100.3")) {
-            Err(Refusal::Wait(wait)) => assert!(wait <= Duration::from_secs(10), "{wait:?}"),
+            Err(Refusal(wait)) => assert!(wait <= Duration::from_secs(10), "{wait:?}"),
             other => panic!("expected a short wait, got {other:?}"),
         }
         // From where bob signed in before: no wait at all.
@@ -490,21 +549,59 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_refuses_new_clients_and_keeps_counting_known_ones() {
+    fn a_full_table_evicts_the_least_failed_and_lets_new_clients_in() {
         let limiter = Limiter::new(Rules {
-            keys: 30,
+            keys: 40,
             ..Rules::default()
         });
-        // 1 user, 14 pairs and 14 addresses; then ada's user key fills it.
-        for i in 0..14 {
-            limiter.failed("bob", addr(&format!("192.0.2.{i}")));
+        // An attacker fills the table with one failure per key...
+        for i in 0..30 {
+            limiter.failed(&format!("user{i}"), None);
         }
-        fail(&limiter, "ada", addr("192.0.2.100"), 1);
+        // ...while a guesser has four failures on bob from one address.
+        let guesser = addr("192.0.2.66");
+        fail(&limiter, "bob", guesser, 4);
+        for i in 30..200 {
+            limiter.failed(&format!("user{i}"), None);
+        }
+        assert!(limiter.table().counts.len() <= 40);
+        // Carol, new, is let in; the guesser's counts were kept.
+        assert_eq!(limiter.admit("carol", addr("198.51.100.9")), Ok(()));
+        assert_eq!(limiter.admit("bob", guesser), Ok(()), "the fifth try");
+        assert!(limiter.admit("bob", guesser).is_err(), "no sixth");
+    }
+
+    #[test]
+    fn attempts_at_once_never_pass_a_limit_together() {
+        let limiter = std::sync::Arc::new(Limiter::new(Rules::default()));
+        let attacker = addr("192.0.2.12");
+        let admitted: usize = (0..24)
+            .map(|_| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || limiter.admit("bob", attacker).is_ok())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| usize::from(t.join().unwrap()))
+            .sum();
+        assert_eq!(admitted, 5, "the pair's limit, however many at once");
+    }
+
+    #[test]
+    fn a_success_or_an_unchecked_attempt_is_forgiven() {
+        let limiter = Limiter::new(Rules::default());
+        let client = addr("192.0.2.13");
+        for _ in 0..30 {
+            assert_eq!(limiter.admit("ada", client), Ok(()));
+            limiter.succeeded("ada", client);
+            assert_eq!(limiter.admit("bob", client), Ok(()));
+            limiter.forgive("bob", client);
+        }
         assert_eq!(
-            limiter.admit("carol", addr("198.51.100.9")),
-            Err(Refusal::Full)
+            limiter.admit("ada", client),
+            Ok(()),
+            "nothing was held against the address"
         );
-        assert_eq!(limiter.admit("bob", addr("192.0.2.3")), Ok(()));
     }
 
     #[test]
@@ -535,7 +632,7 @@ mod tests {
         let after = Limiter::new(Rules::default());
         after.restore(&stored);
         match after.admit("bob", addr("2001:db8::1")) {
-            Err(Refusal::Wait(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
+            Err(Refusal(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
             other => panic!("the pair's failures were lost: {other:?}"),
         }
         // carol is slowed from an unfamiliar address: one try, then a wait.

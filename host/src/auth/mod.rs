@@ -117,11 +117,14 @@ pub struct Auth {
     readers: std::sync::Mutex<Vec<Connection>>,
     policy: Policy,
     limiter: limiter::Limiter,
+    checker: password::Checker,
     hash_checks: AtomicU64,
 }
 
-/// While the sign-in limiter is full, a new client is told to wait this long.
-const FULL_WAIT: Duration = Duration::from_secs(60);
+/// Sessions one user may have at once; a new sign-in past it ends the
+/// oldest. Enough for every device a person uses, and a bound on what one
+/// account's sign-ins can make the host keep.
+pub const SESSIONS_PER_USER: usize = 16;
 
 impl Auth {
     pub fn new(database: &Arc<Database>, policy: Policy) -> Result<Arc<Self>> {
@@ -146,6 +149,7 @@ impl Auth {
             readers: std::sync::Mutex::default(),
             limiter,
             policy,
+            checker: password::Checker::new(),
             hash_checks: AtomicU64::new(0),
         }))
     }
@@ -356,7 +360,9 @@ impl Auth {
 
     /// Checks a password and, when it matches, opens a session. Unknown
     /// users are checked against a dummy hash, so both failures cost the
-    /// same; past the failure limit nothing is checked at all.
+    /// same; past the failure limit nothing is checked at all. The check
+    /// runs on the password pool; this blocks the calling thread until it
+    /// is done or `deadline` passes.
     pub fn login(
         &self,
         username: &str,
@@ -364,59 +370,74 @@ impl Auth {
         client: Option<IpAddr>,
         deadline: Instant,
     ) -> Result<Signed, LoginError> {
+        self.login_with(username, password, client, deadline, || {})
+    }
+
+    /// [`Auth::login`], calling `checked` between the password check and
+    /// the session's opening: tests force a race there.
+    fn login_with(
+        &self,
+        username: &str,
+        password: &Password,
+        client: Option<IpAddr>,
+        deadline: Instant,
+        checked: impl FnOnce(),
+    ) -> Result<Signed, LoginError> {
         let ip = client;
         let client = client.map(Address::of);
-        match self.limiter.admit(username, client) {
-            Ok(()) => {}
-            Err(refusal) => {
-                crate::metrics::sign_in_failed();
-                let wait = match refusal {
-                    Refusal::Wait(wait) => wait,
-                    Refusal::Full => FULL_WAIT,
-                };
-                return Err(LoginError::RateLimited(wait));
-            }
+        if let Err(Refusal(wait)) = self.limiter.admit(username, client) {
+            crate::metrics::sign_in_failed();
+            return Err(LoginError::RateLimited(wait));
         }
+        // Counted as a failure from here on, unless forgiven.
+        let unchecked = |e: LoginError| {
+            self.limiter.forgive(username, client);
+            e
+        };
         let internal = |e: &dyn fmt::Display| {
             tracing::error!(error = %e, "sign-in failed inside the host");
             LoginError::Internal
         };
         let found: Option<(User, String)> = self
             .conn_until(deadline)
-            .ok_or(LoginError::Busy)?
+            .ok_or(LoginError::Busy)
+            .map_err(unchecked)?
             .query_row(
                 &format!("{USER_COLUMNS_WITH_HASH} WHERE username = ?"),
                 [username],
                 |row| Ok((user_from_row(row)?, row.get(6)?)),
             )
             .optional()
-            .map_err(|e| internal(&e))?;
+            .map_err(|e| unchecked(internal(&e)))?;
         self.hash_checks.fetch_add(1, Ordering::Relaxed);
-        let matches = match &found {
-            Some((_, phc)) => password::verify(password, phc),
-            None => {
-                // The same work as a real check, and always a failure.
-                std::hint::black_box(password::verify(password, password::dummy_hash()));
-                false
-            }
-        };
+        let phc = found.as_ref().map(|(_, phc)| phc.clone());
+        let matches = self
+            .checker
+            .check(password, phc, deadline)
+            .ok_or(LoginError::Busy)
+            .map_err(unchecked)?;
+        checked();
         match found {
-            Some((user, _)) if matches && !user.disabled => {
+            Some((user, phc)) if matches && !user.disabled => {
+                let token = self.open_session(user.id, &phc, ip, deadline)?;
                 self.limiter.succeeded(username, client);
-                let token = self.open_session(user.id, ip, deadline)?;
                 Ok(Signed { user, token })
             }
             _ => {
-                self.limiter.failed(username, client);
                 crate::metrics::sign_in_failed();
                 Err(LoginError::BadCredentials)
             }
         }
     }
 
+    /// Opens a session for `user_id`, only if their password is still the
+    /// one just checked (`phc`) and they are not disabled: a password
+    /// change or a disable that lands during a sign-in ends that sign-in
+    /// too. Past [`SESSIONS_PER_USER`], the user's oldest sessions end.
     fn open_session(
         &self,
         user_id: i64,
+        phc: &str,
         client: Option<IpAddr>,
         deadline: Instant,
     ) -> Result<Token, LoginError> {
@@ -426,20 +447,40 @@ impl Auth {
         };
         let token = Token::generate().map_err(|e| internal(&e))?;
         let now = now();
-        let conn = self.conn_until(deadline).ok_or(LoginError::Busy)?;
-        let inserted = conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, client) VALUES (?, ?, ?, ?, ?, ?)",
-            params![
-                token.hash().as_slice(),
-                user_id,
-                now,
-                now,
-                now + self.policy.absolute.as_secs() as i64,
-                client.map(|c| c.to_string()),
-            ],
-        );
-        match inserted {
-            Ok(_) => Ok(token),
+        let mut conn = self.conn_until(deadline).ok_or(LoginError::Busy)?;
+        let opened = (|| {
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, client) \
+                 SELECT ?, id, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ? AND disabled = 0",
+                params![
+                    token.hash().as_slice(),
+                    now,
+                    now,
+                    now + self.policy.absolute.as_secs() as i64,
+                    client.map(|c| c.to_string()),
+                    user_id,
+                    phc,
+                ],
+            )?;
+            // The new one and the newest others stay.
+            tx.execute(
+                "DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2 AND token_hash NOT IN \
+                 (SELECT token_hash FROM sessions WHERE user_id = ?1 AND token_hash != ?2 \
+                  ORDER BY created_at DESC, token_hash LIMIT ?3)",
+                params![
+                    user_id,
+                    token.hash().as_slice(),
+                    SESSIONS_PER_USER as i64 - 1
+                ],
+            )?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(inserted)
+        })();
+        match opened {
+            Ok(1) => Ok(token),
+            // The password changed, or the user was disabled, meanwhile.
+            Ok(_) => Err(LoginError::BadCredentials),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DatabaseBusy =>
             {
@@ -640,6 +681,65 @@ pub fn check_role(role: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn auth() -> (tempfile::TempDir, Arc<Auth>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (database, _) = Database::open(dir.path()).unwrap();
+        let auth = Auth::new(&Arc::new(database), Policy::default()).unwrap();
+        let password = Password::new("correct horse battery staple".into());
+        auth.add_user("bob", None, &[], &password).unwrap();
+        (dir, auth)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    fn sessions_of(auth: &Auth, username: &str) -> usize {
+        auth.sessions()
+            .unwrap()
+            .iter()
+            .filter(|s| s.username == username)
+            .count()
+    }
+
+    #[test]
+    fn a_password_change_or_disable_during_a_sign_in_ends_that_sign_in_too() {
+        let (_dir, auth) = auth();
+        let old = Password::new("correct horse battery staple".into());
+        let new = Password::new("a brand new password".into());
+        // The race, forced: the password changes after the old one was
+        // checked and before the session is opened.
+        let signed = auth.login_with("bob", &old, None, soon(), || {
+            auth.set_password("bob", &new).unwrap()
+        });
+        assert_eq!(signed.err(), Some(LoginError::BadCredentials));
+        assert_eq!(sessions_of(&auth, "bob"), 0);
+        let signed = auth.login_with("bob", &new, None, soon(), || {
+            auth.set_disabled("bob", true).unwrap()
+        });
+        assert_eq!(signed.err(), Some(LoginError::BadCredentials));
+        assert_eq!(sessions_of(&auth, "bob"), 0);
+        auth.set_disabled("bob", false).unwrap();
+        assert!(auth.login("bob", &new, None, soon()).is_ok());
+        assert_eq!(sessions_of(&auth, "bob"), 1);
+    }
+
+    #[test]
+    fn a_user_has_at_most_sixteen_sessions_and_the_oldest_go() {
+        let (_dir, auth) = auth();
+        let password = Password::new("correct horse battery staple".into());
+        let tokens: Vec<Token> = (0..SESSIONS_PER_USER + 4)
+            .map(|_| auth.login("bob", &password, None, soon()).unwrap().token)
+            .collect();
+        assert_eq!(sessions_of(&auth, "bob"), SESSIONS_PER_USER);
+        assert!(
+            auth.resolve(tokens.last().unwrap()).is_some(),
+            "the newest stays"
+        );
+        let live = tokens.iter().filter(|t| auth.resolve(t).is_some()).count();
+        assert_eq!(live, SESSIONS_PER_USER);
+    }
 
     #[test]
     fn usernames_follow_the_documented_set() {

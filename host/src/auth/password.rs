@@ -1,5 +1,6 @@
 //! Passwords: argon2id with the OWASP parameters (m = 19 MiB, t = 2, p = 1),
-//! and a type that never shows what it holds.
+//! a type that never shows what it holds, and the pool sign-ins check
+//! them on ([`Checker`]).
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -15,6 +16,7 @@ pub const MAX_LEN: usize = 1024;
 
 /// A password in memory. Its `Debug` and `Display` print a placeholder, so
 /// no log line, error or panic message can carry it.
+#[derive(Clone)]
 pub struct Password(String);
 
 impl Password {
@@ -82,6 +84,96 @@ pub fn dummy_hash() -> &'static str {
     })
 }
 
+/// Where sign-ins check passwords: a few threads of their own, at a lower
+/// priority than the threads that serve requests, so that a burst of
+/// sign-ins (each ~50 ms of CPU) cannot take the cores from everything
+/// else. At most as many checks run at once as there are threads; the
+/// rest wait in a bounded queue, each no later than its deadline.
+pub struct Checker {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+struct Job {
+    password: Password,
+    /// `None`: the user does not exist; checked against a dummy hash.
+    phc: Option<String>,
+    deadline: std::time::Instant,
+    answer: std::sync::mpsc::SyncSender<bool>,
+}
+
+/// Checks that may wait for a thread; past them a sign-in is `busy`.
+const QUEUE: usize = 64;
+
+impl Checker {
+    /// A pool of half the cores (at least one thread).
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..(cores / 2).max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-{i}"))
+                .spawn(move || {
+                    // SAFETY: setpriority on this thread's own id; a failure
+                    // only leaves the priority as it was.
+                    unsafe {
+                        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+                    }
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(job) = job else { return };
+                        if std::time::Instant::now() >= job.deadline {
+                            continue;
+                        }
+                        let matches = match &job.phc {
+                            Some(phc) => verify(&job.password, phc),
+                            None => {
+                                // The same work as a real check, and always a failure.
+                                std::hint::black_box(verify(&job.password, dummy_hash()));
+                                false
+                            }
+                        };
+                        let _ = job.answer.send(matches);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-checking thread");
+            }
+        }
+        Checker { jobs }
+    }
+
+    /// Whether `password` matches `phc` (`None`: no such user, never a
+    /// match, at the same cost). `None` when the check could not run
+    /// before `deadline`. Blocks the calling thread while it waits.
+    pub fn check(
+        &self,
+        password: &Password,
+        phc: Option<String>,
+        deadline: std::time::Instant,
+    ) -> Option<bool> {
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.jobs
+            .try_send(Job {
+                password: password.clone(),
+                phc,
+                deadline,
+                answer,
+            })
+            .ok()?;
+        answered
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    }
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +189,26 @@ mod tests {
             &phc
         ));
         assert!(!verify(&password, "not a hash"));
+    }
+
+    #[test]
+    fn the_checker_answers_until_the_deadline_and_not_after() {
+        let checker = Checker::new();
+        let password = Password::new("correct horse battery staple".to_owned());
+        let phc = hash(&password).unwrap();
+        let soon = || std::time::Instant::now() + std::time::Duration::from_secs(30);
+        assert_eq!(
+            checker.check(&password, Some(phc.clone()), soon()),
+            Some(true)
+        );
+        let wrong = Password::new("wrong horse battery".to_owned());
+        assert_eq!(
+            checker.check(&wrong, Some(phc.clone()), soon()),
+            Some(false)
+        );
+        assert_eq!(checker.check(&password, None, soon()), Some(false));
+        let past = std::time::Instant::now();
+        assert_eq!(checker.check(&password, Some(phc), past), None);
     }
 
     #[test]

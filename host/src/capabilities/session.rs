@@ -176,16 +176,15 @@ impl Host for View<'_> {
             );
         };
         let state = &mut *self.state;
-        match auth.login(
-            &username,
-            &password,
-            state.caller.client,
-            self.call.deadline,
-        ) {
+        // The password check runs on the password pool, and the wait for
+        // it (and for the user database) off the async worker.
+        let deadline = self.call.deadline;
+        let signed = blocking(|| auth.login(&username, &password, state.caller.client, deadline));
+        match signed {
             Ok(signed) => {
                 // A new token at every sign-in; the old session ends.
                 if let Some(old) = state.caller.token.take() {
-                    auth.logout(&old, self.call.deadline);
+                    blocking(|| auth.logout(&old, deadline));
                 }
                 let user = to_wit(&signed.user);
                 state.caller.user = Some(signed.user.clone());
