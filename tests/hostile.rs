@@ -176,8 +176,11 @@ fn database_attacks_end_with_their_code_and_bounded_memory() {
         let (out, rss) = run(sql);
         let error = stderr(&out);
         assert_eq!(out.status.code(), Some(3), "{}…: {error}", &sql[..60]);
+        // Memory and time race on a busy machine: either bound may stop
+        // the statement first, and either is a clean stop.
         assert!(
-            error.starts_with(&format!("error: {code}")),
+            error.starts_with(&format!("error: {code}"))
+                || (*code == "too-large" && error.starts_with("error: timeout")),
             "{}…: {error}",
             &sql[..60]
         );
@@ -387,9 +390,11 @@ fn sixty_four_sleeping_guests_do_not_delay_other_routes() {
 fn half_open_connections_neither_stay_nor_keep_a_client_out() {
     let (_dir, served) = start();
     let addr = served.base.trim_start_matches("http://").to_owned();
-    let mut held: Vec<TcpStream> = (0..300)
-        .map(|_| {
-            let mut s = TcpStream::connect(&addr).unwrap();
+    // From three addresses: one address may hold 128 connections.
+    let mut held: Vec<TcpStream> = (0..300u16)
+        .map(|i| {
+            let from = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i / 100) as u8);
+            let mut s = common::connect_from(from, addr.parse().unwrap(), None);
             s.write_all(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 .unwrap();
             s
@@ -586,4 +591,34 @@ fn a_cache_directory_others_may_write_is_not_used() {
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
     common::rawalite(&["render", guest("hello").to_str().unwrap(), "/"], &cache);
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+}
+
+/// A sort is one step SQLite's progress handler cannot interrupt; comparing
+/// long texts without case took one 1.29 s against a 150 ms deadline.
+#[test]
+fn a_long_sort_ends_near_its_deadline() {
+    let f = ProbeApp::open(
+        "[[guest]]\nname = \"probe\"\ncomponent = \"{probe}\"\n[guest.db]\nread = [\"customers\"]\n\
+         [guest.limits]\nmemory = \"256 MiB\"\ntimeout_ms = 150\ndb_bytes = \"64 MiB\"\n",
+    );
+    let probe = f.guest("probe");
+    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 12000) \
+               SELECT count(*) FROM (SELECT row_number() OVER (ORDER BY v COLLATE NOCASE) \
+               FROM (SELECT printf('%.4000c', 'a') || x AS v FROM c))";
+    let started = Instant::now();
+    let outcome = probe
+        .render(&get_with("/db/query", &[("sql", sql)]), Caller::default())
+        .outcome;
+    let took = started.elapsed();
+    let stopped_at_deadline = match &outcome {
+        Outcome::Error(e) => e.code == ErrorCode::Timeout,
+        Outcome::Stopped(Stopped::Deadline { .. }) => true,
+        _ => false,
+    };
+    assert!(stopped_at_deadline, "{outcome:?}");
+    // 100 ms past the deadline on an idle machine; a generous guard here.
+    assert!(
+        took < Duration::from_millis(650),
+        "the sort ran for {took:?}"
+    );
 }

@@ -107,6 +107,31 @@ fn update(f: impl FnOnce(&mut Budget)) {
     }
 }
 
+/// Whether a charged call runs on this thread and its deadline has
+/// passed: for work SQLite does in one step, which the progress handler
+/// cannot stop (see `NOCASE` in `capabilities/db/functions.rs`). Reads the
+/// clock at most once per 256 calls.
+pub fn past_deadline() -> bool {
+    thread_local! {
+        static CALLS: Cell<u32> = const { Cell::new(0) };
+    }
+    let Some(budget) = BUDGET.get() else {
+        return false;
+    };
+    if budget.tripped == Some(Trip::Deadline) {
+        return true;
+    }
+    let n = CALLS.get().wrapping_add(1);
+    CALLS.set(n);
+    if !n.is_multiple_of(256) || Instant::now() < budget.deadline {
+        return false;
+    }
+    update(|b| {
+        b.tripped.get_or_insert(Trip::Deadline);
+    });
+    true
+}
+
 /// Allocations from this size on check the clock: the work that makes a
 /// value this large is worth a look at the time; smaller ones are cheap.
 const TIMED: usize = 1024;

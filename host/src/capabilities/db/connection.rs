@@ -99,6 +99,13 @@ impl Budget {
 const PROGRESS_STEPS: i32 = 100;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
+/// A statement stays cached only if its SQL is at most this long and it
+/// takes at most [`CACHED_MEMORY`]: what stays cached stays in memory,
+/// charged to no call, so a guest that makes every statement new (or
+/// large) must not fill the host with them. 64 statements × 32 KiB × 16
+/// idle connections bounds a guest's cache at 32 MiB.
+const CACHED_SQL: usize = 4 << 10;
+const CACHED_MEMORY: i32 = 32 << 10;
 
 pub(super) struct GuestConnection {
     conn: Connection,
@@ -218,10 +225,12 @@ impl GuestConnection {
     ) -> Result<(S::Output, Touched), Error> {
         let charge = self.begin(budget, limits);
         let tables = self.prepare_checked(sql, limits, &charge)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| self.error(e, sql, &charge))?;
+        let mut stmt = Prepared::new(
+            self.conn
+                .prepare_cached(sql)
+                .map_err(|e| self.error(e, sql, &charge))?,
+            sql,
+        );
         if !stmt.readonly() {
             return Err(invalid("this statement changes rows: use db.execute"));
         }
@@ -258,6 +267,11 @@ impl GuestConnection {
                 }
                 Ok(())
             })?;
+        }
+        // Past the deadline NOCASE calls everything equal, so a sort that
+        // ran then has no order to trust.
+        if charge.tripped() == Some(Trip::Deadline) {
+            return Err(self.stopped());
         }
         let touched = Touched {
             tables,
@@ -360,10 +374,12 @@ impl GuestConnection {
         charge: &Charge,
     ) -> Result<Arc<str>, Error> {
         let tables = self.prepare_checked(sql, limits, charge)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| self.error(e, sql, charge))?;
+        let mut stmt = Prepared::new(
+            self.conn
+                .prepare_cached(sql)
+                .map_err(|e| self.error(e, sql, charge))?,
+            sql,
+        );
         bind(&mut stmt, params).map_err(|e| self.error(e, sql, charge))?;
         if stmt.column_count() > 0 {
             return Err(invalid("this statement returns rows: use db.query"));
@@ -395,9 +411,13 @@ impl GuestConnection {
                 "one statement per call: remove what follows the first `;`",
             ));
         }
-        self.conn
-            .prepare_cached(sql)
-            .map_err(|e| self.error(e, sql, charge))?;
+        let cached = Prepared::new(
+            self.conn
+                .prepare_cached(sql)
+                .map_err(|e| self.error(e, sql, charge))?,
+            sql,
+        )
+        .kept();
         let tables: Arc<str> = self
             .log()
             .tables
@@ -406,12 +426,14 @@ impl GuestConnection {
             .collect::<Vec<_>>()
             .join(",")
             .into();
-        if self.tables.len() >= STATEMENT_CACHE * 4 {
-            // A guest that splices values into its SQL makes every statement
-            // new; keep the map bounded like SQLite's own cache.
-            self.tables.clear();
+        if cached {
+            if self.tables.len() >= STATEMENT_CACHE * 2 {
+                // A guest that splices values into its SQL makes every
+                // statement new; keep the map bounded like SQLite's cache.
+                self.tables.clear();
+            }
+            self.tables.insert(sql.to_owned(), tables.clone());
         }
-        self.tables.insert(sql.to_owned(), tables.clone());
         Ok(tables)
     }
 
@@ -514,6 +536,53 @@ impl GuestConnection {
                 invalid("this statement returns rows: use db.query")
             }
             _ => internal(&e),
+        }
+    }
+}
+
+/// A statement from the cache that goes back into it only if it is small
+/// (see [`CACHED_SQL`]); a large one is finalized when dropped.
+struct Prepared<'c> {
+    stmt: Option<rusqlite::CachedStatement<'c>>,
+    small_sql: bool,
+}
+
+impl<'c> Prepared<'c> {
+    fn new(stmt: rusqlite::CachedStatement<'c>, sql: &str) -> Self {
+        Prepared {
+            stmt: Some(stmt),
+            small_sql: sql.len() <= CACHED_SQL,
+        }
+    }
+
+    /// Whether it stays in the cache.
+    fn kept(&self) -> bool {
+        self.small_sql
+            && self.stmt.as_ref().is_some_and(|stmt| {
+                stmt.get_status(rusqlite::StatementStatus::MemUsed) <= CACHED_MEMORY
+            })
+    }
+}
+
+impl<'c> std::ops::Deref for Prepared<'c> {
+    type Target = rusqlite::CachedStatement<'c>;
+    fn deref(&self) -> &Self::Target {
+        self.stmt.as_ref().expect("taken only on drop")
+    }
+}
+
+impl std::ops::DerefMut for Prepared<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.stmt.as_mut().expect("taken only on drop")
+    }
+}
+
+impl Drop for Prepared<'_> {
+    fn drop(&mut self) {
+        if !self.kept()
+            && let Some(stmt) = self.stmt.take()
+        {
+            stmt.discard();
         }
     }
 }

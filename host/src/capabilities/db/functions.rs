@@ -10,6 +10,13 @@
 //!   but refuse a set longer than [`MAX_TRIM_SET`] bytes, which bounds it
 //!   to that many comparisons per character.
 //!
+//! - the `NOCASE` collation compares as SQLite's does, and once the call's
+//!   deadline has passed it answers "equal" at once: a sort is one step of
+//!   SQLite's program that its progress handler cannot interrupt, and
+//!   comparing long texts byte by byte made one run over a second past
+//!   its deadline. With every comparison instant the sort ends, and the
+//!   next step stops the statement.
+//!
 //! Each returns exactly what the built-in returns (the tests compare them
 //! on random values); arguments are converted by SQLite itself
 //! (`sqlite3_value_text`), so numbers and blobs read as they always do.
@@ -52,7 +59,59 @@ pub fn install(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
             return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None));
         }
     }
+    // SAFETY: as above; the comparison keeps no state and reads only the
+    // two keys SQLite passes with their lengths.
+    let rc = unsafe {
+        ffi::sqlite3_create_collation_v2(
+            conn.handle(),
+            c"NOCASE".as_ptr(),
+            ffi::SQLITE_UTF8,
+            std::ptr::null_mut(),
+            Some(nocase),
+            None,
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None));
+    }
     Ok(())
+}
+
+/// SQLite's `NOCASE`: ASCII letters compared without case over the
+/// shorter length (stopping at a NUL), then the shorter first. Past the
+/// call's deadline, everything is equal.
+unsafe extern "C" fn nocase(
+    _: *mut c_void,
+    len_a: c_int,
+    a: *const c_void,
+    len_b: c_int,
+    b: *const c_void,
+) -> c_int {
+    if crate::database::memory::past_deadline() {
+        return 0;
+    }
+    let (len_a, len_b) = (len_a.max(0) as usize, len_b.max(0) as usize);
+    let slice = |p: *const c_void, len: usize| -> &[u8] {
+        if len == 0 || p.is_null() {
+            &[]
+        } else {
+            // SAFETY: SQLite passes a key of `len` bytes.
+            unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+        }
+    };
+    nocase_compare(slice(a, len_a), slice(b, len_b))
+}
+
+pub(super) fn nocase_compare(a: &[u8], b: &[u8]) -> c_int {
+    let shorter_first = (a.len() as c_int).saturating_sub(b.len() as c_int);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.to_ascii_lowercase(), y.to_ascii_lowercase());
+        if x == 0 || x != y {
+            let order = c_int::from(x) - c_int::from(y);
+            return if order == 0 { shorter_first } else { order };
+        }
+    }
+    shorter_first
 }
 
 const TRIM_LEFT: usize = 1;
@@ -337,10 +396,49 @@ mod tests {
         }
 
         #[test]
+        fn nocase_orders_as_sqlite_does(a in value(), b in value()) {
+            let (builtin, ours) = connections();
+            let order = |conn: &rusqlite::Connection| {
+                conn.query_row(
+                    "SELECT CAST(?1 AS TEXT) < CAST(?2 AS TEXT) COLLATE NOCASE, CAST(?1 AS TEXT) = CAST(?2 AS TEXT) COLLATE NOCASE",
+                    [&a, &b],
+                    |row| Ok((row.get::<_, Option<bool>>(0)?, row.get::<_, Option<bool>>(1)?)),
+                )
+                .unwrap()
+            };
+            prop_assert_eq!(order(&builtin), order(&ours), "{:?} {:?}", a, b);
+        }
+
+        #[test]
         fn trims_match_sqlite(a in value(), set in value(), which in 0..3usize) {
             let name = ["trim", "ltrim", "rtrim"][which];
             same(&format!("SELECT {name}(?1, ?2)"), &[a, set])?;
         }
+    }
+
+    #[test]
+    fn past_the_deadline_nocase_calls_everything_equal() {
+        let (a, b) = ("a".repeat(4000) + "x", "A".repeat(4000) + "y");
+        let compare = || unsafe {
+            nocase(
+                std::ptr::null_mut(),
+                a.len() as c_int,
+                a.as_ptr().cast(),
+                b.len() as c_int,
+                b.as_ptr().cast(),
+            )
+        };
+        assert!(compare() < 0, "outside a call: SQLite's order");
+        let in_time = crate::database::memory::Charge::new(
+            u64::MAX,
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        );
+        assert!((0..1000).all(|_| compare() < 0), "before the deadline");
+        drop(in_time);
+        let _late = crate::database::memory::Charge::new(u64::MAX, std::time::Instant::now());
+        let equal_after = (0..1000).position(|_| compare() == 0);
+        assert!(equal_after.is_some_and(|n| n <= 256), "{equal_after:?}");
+        assert_eq!(compare(), 0, "and from then on");
     }
 
     #[test]

@@ -48,10 +48,13 @@ impl Shape for Values {
             ValueRef::Null => (Value::Null, 0),
             ValueRef::Integer(v) => (Value::Integer(v), 0),
             ValueRef::Real(v) => (Value::Real(v), 0),
-            ValueRef::Text(t) => (
-                Value::Text(String::from_utf8_lossy(t).into_owned()),
-                t.len(),
-            ),
+            ValueRef::Text(t) => {
+                // Counted as stored: text that is not UTF-8 grows (each bad
+                // byte becomes a 3-byte U+FFFD).
+                let text = String::from_utf8_lossy(t).into_owned();
+                let len = text.len();
+                (Value::Text(text), len)
+            }
             ValueRef::Blob(b) => (Value::Blob(b.to_vec()), b.len()),
         };
         if let Some(row) = self.rows.last_mut() {
@@ -149,5 +152,21 @@ impl Shape for Packed {
     fn finish(mut self) -> Vec<u8> {
         self.bytes[self.count_at..self.count_at + 4].copy_from_slice(&self.rows.to_le_bytes());
         self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_charged_as_stored() {
+        let mut values = Values::default();
+        values.row(1);
+        // Each byte that is not UTF-8 becomes a 3-byte U+FFFD.
+        let charged = values.value(ValueRef::Text(&[0xff; 1000]));
+        assert!(charged >= 3000, "{charged}");
+        let charged = values.value(ValueRef::Text("plain".as_bytes()));
+        assert_eq!(charged, 5 + VALUE_OVERHEAD);
     }
 }
