@@ -225,3 +225,47 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
     );
     assert_eq!(restarted.cache_stats().compiled, 1);
 }
+
+/// The only artifact in a cache directory.
+fn only_artifact(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+#[test]
+fn an_artifact_not_made_from_this_component_or_not_private_is_recompiled_not_run() {
+    // The probe's artifact, copied over the file named for hello.
+    let (rt, hello_cache) = runtime();
+    load(&rt, "hello", Limits::default());
+    let (other, probe_cache) = runtime();
+    load(&other, "probe", Limits::default());
+    drop((rt, other));
+    let hello_artifact = only_artifact(hello_cache.path());
+    std::fs::copy(only_artifact(probe_cache.path()), &hello_artifact).unwrap();
+    let restarted = Runtime::new(Some(hello_cache.path().to_owned())).unwrap();
+    let hello = load(&restarted, "hello", Limits::default());
+    let page = response(hello.render(&get("/greet"), Caller::default()).outcome);
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("<p>GET /greet</p>"),
+        "hello's own code answered"
+    );
+    assert_eq!(restarted.cache_stats().compiled, 1);
+    drop((hello, restarted));
+
+    // An artifact others may read, or one with a second name, is not used.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hello_artifact, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let restarted = Runtime::new(Some(hello_cache.path().to_owned())).unwrap();
+    load(&restarted, "hello", Limits::default());
+    assert_eq!(restarted.cache_stats().compiled, 1, "readable by others");
+    drop(restarted);
+    let linked = hello_cache.path().join("second-name");
+    std::fs::hard_link(only_artifact(hello_cache.path()), &linked).unwrap();
+    let restarted = Runtime::new(Some(hello_cache.path().to_owned())).unwrap();
+    load(&restarted, "hello", Limits::default());
+    assert_eq!(restarted.cache_stats().compiled, 1, "a hard link");
+}

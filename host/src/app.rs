@@ -152,14 +152,24 @@ impl App {
                 )))
             }
         };
-        let paths = (!entry.paths.is_empty()).then(|| {
-            let roots = entry
-                .paths
-                .iter()
-                .map(|(name, grant)| (name.clone(), (self.roots[name].clone(), *grant)))
-                .collect();
-            Arc::new(GuestPaths::new(roots))
-        });
+        let paths = if entry.paths.is_empty() {
+            None
+        } else {
+            let mut roots = BTreeMap::new();
+            for (name, grant) in &entry.paths {
+                // The roots are opened at start; a manifest reloaded since
+                // (`serve --watch`) may name one this server does not have.
+                let root = self.roots.get(name).with_context(|| {
+                    format!(
+                        "{}: guest `{}`: root `{name}` was added to [paths] after this server started; restart `serve` to open it",
+                        self.manifest.file.display(),
+                        entry.name
+                    )
+                })?;
+                roots.insert(name.clone(), (root.clone(), *grant));
+            }
+            Some(Arc::new(GuestPaths::new(roots)))
+        };
         Ok(Grants {
             db,
             paths,

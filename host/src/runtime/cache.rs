@@ -5,13 +5,19 @@
 //!
 //! The directory is trusted like the binary itself: wasmtime runs what it
 //! finds there as native code. It is created with mode 0700, and used only
-//! if it is a real directory owned by this user that no one else may write;
-//! otherwise the cache stays in memory and the log says why.
+//! if it is a real directory owned by this user that no one else may write,
+//! under directories only root or this user may change (a sticky one like
+//! `/tmp` is fine); otherwise the cache stays in memory and the log says
+//! why. It is opened once; each artifact is opened relative to it without
+//! following a link, and used only if it is a plain file of this user's
+//! that no one else may read or write, with one link, whose header names
+//! the component it was compiled from and the SHA-256 of what follows.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +33,19 @@ pub struct CacheStats {
     pub from_memory: u64,
 }
 
+/// What starts every artifact: a tag, the SHA-256 of the component it was
+/// compiled from, and the SHA-256 of the serialized component after it.
+const MAGIC: &[u8; 8] = b"RWLCWSM1";
+const HEADER: usize = MAGIC.len() + 32 + 32;
+
+/// The cache directory: where it is, and the directory itself, opened once.
+struct Dir {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
 pub(crate) struct ComponentCache {
-    dir: Option<PathBuf>,
+    dir: Option<Dir>,
     engine_key: [u8; 32],
     loaded: Mutex<HashMap<[u8; 32], Component>>,
     compiled: AtomicU64,
@@ -40,15 +57,15 @@ impl ComponentCache {
     /// A cache in `dir`, or in memory only when `dir` is `None` or cannot be
     /// created (the host still works, it just compiles at every start).
     pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
-        let dir = dir.and_then(
-            |dir| match create_private_dir(&dir).and_then(|()| trusted(&dir)) {
-                Ok(()) => Some(dir),
+        let dir = dir.and_then(|path| {
+            match create_private_dir(&path).and_then(|()| open_trusted(&path)) {
+                Ok(file) => Some(Dir { path, file }),
                 Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "compile cache disabled");
+                    tracing::warn!(dir = %path.display(), error = %e, "compile cache disabled");
                     None
                 }
-            },
-        );
+            }
+        });
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         ComponentCache {
@@ -82,8 +99,7 @@ impl ComponentCache {
             self.from_memory.fetch_add(1, Ordering::Relaxed);
             return Ok((component.clone(), hash));
         }
-        let path = self.artifact_path(&hash);
-        let component = match path.as_deref().and_then(|p| self.read_artifact(engine, p)) {
+        let component = match self.read_artifact(engine, &hash) {
             Some(component) => {
                 self.from_disk.fetch_add(1, Ordering::Relaxed);
                 component
@@ -91,9 +107,7 @@ impl ComponentCache {
             None => {
                 let component = Component::new(engine, bytes)?;
                 self.compiled.fetch_add(1, Ordering::Relaxed);
-                if let Some(path) = &path {
-                    self.write_artifact(&component, path);
-                }
+                self.write_artifact(&component, &hash);
                 component
             }
         };
@@ -110,18 +124,19 @@ impl ComponentCache {
         };
         let keep: Vec<PathBuf> = in_use
             .iter()
-            .filter_map(|h| self.artifact_path(h))
+            .map(|h| dir.path.join(self.artifact_name(h)))
             .collect();
-        let mut artifacts: Vec<(std::time::SystemTime, u64, PathBuf)> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, meta.len(), e.path()))
-            })
-            .collect();
+        let mut artifacts: Vec<(std::time::SystemTime, u64, PathBuf)> =
+            std::fs::read_dir(&dir.path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .filter_map(|e| {
+                    let meta = e.metadata().ok()?;
+                    Some((meta.modified().ok()?, meta.len(), e.path()))
+                })
+                .collect();
         let mut total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
         artifacts.sort();
         let mut removed = 0;
@@ -144,47 +159,126 @@ impl ComponentCache {
         (removed, total)
     }
 
-    fn artifact_path(&self, hash: &[u8; 32]) -> Option<PathBuf> {
+    /// The file name of the artifact of the component with SHA-256 `hash`.
+    fn artifact_name(&self, hash: &[u8; 32]) -> String {
         let key: [u8; 32] = Sha256::new()
             .chain_update(hash)
             .chain_update(self.engine_key)
             .finalize()
             .into();
-        Some(
-            self.dir
-                .as_ref()?
-                .join(format!("{}.cwasm", hex::encode(key))),
-        )
+        format!("{}.cwasm", hex::encode(key))
     }
 
-    fn read_artifact(&self, engine: &Engine, path: &Path) -> Option<Component> {
-        if !path.exists() {
-            return None;
+    /// The cached artifact of the component with SHA-256 `hash`, if there
+    /// is one that can be trusted.
+    fn read_artifact(&self, engine: &Engine, hash: &[u8; 32]) -> Option<Component> {
+        let dir = self.dir.as_ref()?;
+        let name = self.artifact_name(hash);
+        let unusable = |why: &dyn std::fmt::Display| {
+            tracing::warn!(artifact = %name, why = %why, "ignoring a compiled artifact; compiling instead");
+            None
+        };
+        let mut file = match open_artifact(&dir.file, &name) {
+            Ok(Some(file)) => file,
+            Ok(None) => return None,
+            Err(e) => return unusable(&e),
+        };
+        if let Err(why) = private_file(&file) {
+            return unusable(&why);
+        }
+        let mut bytes = Vec::new();
+        if let Err(e) = file.read_to_end(&mut bytes) {
+            return unusable(&e);
+        }
+        let Some((header, payload)) = bytes.split_at_checked(HEADER) else {
+            return unusable(&"it is too short");
+        };
+        let digest: [u8; 32] = Sha256::digest(payload).into();
+        if &header[..MAGIC.len()] != MAGIC
+            || header[MAGIC.len()..MAGIC.len() + 32] != hash[..]
+            || header[MAGIC.len() + 32..] != digest[..]
+        {
+            return unusable(&"it was not compiled from this component, or it changed since");
         }
         // SAFETY: the artifact was written by `write_artifact` below from a
         // component this engine configuration compiled (the key includes the
-        // engine's compatibility hash), into a directory only this user can
-        // write. wasmtime additionally checks the header and refuses an
-        // artifact from another version or configuration.
-        match unsafe { Component::deserialize_file(engine, path) } {
+        // engine's compatibility hash), is bound to this component by its
+        // header and checksum, and was read from a private file in a
+        // directory only this user can write. wasmtime additionally checks
+        // its own header and refuses another version or configuration.
+        match unsafe { Component::deserialize(engine, payload) } {
             Ok(component) => Some(component),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled artifact");
-                None
-            }
+            Err(e) => unusable(&e),
         }
     }
 
     /// Best effort: a failed write only costs a compile at the next start.
-    fn write_artifact(&self, component: &Component, path: &Path) {
+    fn write_artifact(&self, component: &Component, hash: &[u8; 32]) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        let path = dir.path.join(self.artifact_name(hash));
         let result = component
             .serialize()
             .map_err(anyhow::Error::from)
-            .and_then(|bytes| write_atomically(path, &bytes));
+            .and_then(|payload| {
+                let mut bytes = Vec::with_capacity(HEADER + payload.len());
+                bytes.extend_from_slice(MAGIC);
+                bytes.extend_from_slice(hash);
+                bytes.extend_from_slice(&Sha256::digest(&payload));
+                bytes.extend_from_slice(&payload);
+                write_atomically(&path, &bytes)
+            });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache the compiled component");
         }
     }
+}
+
+/// Opens `name` in `dir` for reading, never through a link; `None` when
+/// there is no such file.
+fn open_artifact(dir: &std::fs::File, name: &str) -> std::io::Result<Option<std::fs::File>> {
+    let name = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: a live directory descriptor and a NUL-terminated name; the
+    // descriptor returned is ours to own.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(Some(unsafe { std::fs::File::from_raw_fd(fd) }))
+}
+
+/// Whether an opened artifact is a plain file of this user's, readable and
+/// writable by no one else, with no other name.
+fn private_file(file: &std::fs::File) -> Result<(), &'static str> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().map_err(|_| "it cannot be read")?;
+    if !meta.is_file() {
+        return Err("it is not a plain file");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err("it belongs to another user");
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err("others may read or write it");
+    }
+    if meta.nlink() != 1 {
+        return Err("it has another name (a hard link)");
+    }
+    Ok(())
 }
 
 /// Writes to a temporary file beside `path` and renames it into place, so a
@@ -198,23 +292,43 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `dir` may hold native code this process will run: a directory
-/// (not a link to one) owned by this user, writable by no one else.
-fn trusted(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = std::fs::symlink_metadata(dir)?;
-    let refuse = |why: &str| Err(std::io::Error::other(why.to_owned()));
-    if !meta.is_dir() {
-        return refuse("it is not a directory (a symbolic link is not trusted)");
-    }
+/// Opens `dir` if it may hold native code this process will run: a
+/// directory (not a link to one) owned by this user, writable by no one
+/// else, whose every ancestor belongs to root or this user and is writable
+/// by no one else unless sticky (so no one else can rename it away).
+fn open_trusted(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let refuse = |why: String| Err(std::io::Error::other(why));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "it cannot be opened as a directory (a symbolic link is not trusted): {e}"
+            ))
+        })?;
+    let meta = file.metadata()?;
     // SAFETY: geteuid has no preconditions.
-    if meta.uid() != unsafe { libc::geteuid() } {
-        return refuse("it belongs to another user");
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return refuse("it belongs to another user".into());
     }
     if meta.permissions().mode() & 0o022 != 0 {
-        return refuse("others may write to it; chmod go-w it to use it");
+        return refuse("others may write to it; chmod go-w it to use it".into());
     }
-    Ok(())
+    for ancestor in std::fs::canonicalize(dir)?.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor)?;
+        let mode = meta.permissions().mode();
+        let sticky = mode & 0o1000 != 0;
+        if (meta.uid() != 0 && meta.uid() != me) || (mode & 0o022 != 0 && !sticky) {
+            return refuse(format!(
+                "{} above it may be changed by another user",
+                ancestor.display()
+            ));
+        }
+    }
+    Ok(file)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -4,6 +4,7 @@
 //! Each route has its share of the render threads, so one guest's slow or
 //! sleeping requests cannot take every thread from the others.
 
+use crate::manifest::BrowserGrant;
 use crate::runtime::Guest;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -12,8 +13,11 @@ use tokio::sync::Semaphore;
 pub struct Route {
     pub prefix: String,
     pub guest: Arc<Guest>,
-    /// Renders of this guest that may run at once.
-    pub share: Semaphore,
+    /// Renders of this guest that may run at once. Kept across `--watch`
+    /// reloads: renders still running on the old version hold its permits.
+    pub share: Arc<Semaphore>,
+    /// What its pages may do in the browser.
+    pub browser: BrowserGrant,
 }
 
 pub struct Routes {
@@ -24,14 +28,22 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// The routes, each allowed `share` renders at once.
-    pub fn new(routes: Vec<(String, Arc<Guest>)>, share: usize) -> Self {
+    /// The routes, each allowed `share` renders at once; a guest of
+    /// `previous` keeps the share it had there.
+    pub fn new(
+        routes: Vec<(String, Arc<Guest>, BrowserGrant)>,
+        share: usize,
+        previous: Option<&Routes>,
+    ) -> Self {
         let mut routes: Vec<Route> = routes
             .into_iter()
-            .map(|(prefix, guest)| Route {
+            .map(|(prefix, guest, browser)| Route {
+                share: previous
+                    .and_then(|p| p.by_name(guest.name()))
+                    .map_or_else(|| Arc::new(Semaphore::new(share)), |r| r.share.clone()),
                 prefix,
                 guest,
-                share: Semaphore::new(share),
+                browser,
             })
             .collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));

@@ -116,7 +116,11 @@ fn reload(
                         missing.push(entry.name.clone());
                         continue;
                     };
-                    table.push((route.prefix.clone(), route.guest.clone()));
+                    table.push((
+                        route.prefix.clone(),
+                        route.guest.clone(),
+                        route.browser.clone(),
+                    ));
                     if let Some(kept) = versions.remove(&entry.name) {
                         serving.insert(entry.name.clone(), kept);
                     }
@@ -124,10 +128,14 @@ fn reload(
                 }
             },
         };
-        table.push((entry.route.clone().expect("filtered"), guest));
+        table.push((
+            entry.route.clone().expect("filtered"),
+            guest,
+            entry.browser.clone(),
+        ));
         serving.insert(entry.name.clone(), version);
     }
-    let mut routes = Routes::new(table, share);
+    let mut routes = Routes::new(table, share, Some(&current));
     routes.missing = missing;
     server.swap_routes(routes);
     server.prune_cache();
