@@ -14,6 +14,15 @@ fn main() -> ExitCode {
     // with ENOSPC, instead of killing the process with SIGXFSZ.
     // SAFETY: before any thread starts; SIG_IGN is always valid.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // Blocks of 256 KiB and more (response bodies, a guest's rows) are
+    // mapped on their own and unmapped when freed, so memory a burst of
+    // clients took comes back. glibc would otherwise raise this threshold
+    // as such blocks are freed, and keep them in its arenas.
+    // SAFETY: before any thread starts; mallopt only sets a tunable.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10)
+    };
     if !cli.is_server() {
         // `rawalite audit | head` should stop quietly when `head` does, as
         // command-line tools do. (`serve` keeps Rust's default of ignoring

@@ -290,9 +290,9 @@ impl Served {
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .envs(envs.iter().copied())
             .env("RAWALITE_CACHE_DIR", cache)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(log)
             .spawn()
@@ -373,4 +373,24 @@ pub fn demo_manifest(dir: &Path, probe: bool) -> PathBuf {
     let file = dir.join("rawalite.toml");
     std::fs::write(&file, app).expect("write the manifest");
     file
+}
+
+/// A connection to `to` from the loopback address `from` (127.0.0.2 and
+/// so on are all this machine, but count as other clients), with a small
+/// receive buffer when `receive_buffer` says so.
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+    receive_buffer: Option<usize>,
+) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size).expect("a receive buffer");
+    }
+    socket
+        .bind(&std::net::SocketAddr::from((from, 0)).into())
+        .expect("bind a loopback address");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
 }

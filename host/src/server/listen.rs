@@ -1,13 +1,14 @@
 //! Accepting connections so that no client can hold the server: a cap on
-//! open connections (and a smaller one per address), a time limit on
+//! open connections (and a much smaller one per address), a time limit on
 //! reading a request's head that also ends idle keep-alive connections,
-//! and a time limit on a response the client does not read. A connection
-//! past a cap gets a `503` and is closed at once. A connection that closes
-//! keeps reading what the client still sends for a moment (see [`LINGER`]).
+//! and a minimum rate for reading responses. A connection past a cap gets
+//! a `503` and is closed at once. A connection that closes keeps reading
+//! what the client still sends for a moment (see [`LINGER`]).
 //!
 //! On shutdown the listener stops accepting and every open connection
 //! finishes the request it is serving.
 
+use crate::auth::limiter::Address;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -22,29 +23,38 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Sleep;
-use tokio_io_timeout::TimeoutStream;
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 /// How long a client may take to send a request's head, and how long a
 /// kept-alive connection may wait for its next request (hyper's one
 /// timer covers both).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a response may make no progress because the client is not
-/// reading it.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that stops reading a response must take at least
+/// [`RATE_BYTES`] of it within this long, or the connection ends: a
+/// response waiting for a slow reader holds memory.
+pub const RATE_WINDOW: Duration = Duration::from_secs(20);
+/// See [`RATE_WINDOW`]: about 3 KiB/s, slower than any real link.
+pub const RATE_BYTES: usize = 64 << 10;
 /// How long a closing connection reads and discards what the client still
 /// sends. A socket closed with unread input is reset, and a reset can
 /// reach the client before it reads the answer: a browser posting a body
 /// over the limit would see "connection reset" instead of the `413` page.
 pub const LINGER: Duration = Duration::from_secs(2);
+/// Connections one address may hold: a browser opens six, an office behind
+/// one NAT a few dozen; an attacker no more than this.
+pub const PER_ADDRESS: usize = 128;
+/// What hyper buffers per connection, for reading a request and writing a
+/// response: what a slow client can make a connection hold.
+const CONNECTION_BUFFER: usize = 32 << 10;
 
 /// How many connections may be open at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Caps {
     pub total: usize,
-    /// Per client address, except loopback and trusted proxies, behind
-    /// which many clients share one address.
+    /// Per client address (IPv6 per /64), except trusted proxies, behind
+    /// which many clients share one address. Loopback counts like any
+    /// other address unless it is a trusted proxy.
     pub per_address: usize,
 }
 
@@ -57,7 +67,7 @@ impl Caps {
         let total = files.saturating_sub(256).clamp(64, 16_384) as usize;
         Caps {
             total,
-            per_address: (total / 4).max(16),
+            per_address: PER_ADDRESS.min(total / 4).max(16),
         }
     }
 }
@@ -87,8 +97,7 @@ fn raise_file_limit() -> u64 {
     limit.rlim_cur
 }
 
-/// Who may exceed the per-address cap: loopback (a local proxy, a local
-/// load test) and the manifest's trusted proxies.
+/// Who may exceed the per-address cap: the manifest's trusted proxies.
 pub type Exempt = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
 /// Open connections, in all and per address.
@@ -96,14 +105,14 @@ struct Open {
     caps: Caps,
     exempt: Exempt,
     total: usize,
-    per_address: HashMap<IpAddr, usize>,
+    per_address: HashMap<Address, usize>,
 }
 
 /// One admitted connection; dropping it frees its place.
 struct Slot {
     open: Arc<Mutex<Open>>,
     /// The address it counts against, if it counts against one.
-    address: Option<IpAddr>,
+    address: Option<Address>,
 }
 
 impl Drop for Slot {
@@ -121,13 +130,13 @@ impl Drop for Slot {
     }
 }
 
-fn admit(open: &Arc<Mutex<Open>>, address: IpAddr) -> Option<Slot> {
+fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr) -> Option<Slot> {
     let mut state = open.lock().unwrap_or_else(|e| e.into_inner());
     if state.total >= state.caps.total {
         return None;
     }
-    let counted = !address.is_loopback() && !(state.exempt)(address);
-    if counted {
+    let address = (!(state.exempt)(ip)).then(|| Address::of(ip));
+    if let Some(address) = address {
         let cap = state.caps.per_address;
         let n = state.per_address.entry(address).or_default();
         if *n >= cap {
@@ -139,7 +148,7 @@ fn admit(open: &Arc<Mutex<Open>>, address: IpAddr) -> Option<Slot> {
     drop(state);
     Some(Slot {
         open: open.clone(),
-        address: counted.then_some(address),
+        address,
     })
 }
 
@@ -180,10 +189,9 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let io = TokioIo::new(Lingering {
-            stream: Box::pin(stream),
+        let io = TokioIo::new(Guarded {
+            stream,
+            stall: None,
             until: None,
         });
         let router = router.clone();
@@ -194,6 +202,7 @@ pub async fn serve(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(CONNECTION_BUFFER)
             .serve_connection(io, service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -213,31 +222,78 @@ fn busy(stream: TcpStream) {
     let _ = stream.try_write(BUSY);
 }
 
-/// A connection whose shutdown sends its FIN, then reads and discards what
-/// the client still sends until the client closes or [`LINGER`] passes.
-struct Lingering {
-    stream: Pin<Box<TimeoutStream<TcpStream>>>,
+/// A connection held to the minimum rate while the client is not reading
+/// (see [`RATE_WINDOW`]), whose shutdown sends its FIN, then reads and
+/// discards what the client still sends until the client closes or
+/// [`LINGER`] passes.
+struct Guarded {
+    stream: TcpStream,
+    /// Set when a write found the client not reading: the window's end and
+    /// the bytes taken since it began.
+    stall: Option<(Pin<Box<Sleep>>, usize)>,
     /// Set once the FIN is sent: when to stop reading.
     until: Option<Pin<Box<Sleep>>>,
 }
 
-impl AsyncRead for Lingering {
+impl Guarded {
+    /// Counts what a write took, or holds the client to the rate while it
+    /// takes nothing; a client under the rate ends the connection.
+    fn pace(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if let Some((_, taken)) = &mut self.stall {
+                    *taken += n;
+                    if *taken >= RATE_BYTES {
+                        self.stall = None;
+                    }
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                let (window, taken) = self
+                    .stall
+                    .get_or_insert_with(|| (Box::pin(tokio::time::sleep(RATE_WINDOW)), 0));
+                if window.as_mut().poll(cx).is_ready() {
+                    if *taken < RATE_BYTES {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client reads the response too slowly",
+                        )));
+                    }
+                    // Enough was taken: a new window, whose timer wakes us.
+                    window.as_mut().reset(Instant::now() + RATE_WINDOW);
+                    *taken = 0;
+                    let _ = window.as_mut().poll(cx);
+                }
+                Poll::Pending
+            }
+            failed => failed,
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.stream.as_mut().poll_read(cx, buf)
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Lingering {
+impl AsyncWrite for Guarded {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.stream.as_mut().poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.pace(cx, written)
     }
 
     fn poll_write_vectored(
@@ -245,7 +301,8 @@ impl AsyncWrite for Lingering {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.stream.as_mut().poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.pace(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -253,7 +310,7 @@ impl AsyncWrite for Lingering {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream.as_mut().poll_flush(cx)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -261,7 +318,7 @@ impl AsyncWrite for Lingering {
         let until = match &mut this.until {
             Some(until) => until,
             None => {
-                ready!(this.stream.as_mut().poll_shutdown(cx))?;
+                ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
                 this.until.insert(Box::pin(tokio::time::sleep(LINGER)))
             }
         };
@@ -271,7 +328,7 @@ impl AsyncWrite for Lingering {
                 return Poll::Ready(Ok(()));
             }
             let mut discard = ReadBuf::new(&mut scratch);
-            match ready!(this.stream.as_mut().poll_read(cx, &mut discard)) {
+            match ready!(Pin::new(&mut this.stream).poll_read(cx, &mut discard)) {
                 Ok(()) if discard.filled().is_empty() => return Poll::Ready(Ok(())),
                 Ok(()) => continue,
                 // The client reset: nothing left to protect.
@@ -310,11 +367,23 @@ mod tests {
     }
 
     #[test]
-    fn loopback_is_not_counted_per_address() {
+    fn loopback_counts_like_any_address_and_ipv6_per_64() {
         let open = open(10, 1);
         let local = IpAddr::from([127, 0, 0, 1]);
         let _a = admit(&open, local).unwrap();
-        let _b = admit(&open, local).unwrap();
-        assert_eq!(open.lock().unwrap().per_address.len(), 0);
+        assert!(admit(&open, local).is_none(), "loopback is counted");
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let _b = admit(&open, v6).unwrap();
+        let same_64: IpAddr = "2001:db8::ffff:1".parse().unwrap();
+        assert!(admit(&open, same_64).is_none(), "one /64, one address");
+        let other_64: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert!(admit(&open, other_64).is_some());
+    }
+
+    #[test]
+    fn a_share_is_small_whatever_the_total() {
+        let caps = Caps::for_this_process();
+        assert!(caps.per_address <= PER_ADDRESS, "{caps:?}");
+        assert!(caps.per_address < caps.total, "{caps:?}");
     }
 }

@@ -10,13 +10,16 @@
 //! without a guest.
 
 mod health;
+mod isolation;
 mod listen;
+mod outgoing;
 mod page;
 mod routes;
 mod rules;
 mod watch;
 
-pub use listen::{HEADER_TIMEOUT, WRITE_TIMEOUT};
+pub use listen::{HEADER_TIMEOUT, RATE_BYTES, RATE_WINDOW};
+pub use outgoing::OUTGOING_BYTES;
 
 use crate::app::App;
 use crate::auth::password::Password;
@@ -28,6 +31,7 @@ use anyhow::{Context, Result, bail};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, Response, StatusCode, header};
+use axum::response::IntoResponse;
 use routes::Routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +50,10 @@ pub const MAX_REQUEST: usize = MAX_URL + MAX_HEADERS + MAX_BODY;
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request may wait for a render thread before it gets 503.
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// How long a finished body may wait for room among the bodies waiting for
+/// clients before it gets 503: it holds its memory (and its render's
+/// permits) meanwhile, so not long.
+const OUTGOING_WAIT: Duration = Duration::from_secs(1);
 /// How often expired sessions are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 /// How often the sign-in limiter's counts are saved when they changed: a
@@ -60,6 +68,8 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
     /// Reload guests when their components or the manifest change.
     pub watch: bool,
+    /// The data directory's lock, held while serving.
+    pub lock: crate::backup::DataLock,
 }
 
 struct Server {
@@ -72,6 +82,8 @@ struct Server {
     static_root: Option<Root>,
     /// Renders that may run at once, all guests together.
     renders: Semaphore,
+    /// The bytes of finished bodies waiting for their clients.
+    outgoing: outgoing::Outgoing,
     /// Only loopback host names are accepted when listening on loopback,
     /// and only `[app] hosts` off it, which defeats DNS rebinding.
     loopback: bool,
@@ -105,18 +117,16 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
             app.manifest.file.display()
         );
     }
-    // One server per data directory; `restore` checks for this lock.
-    let _lock = crate::backup::DataLock::try_acquire(&app.data_dir)?.with_context(|| {
-        format!(
-            "another `rawalite serve` is running on {}",
-            app.data_dir.display()
-        )
-    })?;
+    let _lock = options.lock;
     first_run(&app)?;
     let mut guests = Vec::new();
     for entry in &app.manifest.guests {
         if let Some(route) = &entry.route {
-            guests.push((route.clone(), Arc::new(app.load(&entry.name)?)));
+            guests.push((
+                route.clone(),
+                Arc::new(app.load(&entry.name)?),
+                entry.browser.clone(),
+            ));
         }
     }
     let login = app
@@ -140,10 +150,11 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     // (sleep, a busy database) leaves the other half to everyone else.
     let share = (pool / 2).max(1);
     let server = Arc::new(Server {
-        routes: parking_lot::RwLock::new(Arc::new(Routes::new(guests, share))),
+        routes: parking_lot::RwLock::new(Arc::new(Routes::new(guests, share, None))),
         login,
         static_root,
         renders: Semaphore::new(pool),
+        outgoing: outgoing::Outgoing::new(OUTGOING_BYTES),
         loopback,
         app,
     });
@@ -303,16 +314,38 @@ async fn scheduled_backups(
     }
 }
 
+/// The metrics listener's own connection caps: a scraper needs one or two.
+const METRICS_CAPS: listen::Caps = listen::Caps {
+    total: 64,
+    per_address: 8,
+};
+
 /// `GET /metrics` on the metrics listener: the sizes read now, then the
-/// exposition.
+/// exposition. The listener has the app's timeouts, caps of its own and
+/// the same `Host` rule (on loopback only loopback names, so a page that
+/// rebinds its name to 127.0.0.1 cannot read it).
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
     handle: metrics_exporter_prometheus::PrometheusHandle,
     server: Arc<Server>,
 ) {
-    let scrape = move || {
+    let loopback = listener
+        .local_addr()
+        .is_ok_and(|addr| addr.ip().is_loopback());
+    let scrape = move |request: axum::extract::Request| {
         let (handle, server) = (handle.clone(), server.clone());
         async move {
+            let site = rules::Site {
+                loopback,
+                hosts: &server.app.manifest.hosts,
+                addresses: true,
+            };
+            if let Err(refusal) = rules::check_host(request.headers(), &site) {
+                return (refusal.status, refusal.message).into_response();
+            }
+            if request.uri().path() != "/metrics" {
+                return (StatusCode::NOT_FOUND, "metrics are at /metrics").into_response();
+            }
             let database = server.app.database.path().to_owned();
             let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
             let wal = database.with_extension("db-wal");
@@ -328,12 +361,12 @@ async fn serve_metrics(
                 [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                 handle.render(),
             )
+                .into_response()
         }
     };
-    let app = axum::Router::new().route("/metrics", axum::routing::get(scrape));
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "the metrics listener failed");
-    }
+    let app = axum::Router::new().fallback(scrape);
+    let nobody: listen::Exempt = Arc::new(|_| false);
+    listen::serve(listener, app, METRICS_CAPS, nobody, std::future::pending()).await;
 }
 
 /// Saves the sign-in limiter's counts every [`SAVE_LIMITS_EVERY`] when they
@@ -446,6 +479,7 @@ async fn respond<'s>(
     let site = rules::Site {
         loopback: server.loopback,
         hosts: &server.app.manifest.hosts,
+        addresses: false,
     };
     if let Err(refusal) = rules::check_request(&request, &site) {
         return (
@@ -474,6 +508,24 @@ async fn respond<'s>(
     };
     let guest = &route.guest;
     let name = guest.name();
+    // This site's origin, as the browser names it: needed only to read a
+    // Referer or to name a granted script.
+    let origin = (parts.headers.contains_key(header::REFERER) || !route.browser.scripts.is_empty())
+        .then(|| rules::origin(&parts.headers, secure));
+    if let Err(refusal) = isolation::check_sender(
+        &parts.method,
+        &parts.headers,
+        route,
+        routes,
+        origin.as_deref().unwrap_or(""),
+    ) {
+        tracing::warn!(request = %id, guest = name, referer = ?parts.headers.get(header::REFERER), "refused a request from another guest's page");
+        return (
+            refusal.status,
+            Some(name),
+            page::error(refusal.status, refusal.message, id),
+        );
+    }
     let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
     {
         Ok(Ok(body)) => body,
@@ -522,13 +574,7 @@ async fn respond<'s>(
         }
         Err(_waited) => {
             tracing::warn!(request = %id, guest = name, "no render thread came free in time");
-            let status = StatusCode::SERVICE_UNAVAILABLE;
-            let mut response = page::error(status, "This page is busy. Try again in a moment.", id);
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            return (status, Some(name), response);
+            return (StatusCode::SERVICE_UNAVAILABLE, Some(name), busy(id));
         }
     };
     // The render runs right here, on the async worker: the guest yields at
@@ -544,7 +590,30 @@ async fn respond<'s>(
     let rendered = guest.render_async(&guest_request, caller).await;
     crate::metrics::render(name, render_started.elapsed());
     let mut response = match rendered.outcome {
-        Outcome::Response(response) => page::from_guest(response, id),
+        Outcome::Response(mut response) => {
+            // Held with the render's permits: a body waiting for room does
+            // not let another render make one more.
+            let body = std::mem::take(&mut response.body);
+            match server.outgoing.hold(body, OUTGOING_WAIT).await {
+                Some(body) => {
+                    let mut response = page::from_guest(response, body, id);
+                    if let Some(origin) = origin
+                        .as_deref()
+                        .filter(|_| !route.browser.scripts.is_empty())
+                    {
+                        response.headers_mut().insert(
+                            header::CONTENT_SECURITY_POLICY,
+                            isolation::policy(&route.browser, origin),
+                        );
+                    }
+                    response
+                }
+                None => {
+                    tracing::warn!(request = %id, guest = name, "no room for the response: too many bodies wait for slow clients");
+                    busy(id)
+                }
+            }
+        }
         Outcome::Error(error) => guest_error(server, &error, browser, &parts.uri, id),
         Outcome::Stopped(why) => stopped(name, &why, id),
     };
@@ -552,6 +621,20 @@ async fn respond<'s>(
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     (response.status(), Some(name), response)
+}
+
+/// `503` with `Retry-After`: the server has no room for this now.
+fn busy(id: &str) -> Response<Body> {
+    let mut response = page::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This page is busy. Try again in a moment.",
+        id,
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// The request as the guest sees it: its route removed from the path, the

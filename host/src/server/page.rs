@@ -4,7 +4,7 @@
 
 use crate::capabilities::Response as GuestResponse;
 use crate::capabilities::paths::Root;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,9 +45,7 @@ pub fn secured(mut response: Response<Body>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
-        ),
+        HeaderValue::from_static(super::isolation::POLICY),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -61,14 +59,15 @@ pub fn secured(mut response: Response<Body>) -> Response<Body> {
     response
 }
 
-/// A guest's response, with only the allowed headers and a status that is
-/// one; a page that sets no caching rule is not cached.
-pub fn from_guest(guest: GuestResponse, id: &str) -> Response<Body> {
+/// A guest's response (its body already taken out of it), with only the
+/// allowed headers and a status that is one; a page that sets no caching
+/// rule is not cached.
+pub fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(guest.status) else {
         tracing::error!(request = %id, status = guest.status, "the guest answered an invalid status");
         return error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, id);
     };
-    let mut response = Response::new(Body::from(guest.body));
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     for (name, value) in &guest.headers {
@@ -90,6 +89,12 @@ pub fn from_guest(guest: GuestResponse, id: &str) -> Response<Body> {
                 headers.insert(name, value);
             }
             continue;
+        }
+        if name == header::CONTENT_TYPE
+            && let Some(why) = super::isolation::refused_type(value)
+        {
+            tracing::error!(request = %id, content_type = ?value, why, "the guest answered a content type it may not serve");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, id);
         }
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.append(name, value);
@@ -145,8 +150,12 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A file of the app's static directory, read through cap-std like any
-/// root, so `..` and symlinks cannot leave it.
+/// The size of the chunks a static file is sent in: a slow client holds
+/// one or two of them, never the file.
+const STATIC_CHUNK: usize = 16 << 10;
+
+/// A file of the app's static directory, opened through cap-std like any
+/// root, so `..` and symlinks cannot leave it, and streamed in chunks.
 pub fn static_asset(root: Option<&Root>, method: &Method, path: &str, id: &str) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         return error(
@@ -158,7 +167,7 @@ pub fn static_asset(root: Option<&Root>, method: &Method, path: &str, id: &str) 
     let Some(root) = root else {
         return error(StatusCode::NOT_FOUND, "There is no page here.", id);
     };
-    let Ok(bytes) = root.read(path, 16 << 20) else {
+    let Ok((file, len)) = root.open_file(path) else {
         return error(StatusCode::NOT_FOUND, "There is no page here.", id);
     };
     let content_type = match path.rsplit_once('.').map(|(_, ext)| ext) {
@@ -175,11 +184,17 @@ pub fn static_asset(root: Option<&Root>, method: &Method, path: &str, id: &str) 
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from(bytes)
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::from_std(file).take(len);
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            STATIC_CHUNK,
+        ))
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
@@ -198,8 +213,12 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            body: b"x".to_vec(),
+            body: Vec::new(),
         }
+    }
+
+    fn from_guest(guest: GuestResponse, id: &str) -> Response<Body> {
+        super::from_guest(guest, Bytes::from_static(b"x"), id)
     }
 
     #[test]
@@ -248,6 +267,22 @@ mod tests {
             let r = from_guest(guest(&[("location", sent)]), "id");
             assert_eq!(r.headers()[header::LOCATION], kept, "{sent:?}");
         }
+    }
+
+    #[test]
+    fn a_script_typed_response_is_refused() {
+        let r = from_guest(guest(&[("content-type", "text/javascript")]), "id");
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'none'")
+        );
     }
 
     #[test]

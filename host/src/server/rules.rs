@@ -39,6 +39,9 @@ pub struct Site<'a> {
     pub loopback: bool,
     /// Off loopback: the names of `[app] hosts`.
     pub hosts: &'a [String],
+    /// Off loopback, also a `Host` that is an address (the metrics
+    /// listener: a scraper reaches it by address).
+    pub addresses: bool,
 }
 
 pub fn check_request(request: &axum::extract::Request, site: &Site<'_>) -> Result<(), Refusal> {
@@ -60,18 +63,7 @@ pub fn check_request(request: &axum::extract::Request, site: &Site<'_>) -> Resul
             "The request headers are too large.",
         );
     }
-    if site.loopback && !loopback_host(headers) {
-        return refuse(
-            StatusCode::MISDIRECTED_REQUEST,
-            "This server answers only to localhost.",
-        );
-    }
-    if !site.loopback && !listed_host(headers, site.hosts) {
-        return refuse(
-            StatusCode::MISDIRECTED_REQUEST,
-            "This server does not answer to that name.",
-        );
-    }
+    check_host(headers, site)?;
     let method = request.method();
     if method == Method::TRACE || method == Method::CONNECT {
         return refuse(
@@ -87,6 +79,40 @@ pub fn check_request(request: &axum::extract::Request, site: &Site<'_>) -> Resul
         );
     }
     Ok(())
+}
+
+/// The `Host` must be one of this site's names: on loopback a loopback
+/// name, off it one of `[app] hosts` (DNS rebinding protection).
+pub fn check_host(headers: &HeaderMap, site: &Site<'_>) -> Result<(), Refusal> {
+    if site.loopback && !loopback_host(headers) {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This server answers only to localhost.",
+        );
+    }
+    let named = listed_host(headers, site.hosts) || (site.addresses && address_host(headers));
+    if !site.loopback && !named {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This server does not answer to that name.",
+        );
+    }
+    Ok(())
+}
+
+/// Whether the `Host` is an address rather than a name: no DNS answer can
+/// rebind it.
+fn address_host(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| {
+            host_name(host)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok()
+        })
 }
 
 /// A state-changing request must show it came from a page of this site:
@@ -170,8 +196,11 @@ pub fn client(peer: SocketAddr, headers: &HeaderMap, proxies: &[Network]) -> (Ip
     let mut client = peer;
     for hop in forwarded.iter().rev() {
         // An entry that is not an address ends the chain: what lies before
-        // it was written by someone we cannot vouch for.
-        let Ok(ip) = hop.parse::<IpAddr>() else {
+        // it was written by someone we cannot vouch for. The client stays
+        // the last proxy, which then speaks for everyone behind it: that
+        // is a proxy to fix, so it is said loudly.
+        let Some(ip) = hop_address(hop) else {
+            tracing::warn!(hop = ?hop, proxy = %client, "X-Forwarded-For holds an entry that is not an address; counting the request as the proxy's own");
             break;
         };
         client = ip;
@@ -180,6 +209,31 @@ pub fn client(peer: SocketAddr, headers: &HeaderMap, proxies: &[Network]) -> (Ip
         }
     }
     (client, secure)
+}
+
+/// The address of one `X-Forwarded-For` entry: `203.0.113.9`,
+/// `203.0.113.9:51000`, `2001:db8::1`, `[2001:db8::1]` or
+/// `[2001:db8::1]:443` (some proxies add the client's port).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<SocketAddr>().map(|a| a.ip()))
+        .or_else(|_| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(hop)
+                .parse::<IpAddr>()
+        })
+        .ok()
+}
+
+/// This site's origin as a browser names it (`http://localhost:8080`), from
+/// the `Host` the request was checked against and its scheme.
+pub fn origin(headers: &HeaderMap, secure: bool) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    format!("{}://{host}", if secure { "https" } else { "http" })
 }
 
 /// Whether the client is a browser navigating (it accepts HTML).
@@ -283,7 +337,7 @@ mod tests {
         /// then an address the forwarding header names.
         #[test]
         fn the_client_is_the_peer_or_a_forwarded_address(
-            forwarded in "([0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|[a-z:]{1,8}|10\\.0\\.0\\.[0-9])(, ?([0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|10\\.0\\.0\\.[0-9])){0,4}",
+            forwarded in "([0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(:[0-9]{1,5})?|[a-z:\\[\\]]{1,8}|10\\.0\\.0\\.[0-9])(, ?([0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(:[0-9]{1,5})?|10\\.0\\.0\\.[0-9])){0,4}",
             trusted_peer in any::<bool>(),
         ) {
             let proxies = ["10.0.0.0/8".parse::<Network>().unwrap()];
@@ -291,7 +345,7 @@ mod tests {
             let h = headers(&[("x-forwarded-for", &forwarded)]);
             let (client, _) = client(peer, &h, &proxies);
             if trusted_peer {
-                prop_assert!(client == peer.ip() || forwarded.split(',').any(|hop| hop.trim().parse() == Ok(client)));
+                prop_assert!(client == peer.ip() || forwarded.split(',').any(|hop| hop_address(hop.trim()) == Some(client)));
             } else {
                 prop_assert_eq!(client, peer.ip());
             }
@@ -387,6 +441,29 @@ mod tests {
         for bad in ["evil.example", "alt.example:9999", "app.example.evil", ""] {
             assert!(!listed_host(&headers(&[("host", bad)]), &hosts), "{bad}");
         }
+    }
+
+    #[test]
+    fn forwarded_entries_with_a_port_name_their_address() {
+        for (hop, ip) in [
+            ("203.0.113.9", "203.0.113.9"),
+            ("203.0.113.9:51000", "203.0.113.9"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+        ] {
+            assert_eq!(hop_address(hop), Some(ip.parse().unwrap()), "{hop}");
+        }
+        for bad in ["unknown", "203.0.113.9:", "[2001:db8::1", "_hidden", ""] {
+            assert_eq!(hop_address(bad), None, "{bad}");
+        }
+        let proxies = ["127.0.0.1".parse::<Network>().unwrap()];
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "198.51.100.7:40007")]);
+        assert_eq!(
+            client(proxy, &h, &proxies).0,
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

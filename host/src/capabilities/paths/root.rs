@@ -161,6 +161,18 @@ impl Root {
         Ok(bytes)
     }
 
+    /// Opens the file at `path` for reading, with its length: for a file
+    /// the host streams to a client rather than holds.
+    pub fn open_file(&self, path: &str) -> Result<(std::fs::File, u64), RootError> {
+        let path = check_path(path)?;
+        let file = self.dir.open(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(RootError::IsDirectory);
+        }
+        Ok((file.into_std(), meta.len()))
+    }
+
     /// Waits for the root's other changes until `deadline`.
     fn lock(&self, deadline: Instant) -> Result<parking_lot::MutexGuard<'_, Usage>, RootError> {
         self.usage.try_lock_until(deadline).ok_or(RootError::Busy)
