@@ -346,7 +346,19 @@ fn audit_of_the_demo_app_shows_least_privilege_and_flags_nothing() {
     assert_eq!(exports["paths"][0]["access"], "read-write");
     assert_eq!(exports["paths"][0]["quota"], 50 << 20);
     assert_eq!(guest("login")["db"]["read"], serde_json::json!([]));
+    // Only the invoices' pages may post to exports, besides its own.
+    assert_eq!(
+        exports["browser"]["accept_from"],
+        serde_json::json!(["invoices"])
+    );
     for g in report["guests"].as_array().unwrap() {
+        // No guest of the demo runs script in the browser.
+        assert_eq!(
+            g["browser"]["scripts"],
+            serde_json::json!([]),
+            "{}",
+            g["name"]
+        );
         assert_eq!(g["flags"], serde_json::json!([]), "{}", g["name"]);
         // Only the sign-in screen may sign users in and out.
         assert_eq!(g["session"]["login"], g["name"] == "login", "{}", g["name"]);
@@ -364,6 +376,12 @@ fn audit_of_the_demo_app_shows_least_privilege_and_flags_nothing() {
     );
     assert!(
         text.contains("session    anyone; may sign users in and out"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "browser    scripts -; forms and requests from its own pages and those of invoices"
+        ),
         "{text}"
     );
 }

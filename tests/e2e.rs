@@ -1,7 +1,8 @@
 //! The demo app in a real headless Chromium, driven through ChromeDriver:
 //! sign in, create a customer, create an invoice with two lines and check
 //! its total, export it and download the CSV, sign out. A screenshot of each
-//! page is saved under `target/e2e/`.
+//! page is saved under `target/e2e/`. Then a hostile guest's pages, opened
+//! while an admin is signed in, try to act as the admin on other guests.
 //!
 //! `cargo xtask test` installs Debian's `chromium` and `chromium-driver`
 //! when they are missing; without them this test fails and says so.
@@ -188,7 +189,7 @@ async fn a_user_signs_in_bills_a_customer_exports_and_signs_out() {
     click(&c, "button[type=submit]").await;
     wait_for_path(&c, "/").await;
     assert_eq!(text(&c, "h1").await, "Dashboard");
-    assert_eq!(text(&c, "form.signout .who").await, "Administrator");
+    assert_eq!(text(&c, ".account .who").await, "Administrator");
     shot(&c, "02-dashboard").await;
 
     // A customer, with a validation error first.
@@ -261,12 +262,158 @@ async fn a_user_signs_in_bills_a_customer_exports_and_signs_out() {
     assert!(tables.contains("Ada Lovelace"), "{tables}");
     shot(&c, "08-reports").await;
 
-    // Signing out ends the session: the dashboard sends us back.
+    // Signing out, on the login screen's own page, ends the session: the
+    // dashboard sends us back.
+    click(&c, "header.top a.signout").await;
+    wait_for_path(&c, "/login/logout").await;
     click(&c, "form.signout button").await;
     wait_for_path(&c, "/login").await;
     shot(&c, "09-signed-out").await;
     c.goto(&served.url("/")).await.unwrap();
     wait_for_path(&c, "/login?next=%2F").await;
 
+    c.close().await.unwrap();
+}
+
+/// Runs `script` in the page (WebDriver's own script, which the page's
+/// policy does not govern) and returns its string result.
+async fn eval(c: &Client, script: &str) -> String {
+    c.execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{script}: {e}"))
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// What the admin could change: the customers and the settings.
+fn state(db: &Path) -> (i64, Vec<(String, String)>) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let customers = conn
+        .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+        .unwrap();
+    let settings = conn
+        .prepare("SELECT key, value FROM settings ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    (customers, settings)
+}
+
+/// The script the intruder's manifest entry grants: it runs, and tries to
+/// read and change other guests' data with the admin's session.
+const INTRUDER_JS: &str = "\
+const form = (body) => ({method: 'POST', headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body});
+Promise.all([
+  fetch('/settings').then(r => r.status),
+  fetch('/customers/new', form('name=Mallory&email=m%40evil.example&phone=1')).then(r => r.status),
+  fetch('/settings', form('company_name=Pwned&company_address=&tax_rate=0')).then(r => r.status),
+  fetch('/customers/new', {...form('name=Eve&email=e%40evil.example&phone=1'), referrerPolicy: 'no-referrer'}).then(r => r.status),
+]).then(s => { document.getElementById('out').textContent = s.join(' '); },
+        e => { document.getElementById('out').textContent = 'failed: ' + e; });
+";
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_hostile_guests_pages_cannot_act_as_the_signed_in_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo app, with the intruder at /intruder granted one script of a
+    // static directory of this test's own.
+    let assets = dir.path().join("static");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::copy(workspace().join("static/app.css"), assets.join("app.css")).unwrap();
+    std::fs::write(assets.join("intruder.js"), INTRUDER_JS).unwrap();
+    let file = demo_manifest(dir.path(), false);
+    let manifest = std::fs::read_to_string(&file).unwrap();
+    let manifest = manifest.replace(
+        &format!("static = \"{}/static\"", workspace().display()),
+        &format!("static = \"{}\"", assets.display()),
+    ) + &format!(
+        "\n[[guest]]\nname = \"intruder\"\ncomponent = \"{}\"\nroute = \"/intruder\"\n\
+             [guest.browser]\nscripts = [\"/static/intruder.js\"]\n",
+        common::guest("intruder").display()
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&file, &data, &common::shared_cache());
+    let driver = Driver::start();
+    let downloads = dir.path().join("downloads");
+    let c = browser(&driver, &dir.path().join("profile"), &downloads).await;
+    c.goto(&served.url("/login")).await.unwrap();
+    fill(&c, "input[name=username]", "admin").await;
+    fill(&c, "input[name=password]", &served.admin_password).await;
+    click(&c, "button[type=submit]").await;
+    wait_for_path(&c, "/").await;
+    let before = state(&data.join("rawalite.db"));
+
+    // Inline script, an event handler, a javascript: link, a script from
+    // the guest's own route and a script-typed response: none runs.
+    c.goto(&served.url("/intruder/inline")).await.unwrap();
+    assert_eq!(
+        eval(&c, "return document.title").await,
+        "inline",
+        "a script ran"
+    );
+    click(&c, "#go").await;
+    assert_eq!(
+        eval(&c, "return document.title").await,
+        "inline",
+        "a javascript: link ran"
+    );
+    c.goto(&served.url("/intruder/src")).await.unwrap();
+    assert_eq!(
+        eval(&c, "return document.title").await,
+        "src",
+        "a script ran"
+    );
+    shot(&c, "10-intruder-no-script").await;
+
+    // Another guest in a frame or an object: not shown.
+    c.goto(&served.url("/intruder/frame")).await.unwrap();
+    let framed = eval(
+        &c,
+        "try { const d = document.getElementById('f').contentDocument; return d ? d.body.innerText : ''; } catch (e) { return ''; }",
+    )
+    .await;
+    assert!(
+        !framed.contains("Company"),
+        "the settings page was framed: {framed}"
+    );
+
+    // A granted script runs, and every request it makes to another guest
+    // with the admin's session is refused.
+    c.goto(&served.url("/intruder/fetch")).await.unwrap();
+    assert_eq!(text(&c, "#out:not(:empty)").await, "403 403 403 403");
+
+    // A form to another guest: sent by script (blocked), or by a click
+    // (refused by the host), with or without a Referer.
+    c.goto(&served.url("/intruder/form")).await.unwrap();
+    assert_eq!(
+        path(&c).await,
+        "/intruder/form",
+        "the form was sent by script"
+    );
+    click(&c, "#send").await;
+    wait_for_path(&c, "/customers/new").await;
+    assert_eq!(text(&c, "h1").await, "403 Forbidden");
+    c.goto(&served.url("/intruder/quiet-form")).await.unwrap();
+    click(&c, "#send").await;
+    wait_for_path(&c, "/settings").await;
+    assert_eq!(text(&c, "h1").await, "403 Forbidden");
+    shot(&c, "11-intruder-form-refused").await;
+
+    // A refresh to the sign-out page only shows it; the admin stays.
+    c.goto(&served.url("/intruder/refresh")).await.unwrap();
+    wait_for_path(&c, "/login/logout").await;
+    c.goto(&served.url("/")).await.unwrap();
+    wait_for_path(&c, "/").await;
+    assert_eq!(text(&c, "h1").await, "Dashboard");
+
+    assert_eq!(
+        state(&data.join("rawalite.db")),
+        before,
+        "something changed"
+    );
     c.close().await.unwrap();
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Served, demo_manifest};
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::Agent;
@@ -278,9 +279,98 @@ fn a_cross_origin_post_is_refused() {
             .body
             .contains("Mallory")
     );
-    // The same request from this site works.
-    assert_eq!(attempt(None, Some("same-origin")).status, 303);
+    // The same request from this site works: from a client without Fetch
+    // Metadata by its Origin, from a browser from the guest's own page.
     assert_eq!(attempt(Some(&served.base), None).status, 303);
+    let from_page = |referer: Option<String>| {
+        let mut request = agent()
+            .post(served.url("/customers/new"))
+            .header("Cookie", &cookie)
+            .header("Origin", &served.base)
+            .header("Sec-Fetch-Site", "same-origin")
+            .header("Sec-Fetch-Mode", "navigate")
+            .header("Sec-Fetch-Dest", "document");
+        if let Some(referer) = referer {
+            request = request.header("Referer", referer);
+        }
+        reply(request.send_form([("name", "Ada")])).status
+    };
+    assert_eq!(from_page(Some(served.url("/customers/new"))), 303);
+    // From another guest's page, or from a page that hid itself: refused.
+    assert_eq!(from_page(Some(served.url("/hello/x"))), 403);
+    assert_eq!(from_page(Some(served.url("/static/app.css"))), 403);
+    assert_eq!(
+        from_page(Some("http://evil.example/customers/new".into())),
+        403
+    );
+    assert_eq!(from_page(None), 403);
+}
+
+#[test]
+fn between_guests_a_browser_may_follow_links_and_nothing_else() {
+    let (_dir, served) = start();
+    let cookie = sign_in(&served);
+    // What a browser sends for a request made by a page of `from`.
+    let request = |method: &str, to: &str, from: &str, mode: &str, dest: &str| {
+        let mut r = ureq::http::Request::builder()
+            .method(method)
+            .uri(served.url(to))
+            .header("Cookie", &cookie)
+            .header("Sec-Fetch-Site", "same-origin")
+            .header("Sec-Fetch-Mode", mode)
+            .header("Sec-Fetch-Dest", dest)
+            .header("Referer", served.url(from));
+        if method == "POST" {
+            r = r.header("Origin", &served.base);
+        }
+        reply(agent().run(r.body(Vec::new()).unwrap())).status
+    };
+    // A link from the dashboard to the settings: a navigation, fine.
+    assert_eq!(
+        request("GET", "/settings", "/", "navigate", "document"),
+        200
+    );
+    // The same page as an image, a script, a frame or a fetch: refused.
+    for (mode, dest) in [
+        ("no-cors", "image"),
+        ("no-cors", "script"),
+        ("navigate", "iframe"),
+        ("cors", "empty"),
+    ] {
+        assert_eq!(
+            request("GET", "/settings", "/hello/x", mode, dest),
+            403,
+            "{mode} {dest}"
+        );
+        // ...unless it is the guest's own page asking.
+        assert_eq!(
+            request("GET", "/settings", "/settings", mode, dest),
+            200,
+            "{mode} {dest}"
+        );
+    }
+    // A form from an invoice to exports: accepted, because exports accepts
+    // the invoices' pages; from the customers' pages, refused.
+    assert_ne!(
+        request(
+            "POST",
+            "/exports/invoice",
+            "/invoices/1",
+            "navigate",
+            "document"
+        ),
+        403
+    );
+    assert_eq!(
+        request(
+            "POST",
+            "/exports/invoice",
+            "/customers",
+            "navigate",
+            "document"
+        ),
+        403
+    );
 }
 
 #[test]
@@ -421,7 +511,7 @@ fn a_slow_guest_does_not_block_the_others() {
 }
 
 #[test]
-fn two_hundred_concurrent_requests_across_guests_all_succeed() {
+fn concurrent_requests_across_guests_up_to_one_address_share_all_succeed() {
     let (_dir, served) = start();
     let cookie = sign_in(&served);
     let paths = [
@@ -436,7 +526,8 @@ fn two_hundred_concurrent_requests_across_guests_all_succeed() {
     ];
     let base = served.base.clone();
     let failures = Arc::new(Mutex::new(Vec::new()));
-    let threads: Vec<_> = (0..200)
+    // One address may hold 128 connections (listen::PER_ADDRESS).
+    let threads: Vec<_> = (0..120)
         .map(|i| {
             let url = format!("{base}{}", paths[i % paths.len()]);
             let cookie = cookie.clone();
@@ -535,6 +626,11 @@ fn the_first_run_creates_an_admin_once() {
 /// `serve --watch` with one guest, `page`, whose component is a copy in
 /// the test's directory; the log goes to `dir/serve.log`.
 fn start_watching(dir: &std::path::Path, first: &str) -> Served {
+    start_watching_with(dir, first, &[])
+}
+
+/// [`start_watching`] with more environment (`RUST_LOG`, say).
+fn start_watching_with(dir: &std::path::Path, first: &str, envs: &[(&str, &str)]) -> Served {
     std::fs::copy(common::guest(first), dir.join("page.wasm")).unwrap();
     std::fs::write(
         dir.join("rawalite.toml"),
@@ -549,7 +645,7 @@ fn start_watching(dir: &std::path::Path, first: &str) -> Served {
         &dir.join("data"),
         &common::shared_cache(),
         &["--watch"],
-        &[],
+        envs,
         log.into(),
     )
 }
@@ -622,6 +718,74 @@ fn watch_swaps_a_replaced_component_while_requests_in_flight_finish_on_the_old_o
     );
     let r = get(&served, "/page/greet", None);
     assert!(r.body.contains("<p>GET /greet</p>"), "{}", r.body);
+}
+
+#[test]
+fn watch_keeps_each_guests_share_across_a_reload_and_refuses_a_root_added_since_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = start_watching_with(dir.path(), "probe", &[("RUST_LOG", "info")]);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let share = (cores * 8).clamp(16, 128) / 2;
+    let sleepers = |n: usize, ms: u64| -> Vec<std::thread::JoinHandle<(u16, std::time::Instant)>> {
+        (0..n)
+            .map(|_| {
+                let url = served.url(&format!("/page/sleep?ms={ms}"));
+                std::thread::spawn(move || {
+                    let status = agent().get(&url).call().map_or(0, |r| r.status().as_u16());
+                    (status, std::time::Instant::now())
+                })
+            })
+            .collect()
+    };
+    // The guest's whole share sleeps; then the component is replaced (the
+    // same bytes, a new file) and reloaded.
+    let first = sleepers(share, 3500);
+    std::thread::sleep(Duration::from_millis(1000));
+    replace(
+        &dir.path().join("page.wasm"),
+        &std::fs::read(common::guest("probe")).unwrap(),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let waited = std::time::Instant::now();
+    while !log().contains("reloaded") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "no reload: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The new version has the same share, still held by the old renders:
+    // its renders wait for them instead of doubling the guest's threads.
+    let second = sleepers(share, 3000);
+    let first: Vec<_> = first.into_iter().map(|t| t.join().unwrap()).collect();
+    let second: Vec<_> = second.into_iter().map(|t| t.join().unwrap()).collect();
+    let statuses: Vec<u16> = first.iter().chain(&second).map(|(s, _)| *s).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let first_done = first.iter().map(|(_, at)| *at).min().unwrap();
+    for (_, done) in &second {
+        assert!(
+            *done >= first_done + Duration::from_millis(2500),
+            "a render of the new version ran beside the old ones: it ended {:?} after the first old one",
+            done.saturating_duration_since(first_done)
+        );
+    }
+
+    // A root added to the manifest since start: refused with what to do,
+    // and the running version keeps serving.
+    let manifest = dir.path().join("rawalite.toml");
+    let with_root = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("[[guest]]", "[paths]\nnewroot = \"newroot\"\n\n[[guest]]")
+        + "[guest.paths]\nnewroot = { access = \"read-write\", quota = \"1 MiB\" }\n";
+    replace(&manifest, with_root.as_bytes());
+    let waited = std::time::Instant::now();
+    while !log().contains("was added to [paths] after this server started") {
+        assert!(waited.elapsed() < Duration::from_secs(30), "{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!log().contains("panicked"), "{}", log());
+    assert_eq!(get(&served, "/page/echo", None).status, 200);
 }
 
 #[test]
@@ -870,6 +1034,38 @@ fn metrics_count_requests_renders_stops_denials_and_sign_in_failures_on_their_ow
     assert_eq!(value("rawalite_sign_in_failures_total"), 1.0);
     assert!(value("rawalite_database_bytes") > 0.0);
     value(r#"rawalite_root_bytes{root="exports"}"#);
+
+    // The metrics listener answers only loopback names on loopback...
+    let evil = agent()
+        .get(&metrics_url)
+        .header("Host", "evil.example")
+        .call()
+        .unwrap();
+    assert_eq!(evil.status(), 421);
+    // ...and holds few connections: half-sent heads past its cap get 503,
+    // while the app's own port serves on.
+    let addr: std::net::SocketAddr = metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    let held: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut refused = std::net::TcpStream::connect(addr).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    refused.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 503");
+    assert_eq!(get(&served, "/healthz", None).status, 200);
+    drop(held);
 }
 
 #[test]

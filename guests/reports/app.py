@@ -104,9 +104,9 @@ def page(req: Request, title: str, body: str) -> Response:
             f'<a href="{href}"{" class=\"active\"" if href == req.base else ""}>{label}</a>'
             for href, label in SECTIONS)
         nav = f"<nav>{links}</nav>"
-        signout = ('<form class="signout" method="post" action="/login/logout">'
+        signout = ('<div class="account">'
                    f'<span class="who">{escape(user.display_name)}</span>'
-                   '<button type="submit">Sign out</button></form>')
+                   '<a class="signout" href="/login/logout">Sign out</a></div>')
     return Response.html(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

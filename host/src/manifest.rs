@@ -83,6 +83,24 @@ pub struct GuestEntry {
     pub paths: PathsGrant,
     /// `[guest.session]`; the default requires nothing.
     pub session: SessionGrant,
+    /// `[guest.browser]`; the default: no script, requests from its own
+    /// pages only.
+    pub browser: BrowserGrant,
+}
+
+/// `[guest.browser]`: what a guest's pages may do in a visitor's browser
+/// beyond the default, which is no script at all and state changes only
+/// from the guest's own pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserGrant {
+    /// Files of the app's static directory its pages may run, as they are
+    /// served (`/static/app.js`).
+    #[serde(default)]
+    pub scripts: Vec<String>,
+    /// Guests whose pages may send it forms and requests.
+    #[serde(default)]
+    pub accept_from: Vec<String>,
 }
 
 /// Why a manifest was refused: one line naming the file, and where known
@@ -179,6 +197,11 @@ impl Manifest {
                 crate::auth::check_role(role)
                     .map_err(|e| error(key("session.roles"), e.to_string()))?;
             }
+            let static_dir = raw.app.r#static.as_ref().map(|dir| base.join(dir));
+            for script in &g.browser.scripts {
+                check_script(script, static_dir.as_deref())
+                    .map_err(|m| error(key("browser.scripts"), m))?;
+            }
             guests.push(GuestEntry {
                 component: base.join(&g.component),
                 name: g.name,
@@ -187,7 +210,25 @@ impl Manifest {
                 db,
                 paths: g.paths,
                 session: g.session,
+                browser: g.browser,
             });
+        }
+        for (i, g) in guests.iter().enumerate() {
+            for sender in &g.browser.accept_from {
+                if sender == &g.name || !guests.iter().any(|o| &o.name == sender) {
+                    return Err(error(
+                        format!("guest[{i}] ({}).browser.accept_from", g.name),
+                        format!(
+                            "`{sender}` is not another guest of this manifest (guests: {})",
+                            guests
+                                .iter()
+                                .map(|o| o.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
         }
 
         for host in &raw.app.hosts {
@@ -310,6 +351,39 @@ fn check_host(host: &str) -> Result<(), String> {
     }
 }
 
+/// A script a guest's pages may run: a file of the static directory, as
+/// served (`/static/app.js`), in characters a Content-Security-Policy can
+/// carry as they are.
+fn check_script(script: &str, static_dir: Option<&Path>) -> Result<(), String> {
+    let Some(file) = script.strip_prefix("/static/") else {
+        return Err(format!(
+            "`{script}` must be a file the host serves from /static/ (a guest's own routes may never serve scripts)"
+        ));
+    };
+    let plain = !file.is_empty()
+        && file
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if !plain {
+        return Err(format!(
+            "`{script}` must be a plain path of a-z, 0-9, -, _, . and /"
+        ));
+    }
+    let Some(dir) = static_dir else {
+        return Err("the app has no static directory: set `static` under [app]".to_owned());
+    };
+    if !dir.join(file).is_file() {
+        return Err(format!(
+            "`{script}` is not a file of the static directory {}",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 fn check_route(route: &str) -> Result<(), String> {
     let ok = route.starts_with('/')
         && (route == "/" || !route.ends_with('/'))
@@ -421,6 +495,8 @@ struct RawGuest {
     paths: PathsGrant,
     #[serde(default)]
     session: SessionGrant,
+    #[serde(default)]
+    browser: BrowserGrant,
 }
 
 /// `[guest.limits]`; anything left out keeps its default.
@@ -634,6 +710,50 @@ mod tests {
         assert_eq!(m.data_dir, Path::new("/app/data"));
         assert_eq!(m.guests[0].component, Path::new("/app/guests/hello.wasm"));
         assert_eq!(m.guests[0].limits, Limits::default());
+    }
+
+    #[test]
+    fn browser_grants_name_static_files_and_other_guests() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("static")).unwrap();
+        std::fs::write(dir.path().join("static/app.js"), "").unwrap();
+        let manifest = |browser: &str| {
+            Manifest::parse(
+                &dir.path().join("rawalite.toml"),
+                &format!(
+                    "[app]\nname = \"t\"\nstatic = \"static\"\n\
+                     [[guest]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[guest.browser]\n{browser}\n\
+                     [[guest]]\nname = \"b\"\ncomponent = \"b.wasm\"\n"
+                ),
+            )
+        };
+        let m = manifest("scripts = [\"/static/app.js\"]\naccept_from = [\"b\"]").unwrap();
+        assert_eq!(m.guests[0].browser.scripts, ["/static/app.js"]);
+        assert_eq!(m.guests[0].browser.accept_from, ["b"]);
+        assert_eq!(
+            m.guests[1].browser,
+            BrowserGrant::default(),
+            "nothing by default"
+        );
+        for (bad, why) in [
+            (
+                "scripts = [\"/a/app.js\"]",
+                "a file the host serves from /static/",
+            ),
+            (
+                "scripts = [\"/static/missing.js\"]",
+                "is not a file of the static directory",
+            ),
+            ("scripts = [\"/static/../x.js\"]", "a plain path"),
+            ("scripts = [\"/static/a.js; script-src *\"]", "a plain path"),
+            ("accept_from = [\"c\"]", "`c` is not another guest"),
+            ("accept_from = [\"a\"]", "`a` is not another guest"),
+            ("frames = true", "unknown field"),
+        ] {
+            let e = manifest(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.contains("browser"), "{bad}: {e}");
+        }
     }
 
     #[test]

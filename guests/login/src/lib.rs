@@ -1,6 +1,8 @@
 //! Signing in and out. `GET /login` shows the form, `POST /login` signs in
 //! through the host (which checks the password and sets the cookie) and
-//! goes on to `next`, `POST /login/logout` signs out.
+//! goes on to `next`; `GET /login/logout` asks, and its form's
+//! `POST /login/logout` signs out. (Every screen links here to sign out:
+//! the host accepts a form only from the pages of the screen it is for.)
 
 use maud::html;
 use rawalite_guest::{Error, ErrorCode, Renderer, Request, Response, same_site, session};
@@ -12,6 +14,7 @@ impl Renderer for Login {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/") => Ok(form(&req, next(req.query("next")), None, "", 200)),
             ("POST", "/") => sign_in(&req),
+            ("GET", "/logout") => Ok(sign_out_form(&req)),
             ("POST", "/logout") => {
                 session::logout();
                 Ok(Response::redirect("/login"))
@@ -57,4 +60,26 @@ fn form(req: &Request, next: String, error: Option<&str>, username: &str, status
         }
     };
     ui::page_with_status(req, status, "Sign in", body)
+}
+
+fn sign_out_form(req: &Request) -> Response {
+    let body = html! {
+        section.signin {
+            h1 { "Sign out" }
+            @match session::current() {
+                Some(user) => {
+                    p { "Signed in as " strong { (user.display_name) } "." }
+                    form.signout method="post" action="/login/logout" {
+                        button.primary type="submit" { "Sign out" }
+                        " "
+                        a href="/" { "Stay signed in" }
+                    }
+                }
+                None => {
+                    p { "You are not signed in. " a href="/login" { "Sign in" } }
+                }
+            }
+        }
+    };
+    ui::page(req, "Sign out", body)
 }

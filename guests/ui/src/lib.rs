@@ -52,9 +52,11 @@ pub fn layout(req: &Request, title: &str, body: Markup) -> Markup {
                         }
                     }
                     @if let Some(user) = &user {
-                        form.signout method="post" action="/login/logout" {
+                        // A link: signing out is a form on the login screen's
+                        // own page, since no screen may post to another.
+                        div.account {
                             span.who { (user.display_name) }
-                            button type="submit" { "Sign out" }
+                            a.signout href="/login/logout" { "Sign out" }
                         }
                     }
                 }

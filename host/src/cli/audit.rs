@@ -127,6 +127,10 @@ fn audit(g: &GuestEntry) -> Report {
             "roles": g.session.roles,
             "login": g.session.login,
         },
+        "browser": {
+            "scripts": g.browser.scripts,
+            "accept_from": g.browser.accept_from,
+        },
         "limits": limits_json(&g.limits),
         "flags": flags,
     });
@@ -216,6 +220,15 @@ fn print(report: &Report) {
             "; may sign users in and out"
         } else {
             ""
+        }
+    );
+    let b = &g["browser"];
+    println!(
+        "  browser    scripts {}; forms and requests from its own pages{}",
+        list(&b["scripts"]),
+        match list(&b["accept_from"]).as_str() {
+            "-" => String::new(),
+            from => format!(" and those of {from}"),
         }
     );
     let l = &g["limits"];
