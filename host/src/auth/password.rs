@@ -84,11 +84,12 @@ pub fn dummy_hash() -> &'static str {
     })
 }
 
-/// Where sign-ins check passwords: a few threads of their own, at a lower
-/// priority than the threads that serve requests, so that a burst of
-/// sign-ins (each ~50 ms of CPU) cannot take the cores from everything
-/// else. At most as many checks run at once as there are threads; the
-/// rest wait in a bounded queue, each no later than its deadline.
+/// Where sign-ins check passwords: threads of their own, half as many as
+/// the cores, so that a burst of sign-ins (each ~50 ms of CPU) cannot take
+/// every core from the threads that serve requests. At most as many checks
+/// run at once as there are threads; the rest wait in a bounded queue,
+/// each no later than its deadline. (Not at a lower priority: on a machine
+/// busy with other work, sign-ins would then starve.)
 pub struct Checker {
     jobs: std::sync::mpsc::SyncSender<Job>,
 }
@@ -115,11 +116,6 @@ impl Checker {
             let spawned = std::thread::Builder::new()
                 .name(format!("password-{i}"))
                 .spawn(move || {
-                    // SAFETY: setpriority on this thread's own id; a failure
-                    // only leaves the priority as it was.
-                    unsafe {
-                        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-                    }
                     loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(job) = job else { return };
