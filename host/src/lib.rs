@@ -2,8 +2,10 @@
 //! components that can touch nothing but the `db`, `paths` and `session`
 //! capabilities their manifest grants.
 //!
-//! - [`runtime`]: the engine, the compile cache, the import check, limits,
-//!   and one fresh store per request;
+//! - [`runtime`]: the engine, the compile cache, the import check, and one
+//!   fresh store per request;
+//! - [`limits`]: what a request may use, below both the runtime and the
+//!   capabilities;
 //! - [`capabilities`]: one module per capability with its grant and state;
 //! - [`manifest`] reads `rawalite.toml`;
 //! - [`database`]: the host's SQLite file and its migrations;
@@ -18,6 +20,7 @@ pub mod auth;
 pub mod backup;
 pub mod capabilities;
 pub mod database;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod runtime;

@@ -13,10 +13,9 @@ pub mod session;
 pub(crate) use call::blocking;
 pub use call::{AUDIT_EVENTS, Call, CallError, DeadlineReached, Refused};
 
-use crate::runtime::GuestState;
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -36,24 +35,22 @@ wasmtime::component::bindgen!({
 // `Response` and `Error` at this module's root.
 pub use rawalite::bridge::types::ErrorCode;
 
+/// What a store gives the capabilities: each one's view of its request
+/// state. The runtime's store type implements it, as an embedder's store
+/// implements wasmtime-wasi's `WasiView`, so no capability names it.
+pub trait States: Send + 'static {
+    fn db(&mut self) -> db::View<'_>;
+    fn paths(&mut self) -> paths::View<'_>;
+    fn session(&mut self) -> session::View<'_>;
+}
+
 /// Links every capability into `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
-    rawalite::bridge::types::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)?;
-    rawalite::bridge::db::add_to_linker::<GuestState, db::Db>(linker, |s| db::View {
-        state: &mut s.db,
-        call: &mut s.call,
-    })?;
-    rawalite::bridge::paths::add_to_linker::<GuestState, paths::Paths>(linker, |s| paths::View {
-        state: &mut s.paths,
-        table: &mut s.table,
-        call: &mut s.call,
-    })?;
-    rawalite::bridge::session::add_to_linker::<GuestState, session::Session>(linker, |s| {
-        session::View {
-            state: &mut s.session,
-            call: &mut s.call,
-        }
-    })?;
+pub(crate) fn add_to_linker<T: States>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    // `types` has nothing but the error conversion, which any view does.
+    rawalite::bridge::types::add_to_linker::<T, db::Db>(linker, T::db)?;
+    rawalite::bridge::db::add_to_linker::<T, db::Db>(linker, T::db)?;
+    rawalite::bridge::paths::add_to_linker::<T, paths::Paths>(linker, T::paths)?;
+    rawalite::bridge::session::add_to_linker::<T, session::Session>(linker, T::session)?;
     Ok(())
 }
 
@@ -62,12 +59,6 @@ fn convert_error(error: CallError) -> wasmtime::Result<Error> {
     match error {
         CallError::Guest(e) => Ok(e),
         CallError::Stop(e) => Err(e),
-    }
-}
-
-impl rawalite::bridge::types::Host for GuestState {
-    fn convert_error(&mut self, error: CallError) -> wasmtime::Result<Error> {
-        convert_error(error)
     }
 }
 

@@ -10,13 +10,14 @@
 
 use super::GuestState;
 use super::imports::Surface;
-use super::limits::{Limiter, Limits};
+use super::limits::Limiter;
 use super::log::GuestPanic;
 use super::wasi::{self, GuestOutput};
 use crate::capabilities::session::{Caller, SessionChange};
 use crate::capabilities::{
     DeadlineReached, Error, Grants, Refused, RendererPre, Request, Response,
 };
+use crate::limits::Limits;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;

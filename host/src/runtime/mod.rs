@@ -12,11 +12,11 @@ mod limits;
 mod log;
 mod wasi;
 
+pub use crate::limits::Limits;
 pub use cache::{CacheStats, default_cache_dir};
 pub use engine::MAX_MEMORY;
 pub use guest::{Guest, Outcome, Rendered, Stopped};
 pub use imports::{CheckedImport, Item, Surface};
-pub use limits::Limits;
 
 use crate::capabilities::{self, Grants, RendererPre};
 use std::path::{Path, PathBuf};
@@ -38,6 +38,30 @@ pub struct GuestState {
     pub(crate) db: capabilities::db::State,
     pub(crate) paths: capabilities::paths::State,
     pub(crate) session: capabilities::session::State,
+}
+
+impl capabilities::States for GuestState {
+    fn db(&mut self) -> capabilities::db::View<'_> {
+        capabilities::db::View {
+            state: &mut self.db,
+            call: &mut self.call,
+        }
+    }
+
+    fn paths(&mut self) -> capabilities::paths::View<'_> {
+        capabilities::paths::View {
+            state: &mut self.paths,
+            table: &mut self.table,
+            call: &mut self.call,
+        }
+    }
+
+    fn session(&mut self) -> capabilities::session::View<'_> {
+        capabilities::session::View {
+            state: &mut self.session,
+            call: &mut self.call,
+        }
+    }
 }
 
 /// Why a component could not be loaded. Each message is one line that says

@@ -12,7 +12,7 @@ use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
 use crate::capabilities::{Error, ErrorCode};
 use crate::database::Database;
 use crate::database::memory::{Charge, Trip};
-use crate::runtime::Limits;
+use crate::limits::{Limits, VALUE_BYTES};
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 use std::cell::Cell;
@@ -47,10 +47,6 @@ impl DbLimits {
     }
 }
 
-/// The longest text or blob a guest's SQL may build or read. It bounds what
-/// one function call can cost (the host cannot interrupt SQLite inside one):
-/// with it, the costliest allowed call takes tens of milliseconds.
-pub const VALUE_BYTES: usize = 1 << 20;
 /// The longest LIKE or GLOB pattern: matching costs up to its length per
 /// character of the value.
 pub const LIKE_PATTERN_BYTES: i32 = 50;

@@ -12,7 +12,8 @@ mod grant;
 mod result;
 mod scan;
 
-pub use connection::{DbLimits, LIKE_PATTERN_BYTES, VALUE_BYTES};
+pub use crate::limits::VALUE_BYTES;
+pub use connection::{DbLimits, LIKE_PATTERN_BYTES};
 pub use functions::MAX_TRIM_SET;
 pub use grant::{DbGrant, MAX_FUNCTION_CALLS};
 
