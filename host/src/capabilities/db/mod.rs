@@ -6,21 +6,19 @@
 //! transactions, impure functions, a second statement, results or working
 //! memory past the guest's `db_bytes`, work past the deadline.
 
-mod connection;
-mod functions;
 mod grant;
 mod result;
-mod scan;
+mod sqlite;
 
 pub use crate::limits::VALUE_BYTES;
-pub use connection::{DbLimits, LIKE_PATTERN_BYTES};
-pub use functions::MAX_TRIM_SET;
-pub use grant::{DbGrant, MAX_FUNCTION_CALLS};
+pub use grant::DbGrant;
+pub use sqlite::{LIKE_PATTERN_BYTES, MAX_FUNCTION_CALLS, MAX_TRIM_SET};
 
 use super::rawalite::bridge::db::{Host, Outcome, Rows, Statement, Value};
 use super::{Call, CallError, Error, ErrorCode, blocking};
 use crate::database::Database;
-use connection::{Budget, GuestConnection, Touched};
+use crate::limits::Limits;
+use sqlite::{Budget, GuestConnection, Touched};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::HasData;
 
@@ -35,6 +33,32 @@ impl HasData for Db {
 pub struct View<'a> {
     pub(crate) state: &'a mut State,
     pub(crate) call: &'a mut Call,
+}
+
+/// The limits of one call of one guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbLimits {
+    /// Rows one query may return (`[guest.limits] db_rows`).
+    pub rows: usize,
+    /// Bytes one call may take on the host: SQLite's working memory and the
+    /// result together (`[guest.limits] db_bytes`).
+    pub bytes: u64,
+    /// The longest text or blob SQL may build or read.
+    pub value: usize,
+    pub sql_bytes: usize,
+    pub statements: usize,
+}
+
+impl DbLimits {
+    pub fn of(limits: &Limits) -> Self {
+        DbLimits {
+            rows: limits.db_rows,
+            bytes: limits.db_bytes,
+            value: VALUE_BYTES,
+            sql_bytes: 64 << 10,
+            statements: 1_000,
+        }
+    }
 }
 
 /// Idle connections kept per guest.

@@ -5,14 +5,16 @@
 //! SQLite allocates for it and the result the host builds share one budget,
 //! checked before the memory is spent.
 
-use super::grant::{AuthLog, DbGrant, Mode, not_granted};
-use super::result::Shape;
+use super::authorizer::{AuthLog, Mode};
 use super::scan::{first_keyword_is, has_trailing_statement, writes};
+use crate::capabilities::db::DbLimits;
+use crate::capabilities::db::grant::{DbGrant, not_granted};
+use crate::capabilities::db::result::Shape;
 use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
 use crate::capabilities::{Error, ErrorCode};
 use crate::database::Database;
 use crate::database::memory::{Charge, Trip};
-use crate::limits::{Limits, VALUE_BYTES};
+use crate::limits::VALUE_BYTES;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 use std::cell::Cell;
@@ -20,32 +22,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-/// The limits of one call of one guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DbLimits {
-    /// Rows one query may return (`[guest.limits] db_rows`).
-    pub rows: usize,
-    /// Bytes one call may take on the host: SQLite's working memory and the
-    /// result together (`[guest.limits] db_bytes`).
-    pub bytes: u64,
-    /// The longest text or blob SQL may build or read.
-    pub value: usize,
-    pub sql_bytes: usize,
-    pub statements: usize,
-}
-
-impl DbLimits {
-    pub fn of(limits: &Limits) -> Self {
-        DbLimits {
-            rows: limits.db_rows,
-            bytes: limits.db_bytes,
-            value: VALUE_BYTES,
-            sql_bytes: 64 << 10,
-            statements: 1_000,
-        }
-    }
-}
 
 /// The longest LIKE or GLOB pattern: matching costs up to its length per
 /// character of the value.
@@ -63,14 +39,14 @@ const INLINE: Duration = Duration::from_millis(1);
 /// nothing, whereas SQLite may report a write interrupted after it has
 /// committed.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Budget {
-    pub(super) deadline: Instant,
-    pub(super) give_up: Option<Instant>,
+pub(in crate::capabilities::db) struct Budget {
+    pub(in crate::capabilities::db) deadline: Instant,
+    pub(in crate::capabilities::db) give_up: Option<Instant>,
 }
 
 impl Budget {
     /// A first attempt, when there is time for a second one.
-    pub(super) fn first(deadline: Instant) -> Self {
+    pub(in crate::capabilities::db) fn first(deadline: Instant) -> Self {
         let give_up = Instant::now() + INLINE;
         Budget {
             deadline,
@@ -79,7 +55,7 @@ impl Budget {
     }
 
     /// An attempt that may take until the deadline.
-    pub(super) fn full(deadline: Instant) -> Self {
+    pub(in crate::capabilities::db) fn full(deadline: Instant) -> Self {
         Budget {
             deadline,
             give_up: None,
@@ -103,7 +79,7 @@ const STATEMENT_CACHE: usize = 64;
 const CACHED_SQL: usize = 4 << 10;
 const CACHED_MEMORY: i32 = 32 << 10;
 
-pub(super) struct GuestConnection {
+pub(in crate::capabilities::db) struct GuestConnection {
     conn: Connection,
     auth: Arc<Mutex<AuthLog>>,
     /// The current call's deadline, in nanoseconds since [`epoch`].
@@ -118,13 +94,13 @@ pub(super) struct GuestConnection {
 }
 
 /// What a call touched, for the audit log.
-pub(super) struct Touched {
-    pub(super) tables: Arc<str>,
-    pub(super) rows: usize,
+pub(in crate::capabilities::db) struct Touched {
+    pub(in crate::capabilities::db) tables: Arc<str>,
+    pub(in crate::capabilities::db) rows: usize,
 }
 
 impl GuestConnection {
-    pub(super) fn open(
+    pub(in crate::capabilities::db) fn open(
         database: &Database,
         grant: Arc<DbGrant>,
         limits: &DbLimits,
@@ -178,13 +154,13 @@ impl GuestConnection {
 
     /// Whether the connection can serve another request: not stuck in a
     /// transaction whose rollback failed.
-    pub(super) fn reusable(&self) -> bool {
+    pub(in crate::capabilities::db) fn reusable(&self) -> bool {
         self.conn.is_autocommit()
     }
 
     /// Whether the last call gave up its first attempt (and must be run
     /// again with a full budget).
-    pub(super) fn gave_up(&self) -> bool {
+    pub(in crate::capabilities::db) fn gave_up(&self) -> bool {
         self.gave_up.replace(false)
     }
 
@@ -212,7 +188,7 @@ impl GuestConnection {
     }
 
     /// Runs one statement that reads, building its result in the shape `S`.
-    pub(super) fn query<S: Shape>(
+    pub(in crate::capabilities::db) fn query<S: Shape>(
         &mut self,
         sql: &str,
         params: &[Value],
@@ -276,7 +252,7 @@ impl GuestConnection {
         Ok((result.finish(), touched))
     }
 
-    pub(super) fn execute(
+    pub(in crate::capabilities::db) fn execute(
         &mut self,
         sql: &str,
         params: &[Value],
@@ -295,7 +271,7 @@ impl GuestConnection {
 
     /// All statements or none: BEGIN IMMEDIATE, each statement, COMMIT; any
     /// failure rolls everything back.
-    pub(super) fn transaction(
+    pub(in crate::capabilities::db) fn transaction(
         &mut self,
         statements: &[Statement],
         limits: &DbLimits,
