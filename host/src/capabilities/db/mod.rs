@@ -7,6 +7,7 @@
 //! memory past the guest's `db_bytes`, work past the deadline.
 
 mod grant;
+pub mod portable;
 mod result;
 mod sqlite;
 
