@@ -4,11 +4,14 @@
 //! and a root that is, contains or lies inside another root, or contains
 //! the data directory (where the database lives).
 
+use crate::auth::store::{PostgresStore, SqliteStore, Store};
 use crate::auth::{Auth, Policy};
 use crate::capabilities::Grants;
+use crate::capabilities::db::portable::Schema;
 use crate::capabilities::db::{DbLimits, GuestDb};
 use crate::capabilities::paths::{GuestPaths, Root};
-use crate::database::{Applied, Database};
+use crate::database::postgres::Postgres;
+use crate::database::{Applied, Backend, Database, MigrationState};
 use crate::manifest::{GuestEntry, Manifest};
 use crate::runtime::{Guest, Runtime};
 use anyhow::{Context, Result, bail};
@@ -19,12 +22,14 @@ use std::sync::Arc;
 pub struct App {
     pub manifest: Manifest,
     pub data_dir: PathBuf,
-    pub database: Arc<Database>,
+    pub database: Backend,
     pub auth: Arc<Auth>,
     pub runtime: Runtime,
     /// The migrations this start applied.
     pub migrations: Vec<Applied>,
     tables: BTreeSet<String>,
+    /// On PostgreSQL, what the SQL check needs to know of the tables.
+    schema: Arc<Schema>,
     /// The PATHS registry, opened.
     roots: BTreeMap<String, Arc<Root>>,
 }
@@ -57,14 +62,77 @@ fn check_apart(manifest: &Manifest, data_dir: &Path, roots: &[(&str, PathBuf)]) 
 }
 
 impl App {
-    /// Opens the app's database (in `data_dir`, else the manifest's) and
-    /// applies any pending migration.
+    /// Opens the app's database: PostgreSQL when `RAWALITE_DATABASE_URL`
+    /// or `[app] database` names one, else SQLite in `data_dir` (else the
+    /// manifest's), whose pending migrations are applied.
     pub fn open(manifest: Manifest, data_dir: Option<PathBuf>, runtime: Runtime) -> Result<Self> {
+        Self::open_with(manifest, data_dir, None, runtime)
+    }
+
+    /// [`App::open`], with a command's `--database URL`, which overrides
+    /// the environment and the manifest. A PostgreSQL database must be
+    /// migrated, and its roles in step with the manifest, already: that is
+    /// `rawalite migrate`'s job, which no other command does.
+    pub fn open_with(
+        manifest: Manifest,
+        data_dir: Option<PathBuf>,
+        database: Option<&str>,
+        runtime: Runtime,
+    ) -> Result<Self> {
         let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
-        let (database, migrations) = Database::open(&data_dir)?;
-        let database = Arc::new(database);
-        let tables = database.app_tables()?;
-        let auth = Auth::new(&database, Policy::default())?;
+        let url = crate::database::url(database, manifest.database.as_deref())?;
+        let (database, migrations, tables, schema, store) = match url {
+            None => {
+                let (database, migrations) = Database::open(&data_dir)?;
+                let database = Arc::new(database);
+                let tables = database.app_tables()?;
+                let store = Store::Sqlite(SqliteStore::new(&database)?);
+                (
+                    Backend::Sqlite(database),
+                    migrations,
+                    tables,
+                    Schema::default(),
+                    store,
+                )
+            }
+            Some(url) => {
+                // The roots still live in the data directory.
+                crate::backup::create_private_dir(&data_dir).with_context(|| {
+                    format!("cannot create the data directory {}", data_dir.display())
+                })?;
+                let pg = Arc::new(Postgres::connect(&url)?);
+                let fix = format!(
+                    "run `rawalite migrate --database {url}` (with a role that may create roles)"
+                );
+                match pg.migration_state()? {
+                    MigrationState::Current => {}
+                    MigrationState::Pending(n) => {
+                        bail!("{url} has {n} migration(s) to apply: {fix}")
+                    }
+                    MigrationState::Unknown(newer) => bail!(
+                        "{url} has migration {newer} applied, which this rawalite does not know: use a newer rawalite"
+                    ),
+                }
+                let drift = pg.grant_drift(db_grants(&manifest))?;
+                if !drift.is_empty() {
+                    bail!(
+                        "the guests' privileges in {url} are out of step with {}: {}; {fix}",
+                        manifest.file.display(),
+                        drift.join("; ")
+                    );
+                }
+                let (tables, identity) = pg.app_tables()?;
+                let store = Store::Postgres(PostgresStore::new(&pg));
+                (
+                    Backend::Postgres(pg),
+                    Vec::new(),
+                    tables,
+                    Schema { identity },
+                    store,
+                )
+            }
+        };
+        let auth = Auth::new(store, Policy::default())?;
         let mut roots = BTreeMap::new();
         let mut places = Vec::new();
         for (name, path) in &manifest.roots {
@@ -88,6 +156,7 @@ impl App {
             runtime,
             migrations,
             tables,
+            schema: Arc::new(schema),
             roots,
         })
     }
@@ -145,11 +214,22 @@ impl App {
                         self.tables.iter().cloned().collect::<Vec<_>>().join(", ")
                     );
                 }
-                Some(Arc::new(GuestDb::new(
-                    grant.clone(),
-                    self.database.clone(),
-                    DbLimits::of(&entry.limits),
-                )))
+                let limits = DbLimits::of(&entry.limits);
+                Some(Arc::new(match &self.database {
+                    Backend::Sqlite(database) => GuestDb::sqlite(
+                        grant.clone(),
+                        database.clone(),
+                        limits,
+                        self.manifest.portable_sql,
+                    ),
+                    Backend::Postgres(pg) => GuestDb::postgres(
+                        grant.clone(),
+                        pg.clone(),
+                        &entry.name,
+                        self.schema.clone(),
+                        limits,
+                    ),
+                }))
             }
         };
         let paths = if entry.paths.is_empty() {
@@ -177,4 +257,13 @@ impl App {
             auth: Some(self.auth.clone()),
         })
     }
+}
+
+/// Each guest's `[guest.db]` grant (an empty one for a guest without).
+pub fn db_grants(manifest: &Manifest) -> Vec<(String, crate::capabilities::db::DbGrant)> {
+    manifest
+        .guests
+        .iter()
+        .map(|g| (g.name.clone(), g.db.clone().unwrap_or_default()))
+        .collect()
 }

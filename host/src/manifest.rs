@@ -32,6 +32,12 @@ pub struct Manifest {
     pub trusted_proxies: Vec<Network>,
     /// `[app.backup]`, when `serve` takes backups on a schedule.
     pub backup: Option<BackupSchedule>,
+    /// `[app] database`: a PostgreSQL URL; SQLite in the data directory
+    /// when absent. `RAWALITE_DATABASE_URL` and `--database` override it.
+    pub database: Option<String>,
+    /// `[app] portable_sql`: hold guests' SQL to the portable subset on
+    /// SQLite too (it always is on PostgreSQL).
+    pub portable_sql: bool,
     pub guests: Vec<GuestEntry>,
 }
 
@@ -231,6 +237,10 @@ impl Manifest {
             }
         }
 
+        if let Some(url) = &raw.app.database {
+            crate::database::postgres::check_scheme(url)
+                .map_err(|e| error("app.database".to_owned(), e.to_string()))?;
+        }
         for host in &raw.app.hosts {
             check_host(host).map_err(|m| error("app.hosts".to_owned(), m))?;
         }
@@ -257,6 +267,8 @@ impl Manifest {
             hosts: raw.app.hosts,
             trusted_proxies: raw.app.trusted_proxies,
             backup,
+            database: raw.app.database,
+            portable_sql: raw.app.portable_sql,
             guests,
         })
     }
@@ -422,6 +434,9 @@ struct RawApp {
     #[serde(default)]
     trusted_proxies: Vec<Network>,
     backup: Option<RawBackup>,
+    database: Option<String>,
+    #[serde(default)]
+    portable_sql: bool,
 }
 
 #[derive(Deserialize)]

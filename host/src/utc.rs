@@ -13,6 +13,26 @@ pub fn compact(secs: i64) -> String {
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
+/// `2026-11-26`: a day count since 1970-01-01.
+pub fn date(days: i64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `2026-11-26T18:30:00Z`, with `.ffffff` when there are microseconds:
+/// microseconds since 1970-01-01.
+pub fn iso(micros: i64) -> String {
+    let (secs, fraction) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (h, mi, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    let fraction = if fraction == 0 {
+        String::new()
+    } else {
+        format!(".{fraction:06}")
+    };
+    format!("{}T{h:02}:{mi:02}:{s:02}{fraction}Z", date(days))
+}
+
 fn parts(secs: i64) -> (i64, u32, u32, i64, i64, i64) {
     let secs = secs.max(0);
     let (days, rest) = (secs / 86_400, secs % 86_400);
@@ -45,6 +65,10 @@ mod tests {
         assert_eq!(readable(951_782_400), "2000-02-29 00:00:00Z");
         assert_eq!(readable(1_795_717_800), "2026-11-26 18:30:00Z");
         assert_eq!(compact(1_795_717_800), "20261126T183000Z");
+        assert_eq!(date(-1), "1969-12-31");
+        assert_eq!(iso(1_795_717_800_000_000), "2026-11-26T18:30:00Z");
+        assert_eq!(iso(1_795_717_800_000_250), "2026-11-26T18:30:00.000250Z");
+        assert_eq!(iso(-1), "1969-12-31T23:59:59.999999Z");
     }
 
     proptest::proptest! {

@@ -8,18 +8,18 @@
 
 pub mod limiter;
 pub mod password;
+pub mod store;
 
-use crate::database::Database;
 use anyhow::{Context, Result, bail};
 use limiter::{Address, Refusal};
 use password::Password;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use store::{NewSession, Store, UserChange};
 use subtle::ConstantTimeEq;
 
 /// How long sessions live and how hard sign-ins are limited.
@@ -108,13 +108,7 @@ pub struct Signed {
 }
 
 pub struct Auth {
-    database: Arc<Database>,
-    /// The one connection that writes (users, sessions).
-    conn: parking_lot::Mutex<Connection>,
-    /// Read-only connections for looking up sessions, one per request being
-    /// resolved at once: every page resolves its session, and a lookup must
-    /// neither wait for a write nor for another lookup.
-    readers: std::sync::Mutex<Vec<Connection>>,
+    store: Store,
     policy: Policy,
     limiter: limiter::Limiter,
     checker: password::Checker,
@@ -127,15 +121,9 @@ pub struct Auth {
 pub const SESSIONS_PER_USER: usize = 16;
 
 impl Auth {
-    pub fn new(database: &Arc<Database>, policy: Policy) -> Result<Arc<Self>> {
-        let conn = database.connect(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    pub fn new(store: Store, policy: Policy) -> Result<Arc<Self>> {
         let limiter = limiter::Limiter::new(policy.limits);
-        let saved: Option<String> = conn
-            .query_row("SELECT state FROM sign_in_limits WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if let Some(state) = saved {
+        if let Some(state) = store.load_limits()? {
             match serde_json::from_str(&state) {
                 Ok(state) => limiter.restore(&state),
                 Err(e) => {
@@ -144,9 +132,7 @@ impl Auth {
             }
         }
         Ok(Arc::new(Auth {
-            database: database.clone(),
-            conn: parking_lot::Mutex::new(conn),
-            readers: std::sync::Mutex::default(),
+            store,
             limiter,
             policy,
             checker: password::Checker::new(),
@@ -160,11 +146,7 @@ impl Auth {
         let Some(state) = self.limiter.snapshot() else {
             return Ok(());
         };
-        self.conn().execute(
-            "INSERT INTO sign_in_limits (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            [state.to_string()],
-        )?;
-        Ok(())
+        self.store.save_limits(&state.to_string())
     }
 
     pub fn policy(&self) -> &Policy {
@@ -174,23 +156,6 @@ impl Auth {
     /// How many password hashes were checked, for tests of the limiter.
     pub fn hash_checks(&self) -> u64 {
         self.hash_checks.load(Ordering::Relaxed)
-    }
-
-    /// The writing connection, for the operator's commands: they may wait.
-    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
-        let conn = self.conn.lock();
-        let _ = conn.busy_timeout(crate::database::BUSY_TIMEOUT);
-        conn
-    }
-
-    /// The connection, waited for and then busy-waiting on the database no
-    /// later than `deadline`.
-    fn conn_until(&self, deadline: Instant) -> Option<parking_lot::MutexGuard<'_, Connection>> {
-        let conn = self.conn.try_lock_until(deadline)?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        conn.busy_timeout(left.min(crate::database::BUSY_TIMEOUT))
-            .ok()?;
-        Some(conn)
     }
 
     // ---- users -------------------------------------------------------
@@ -212,126 +177,82 @@ impl Auth {
             bail!("the display name must have 1 to 100 characters");
         }
         let phc = password::hash(password)?;
-        let conn = self.conn();
-        let inserted = conn.execute(
-            "INSERT INTO users (username, display_name, roles, password_hash) VALUES (?, ?, ?, ?)",
-            params![username, display_name, roles.join(","), phc],
-        );
-        match inserted {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                bail!("a user named `{username}` already exists (names ignore case)")
-            }
-            other => other?,
-        };
-        drop(conn);
+        if !self
+            .store
+            .add_user(username, display_name, &roles.join(","), &phc)?
+        {
+            bail!("a user named `{username}` already exists (names ignore case)");
+        }
         self.user(username)?
             .context("the user just added is missing")
     }
 
     pub fn users(&self) -> Result<Vec<User>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("{USER_COLUMNS} ORDER BY username COLLATE NOCASE"))?;
-        let users = stmt
-            .query_map([], user_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(users)
+        self.store.users()
     }
 
     /// The user called `username` (ignoring case), if any.
     pub fn user(&self, username: &str) -> Result<Option<User>> {
-        Ok(self
-            .conn()
-            .query_row(
-                &format!("{USER_COLUMNS} WHERE username = ?"),
-                [username],
-                user_from_row,
-            )
-            .optional()?)
+        self.store.user(username)
     }
 
     /// Sets a new password and signs the user out everywhere.
     pub fn set_password(&self, username: &str, password: &Password) -> Result<()> {
         password.check_new().map_err(anyhow::Error::msg)?;
         let phc = password::hash(password)?;
-        self.update_user(username, "password_hash", &phc, true)
+        self.update_user(username, UserChange::Password(&phc), true)
     }
 
     /// Disables or enables a user. A disabled user cannot sign in and their
     /// sessions end at once.
     pub fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
-        self.update_user(username, "disabled", &disabled, disabled)
+        self.update_user(username, UserChange::Disabled(disabled), disabled)
     }
 
-    /// Sets one column of `username`'s row (a name from this file, never
-    /// from input) and, with `end_sessions`, ends their sessions, in one
-    /// transaction.
+    /// Changes `username`'s row and, with `end_sessions`, ends their
+    /// sessions, in one transaction.
     fn update_user(
         &self,
         username: &str,
-        column: &str,
-        value: &dyn rusqlite::ToSql,
+        change: UserChange<'_>,
         end_sessions: bool,
     ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
-            &format!(
-                "UPDATE users SET {column} = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE username = ?"
-            ),
-            params![value, username],
-        )?;
-        if changed == 0 {
+        if !self.store.update_user(username, change, end_sessions)? {
             bail!("there is no user named `{username}`");
         }
-        if end_sessions {
-            tx.execute(
-                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
-                [username],
-            )?;
-        }
-        tx.commit()?;
         Ok(())
     }
 
     /// The live sessions (expired ones are swept first), newest first.
     pub fn sessions(&self) -> Result<Vec<SessionInfo>> {
         self.sweep_expired()?;
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.token_hash, u.username, s.client, s.created_at, s.last_seen_at, s.expires_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id ORDER BY s.created_at DESC",
-        )?;
-        let sessions = stmt
-            .query_map([], |row| {
-                let hash: Vec<u8> = row.get(0)?;
-                Ok(SessionInfo {
-                    id: session_id(&hash),
-                    username: row.get(1)?,
-                    client: row.get(2)?,
-                    created_at: row.get(3)?,
-                    last_seen_at: row.get(4)?,
-                    expires_at: row.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(sessions)
+        Ok(self
+            .store
+            .sessions()?
+            .into_iter()
+            .map(|row| SessionInfo {
+                id: session_id(&row.token_hash),
+                username: row.username,
+                client: row.client,
+                created_at: row.created_at,
+                last_seen_at: row.last_seen_at,
+                expires_at: row.expires_at,
+            })
+            .collect())
     }
 
     /// Ends the session with this id (from [`Auth::sessions`]); returns
     /// whether there was one.
     pub fn revoke_session(&self, id: &str) -> Result<bool> {
-        let conn = self.conn();
-        let hashes: Vec<Vec<u8>> = conn
-            .prepare("SELECT token_hash FROM sessions")?
-            .query_map([], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let Some(hash) = hashes.iter().find(|h| session_id(h) == id) else {
+        let Some(row) = self
+            .store
+            .sessions()?
+            .into_iter()
+            .find(|row| session_id(&row.token_hash) == id)
+        else {
             return Ok(false);
         };
-        conn.execute("DELETE FROM sessions WHERE token_hash = ?", [hash])?;
-        Ok(true)
+        self.store.delete_session(&row.token_hash)
     }
 
     /// Ends every session of `username`; returns how many.
@@ -339,18 +260,12 @@ impl Auth {
         if self.user(username)?.is_none() {
             bail!("there is no user named `{username}`");
         }
-        Ok(self.conn().execute(
-            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
-            [username],
-        )?)
+        self.store.delete_sessions_of(username)
     }
 
     /// Removes a user and every session of theirs.
     pub fn remove_user(&self, username: &str) -> Result<()> {
-        let changed = self
-            .conn()
-            .execute("DELETE FROM users WHERE username = ?", [username])?;
-        if changed == 0 {
+        if !self.store.remove_user(username)? {
             bail!("there is no user named `{username}`");
         }
         Ok(())
@@ -394,21 +309,10 @@ impl Auth {
             self.limiter.forgive(username, client);
             e
         };
-        let internal = |e: &dyn fmt::Display| {
-            tracing::error!(error = %e, "sign-in failed inside the host");
-            LoginError::Internal
-        };
-        let found: Option<(User, String)> = self
-            .conn_until(deadline)
-            .ok_or(LoginError::Busy)
-            .map_err(unchecked)?
-            .query_row(
-                &format!("{USER_COLUMNS_WITH_HASH} WHERE username = ?"),
-                [username],
-                |row| Ok((user_from_row(row)?, row.get(6)?)),
-            )
-            .optional()
-            .map_err(|e| unchecked(internal(&e)))?;
+        let found = self
+            .store
+            .sign_in_lookup(username, deadline)
+            .map_err(unchecked)?;
         self.hash_checks.fetch_add(1, Ordering::Relaxed);
         let phc = found.as_ref().map(|(_, phc)| phc.clone());
         let matches = self
@@ -441,52 +345,28 @@ impl Auth {
         client: Option<IpAddr>,
         deadline: Instant,
     ) -> Result<Token, LoginError> {
-        let internal = |e: &dyn fmt::Display| {
+        let token = Token::generate().map_err(|e| {
             tracing::error!(error = %e, "opening a session failed");
             LoginError::Internal
-        };
-        let token = Token::generate().map_err(|e| internal(&e))?;
+        })?;
         let now = now();
-        let mut conn = self.conn_until(deadline).ok_or(LoginError::Busy)?;
-        let opened = (|| {
-            let tx = conn.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, client) \
-                 SELECT ?, id, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ? AND disabled = 0",
-                params![
-                    token.hash().as_slice(),
-                    now,
-                    now,
-                    now + self.policy.absolute.as_secs() as i64,
-                    client.map(|c| c.to_string()),
-                    user_id,
-                    phc,
-                ],
-            )?;
-            // The new one and the newest others stay.
-            tx.execute(
-                "DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2 AND token_hash NOT IN \
-                 (SELECT token_hash FROM sessions WHERE user_id = ?1 AND token_hash != ?2 \
-                  ORDER BY created_at DESC, token_hash LIMIT ?3)",
-                params![
-                    user_id,
-                    token.hash().as_slice(),
-                    SESSIONS_PER_USER as i64 - 1
-                ],
-            )?;
-            tx.commit()?;
-            Ok::<_, rusqlite::Error>(inserted)
-        })();
-        match opened {
-            Ok(1) => Ok(token),
+        let opened = self.store.open_session(
+            &NewSession {
+                token_hash: &token.hash(),
+                user_id,
+                password_hash: phc,
+                now,
+                expires_at: now + self.policy.absolute.as_secs() as i64,
+                client: client.map(|c| c.to_string()),
+                keep: SESSIONS_PER_USER,
+            },
+            deadline,
+        )?;
+        if opened {
+            Ok(token)
+        } else {
             // The password changed, or the user was disabled, meanwhile.
-            Ok(_) => Err(LoginError::BadCredentials),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                Err(LoginError::Busy)
-            }
-            Err(e) => Err(internal(&e)),
+            Err(LoginError::BadCredentials)
         }
     }
 
@@ -495,94 +375,36 @@ impl Auth {
     pub fn resolve(&self, token: &Token) -> Option<Signed> {
         let hash = token.hash();
         let now = now();
-        let reader = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let reader = match reader {
-            Some(reader) => reader,
-            None => match self.database.connect(OpenFlags::SQLITE_OPEN_READ_ONLY) {
-                Ok(reader) => reader,
-                Err(e) => {
-                    tracing::error!(error = %e, "opening a session reader failed");
-                    return None;
-                }
-            },
-        };
-        let row = reader
-            .prepare_cached(
-                "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
-            )
-            .and_then(|mut stmt| stmt.query_row([hash.as_slice()], |row| {
-                    let stored: Vec<u8> = row.get(0)?;
-                    let last_seen: i64 = row.get(1)?;
-                    let expires: i64 = row.get(2)?;
-                    let user = User {
-                        id: row.get(3)?,
-                        username: row.get(4)?,
-                        display_name: row.get(5)?,
-                        roles: split_roles(&row.get::<_, String>(6)?),
-                        disabled: row.get(7)?,
-                        created_at: row.get(8)?,
-                    };
-                    Ok((stored, last_seen, expires, user))
-                }))
-            .optional();
-        self.readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(reader);
-        let (stored, last_seen, expires, user) = match row {
-            Ok(Some(row)) => row,
+        let found = match self.store.resolve(&hash) {
+            Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
                 tracing::error!(error = %e, "resolving a session failed");
                 return None;
             }
         };
-        if !bool::from(stored.as_slice().ct_eq(hash.as_slice())) {
+        if !bool::from(found.token_hash.as_slice().ct_eq(hash.as_slice())) {
             return None;
         }
         let idle = self.policy.idle.as_secs() as i64;
-        if now >= expires || now - last_seen >= idle || user.disabled {
-            self.try_write(|c| c.execute("DELETE FROM sessions WHERE token_hash = ?", [&hash[..]]));
+        if now >= found.expires_at || now - found.last_seen_at >= idle || found.user.disabled {
+            self.store.try_expire(&hash);
             return None;
         }
         // Touch at most once a minute: a write per request would cost an
         // fsync per page view.
-        if now - last_seen >= 60 {
-            self.try_write(|c| {
-                c.execute(
-                    "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
-                    params![now, &hash[..]],
-                )
-            });
+        if now - found.last_seen_at >= 60 {
+            self.store.try_touch(&hash, now);
         }
         Some(Signed {
-            user,
+            user: found.user,
             token: token.clone(),
         })
     }
 
-    /// A write a lookup makes in passing, if it can be made at once: it
-    /// waits neither for the writing connection nor for another writer (a
-    /// guest's transaction); a later request makes it instead.
-    fn try_write(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<usize>) {
-        let Some(conn) = self.conn.try_lock() else {
-            return;
-        };
-        if conn.busy_timeout(Duration::ZERO).is_ok() {
-            let _ = write(&conn);
-        }
-    }
-
     /// Ends a session, waiting for the database no later than `deadline`.
     pub fn logout(&self, token: &Token, deadline: Instant) {
-        let Some(conn) = self.conn_until(deadline) else {
-            tracing::error!("ending a session failed: the user database was busy");
-            return;
-        };
-        if let Err(e) = conn.execute(
-            "DELETE FROM sessions WHERE token_hash = ?",
-            [token.hash().as_slice()],
-        ) {
+        if let Err(e) = self.store.logout(&token.hash(), deadline) {
             tracing::error!(error = %e, "ending a session failed");
         }
     }
@@ -591,12 +413,7 @@ impl Auth {
     /// how many. `resolve` refuses them anyway; this keeps the table from
     /// growing with sessions nobody comes back to.
     pub fn sweep_expired(&self) -> Result<usize> {
-        let now = now();
-        let idle = self.policy.idle.as_secs() as i64;
-        Ok(self.conn().execute(
-            "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2",
-            params![now, idle],
-        )?)
+        self.store.sweep(now(), self.policy.idle.as_secs() as i64)
     }
 }
 
@@ -620,23 +437,7 @@ fn session_id(token_hash: &[u8]) -> String {
     hex::encode(&Sha256::digest(token_hash)[..6])
 }
 
-const USER_COLUMNS: &str =
-    "SELECT id, username, display_name, roles, disabled, created_at FROM users";
-const USER_COLUMNS_WITH_HASH: &str =
-    "SELECT id, username, display_name, roles, disabled, created_at, password_hash FROM users";
-
-fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(0)?,
-        username: row.get(1)?,
-        display_name: row.get(2)?,
-        roles: split_roles(&row.get::<_, String>(3)?),
-        disabled: row.get(4)?,
-        created_at: row.get(5)?,
-    })
-}
-
-fn split_roles(roles: &str) -> Vec<String> {
+pub(crate) fn split_roles(roles: &str) -> Vec<String> {
     roles
         .split(',')
         .filter(|r| !r.is_empty())
@@ -684,8 +485,9 @@ mod tests {
 
     fn auth() -> (tempfile::TempDir, Arc<Auth>) {
         let dir = tempfile::tempdir().unwrap();
-        let (database, _) = Database::open(dir.path()).unwrap();
-        let auth = Auth::new(&Arc::new(database), Policy::default()).unwrap();
+        let (database, _) = crate::database::Database::open(dir.path()).unwrap();
+        let store = Store::Sqlite(store::SqliteStore::new(&Arc::new(database)).unwrap());
+        let auth = Auth::new(store, Policy::default()).unwrap();
         let password = Password::new("correct horse battery staple".into());
         auth.add_user("bob", None, &[], &password).unwrap();
         (dir, auth)

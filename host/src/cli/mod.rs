@@ -16,10 +16,14 @@ mod user;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
-use rawalite_host::database::Database;
+use rawalite_host::auth::store::{PostgresStore, SqliteStore, Store};
+use rawalite_host::auth::{Auth, Policy};
+use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
+use rawalite_host::database::{Database, MigrationState};
 use rawalite_host::manifest::Manifest;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Exit codes shared by the subcommands.
 pub enum Exit {
@@ -112,18 +116,56 @@ impl Cli {
     }
 }
 
-/// Where the data directory is: `--data`, else the manifest's `data_dir`.
+/// Where the data directory is: `--data`, else the manifest's `data_dir`;
+/// and the database: `--database`, else `RAWALITE_DATABASE_URL`, else the
+/// manifest's `[app] database`, else SQLite in the data directory.
 #[derive(Args)]
 struct DataArgs {
     /// The data directory; default: the `data_dir` of the manifest.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// The manifest whose `data_dir` to use when --data is not given.
+    /// The manifest whose `data_dir` (and `[app] database`) to use.
     #[arg(long, value_name = "FILE", default_value = "rawalite.toml")]
     manifest: PathBuf,
+    /// A PostgreSQL database (postgres://USER@HOST/DB) instead of SQLite in
+    /// the data directory; overrides RAWALITE_DATABASE_URL and the
+    /// manifest's [app] database. A password in it is never printed.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
 }
 
 impl DataArgs {
+    /// The manifest, when there is one.
+    fn manifest(&self) -> Result<Option<Manifest>> {
+        Ok(if self.manifest.is_file() {
+            Some(Manifest::load(&self.manifest)?)
+        } else {
+            None
+        })
+    }
+
+    /// The PostgreSQL database to use, if any.
+    fn url(&self) -> Result<Option<DatabaseUrl>> {
+        let manifest = self.manifest()?;
+        rawalite_host::database::url(
+            self.database.as_deref(),
+            manifest.as_ref().and_then(|m| m.database.as_deref()),
+        )
+    }
+
+    /// The users and sessions: PostgreSQL when named (migrated already),
+    /// else SQLite in the data directory (migrated if need be).
+    fn auth(&self) -> Result<Arc<Auth>> {
+        let store = match self.url()? {
+            Some(url) => Store::Postgres(PostgresStore::new(&Arc::new(migrated(&url)?))),
+            None => {
+                let (database, _) = Database::open(&self.dir()?)?;
+                Store::Sqlite(SqliteStore::new(&Arc::new(database))?)
+            }
+        };
+        Auth::new(store, Policy::default())
+    }
+
     fn dir(&self) -> Result<PathBuf> {
         match &self.data {
             Some(dir) => Ok(dir.clone()),
@@ -147,8 +189,11 @@ struct ListArgs {
 }
 
 /// Create the data directory and the database if missing, and apply the
-/// migrations it lacks. Every other command does this too; this one says
-/// what it did.
+/// migrations it lacks. On SQLite every other command does this too; this
+/// one says what it did. On PostgreSQL this is the one deploy step (run it
+/// with a role that may create roles): the app's and the host's tables,
+/// one role per guest with privileges that mirror its [guest.db] grant
+/// (revoking what the manifest no longer grants), under an advisory lock.
 #[derive(Args)]
 struct MigrateArgs {
     #[command(flatten)]
@@ -156,13 +201,50 @@ struct MigrateArgs {
 }
 
 fn migrate(args: MigrateArgs) -> Result<Exit> {
-    let (database, applied) = Database::open(&args.data.dir()?)?;
-    println!("database {}", database.path().display());
+    let (shown, applied, notes) = match args.data.url()? {
+        Some(url) => {
+            let guests = match args.data.manifest()? {
+                Some(manifest) => rawalite_host::app::db_grants(&manifest),
+                None => Vec::new(),
+            };
+            let pg = Postgres::connect(&url)?;
+            let (applied, notes) = pg.migrate(guests.clone())?;
+            let mut notes = notes;
+            notes.extend(guests.iter().map(|(guest, grant)| {
+                let tables = |set: std::collections::BTreeSet<&str>| {
+                    set.into_iter().collect::<Vec<_>>().join(", ")
+                };
+                format!(
+                    "guest `{guest}`: read {} · write {}",
+                    tables(grant.readable()),
+                    tables(grant.writable())
+                )
+            }));
+            (url.to_string(), applied, notes)
+        }
+        None => {
+            let (database, applied) = Database::open(&args.data.dir()?)?;
+            (database.path().display().to_string(), applied, Vec::new())
+        }
+    };
+    println!("database {shown}");
     if applied.is_empty() {
         println!("up to date: no migration to apply");
     }
     for migration in applied {
         println!("applied {}", migration.name);
     }
+    for note in notes {
+        println!("{note}");
+    }
     Ok(Exit::Ok)
+}
+
+/// A PostgreSQL database that `migrate` has brought up to date.
+fn migrated(url: &DatabaseUrl) -> Result<Postgres> {
+    let pg = Postgres::connect(url)?;
+    match pg.migration_state()? {
+        MigrationState::Current => Ok(pg),
+        _ => bail!("{url} is not migrated: run `rawalite migrate --database {url}` first"),
+    }
 }

@@ -4,6 +4,7 @@ use super::Exit;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rawalite_host::app::App;
+use rawalite_host::auth::store::{SqliteStore, Store};
 use rawalite_host::auth::{Auth, Policy};
 use rawalite_host::capabilities::session::{Caller, SessionChange};
 use rawalite_host::capabilities::{Grants, Request, Response};
@@ -32,6 +33,10 @@ pub struct RenderArgs {
     /// The data directory (database, roots); default: the manifest's `data_dir`.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// A PostgreSQL database (postgres://USER@HOST/DB) instead of SQLite in
+    /// the data directory; overrides RAWALITE_DATABASE_URL and [app] database.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Render the request as this signed-in user.
     #[arg(long = "as", value_name = "USERNAME")]
     as_user: Option<String>,
@@ -73,7 +78,12 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
                 [path] => path.clone(),
                 _ => bail!("with --guest, give only the request PATH"),
             };
-            let opened = App::open(Manifest::load(&manifest)?, args.data.clone(), runtime)?;
+            let opened = App::open_with(
+                Manifest::load(&manifest)?,
+                args.data.clone(),
+                args.database.as_deref(),
+                runtime,
+            )?;
             guest = opened.load(name)?;
             base = opened
                 .manifest
@@ -108,7 +118,7 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
             // still has the session of that data directory's users.
             auth = match &args.data {
                 Some(dir) => Some(Auth::new(
-                    &Arc::new(Database::open(dir)?.0),
+                    Store::Sqlite(SqliteStore::new(&Arc::new(Database::open(dir)?.0))?),
                     Policy::default(),
                 )?),
                 None => None,

@@ -25,6 +25,11 @@ pub struct ServeArgs {
     /// The data directory; default: the manifest's `data_dir`.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// A PostgreSQL database (postgres://USER@HOST/DB) instead of SQLite in
+    /// the data directory; overrides RAWALITE_DATABASE_URL and [app]
+    /// database. It must be migrated (`rawalite migrate`) first.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Reload a guest when its component or the manifest changes (requests
     /// in flight finish on the old version; one that fails to load leaves
     /// the old one serving and the log says why).
@@ -59,9 +64,10 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
             data_dir.display()
         )
     })?;
-    let app = App::open(
+    let app = App::open_with(
         manifest,
         Some(data_dir),
+        args.database.as_deref(),
         Runtime::new(runtime::default_cache_dir())?,
     )?;
     server::serve(

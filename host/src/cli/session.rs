@@ -2,7 +2,6 @@
 //! when, and ending a session. The token never shows: a session is named
 //! by a short id derived from a hash of the token's hash.
 
-use super::user::auth;
 use super::{DataArgs, Exit, ListArgs};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
@@ -36,7 +35,7 @@ pub struct RevokeArgs {
 pub fn run(command: SessionCommand) -> Result<Exit> {
     match command {
         SessionCommand::List(args) => {
-            let sessions = auth(&args.data)?.sessions()?;
+            let sessions = args.data.auth()?.sessions()?;
             if args.json {
                 let list: Vec<_> = sessions
                     .iter()
@@ -70,7 +69,7 @@ pub fn run(command: SessionCommand) -> Result<Exit> {
             }
         }
         SessionCommand::Revoke(args) => {
-            let auth = auth(&args.data)?;
+            let auth = args.data.auth()?;
             match (&args.id, &args.user) {
                 (_, Some(user)) => {
                     let ended = auth.revoke_sessions_of(user)?;

@@ -6,10 +6,7 @@ use super::{DataArgs, Exit, ListArgs};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use rawalite_host::auth::password::Password;
-use rawalite_host::auth::{Auth, Policy};
-use rawalite_host::database::Database;
 use std::io::{BufRead, IsTerminal};
-use std::sync::Arc;
 
 /// Manage the users who can sign in.
 #[derive(Subcommand)]
@@ -51,15 +48,10 @@ pub struct NameArgs {
     data: DataArgs,
 }
 
-pub(super) fn auth(data: &DataArgs) -> Result<Arc<Auth>> {
-    let (database, _) = Database::open(&data.dir()?)?;
-    Auth::new(&Arc::new(database), Policy::default())
-}
-
 pub fn run(command: UserCommand) -> Result<Exit> {
     match command {
         UserCommand::Add(args) => {
-            let auth = auth(&args.data)?;
+            let auth = args.data.auth()?;
             rawalite_host::auth::check_username(&args.username)?;
             let password = read_password(&args.username)?;
             let user = auth.add_user(
@@ -71,7 +63,7 @@ pub fn run(command: UserCommand) -> Result<Exit> {
             println!("added user {} (id {})", user.username, user.id);
         }
         UserCommand::List(args) => {
-            let users = auth(&args.data)?.users()?;
+            let users = args.data.auth()?.users()?;
             if args.json {
                 let list: Vec<_> = users
                     .iter()
@@ -108,7 +100,7 @@ pub fn run(command: UserCommand) -> Result<Exit> {
             }
         }
         UserCommand::Passwd(args) => {
-            let auth = auth(&args.data)?;
+            let auth = args.data.auth()?;
             if auth.user(&args.username)?.is_none() {
                 bail!("there is no user named `{}`", args.username);
             }
@@ -120,18 +112,18 @@ pub fn run(command: UserCommand) -> Result<Exit> {
             );
         }
         UserCommand::Disable(args) => {
-            auth(&args.data)?.set_disabled(&args.username, true)?;
+            args.data.auth()?.set_disabled(&args.username, true)?;
             println!(
                 "disabled {}: they cannot sign in and their sessions have ended",
                 args.username
             );
         }
         UserCommand::Enable(args) => {
-            auth(&args.data)?.set_disabled(&args.username, false)?;
+            args.data.auth()?.set_disabled(&args.username, false)?;
             println!("enabled {}: they can sign in again", args.username);
         }
         UserCommand::Remove(args) => {
-            auth(&args.data)?.remove_user(&args.username)?;
+            args.data.auth()?.remove_user(&args.username)?;
             println!("removed user {}", args.username);
         }
     }

@@ -5,6 +5,7 @@
 //! to the guest call that uses it ([`memory`]).
 
 pub mod memory;
+pub mod postgres;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
@@ -63,15 +64,73 @@ pub enum MigrationState {
 
 /// Where the database of `conn` stands against this binary's migrations.
 pub fn migration_state(conn: &Connection) -> rusqlite::Result<MigrationState> {
-    let applied = applied_migrations(conn)?;
-    let known: Vec<&str> = known_migrations().collect();
-    Ok(
-        match applied.iter().find(|m| !known.contains(&m.as_str())) {
-            Some(newer) => MigrationState::Unknown(newer.clone()),
-            None if applied.len() == known.len() => MigrationState::Current,
-            None => MigrationState::Pending(known.len() - applied.len()),
-        },
-    )
+    Ok(compare(&applied_migrations(conn)?, known_migrations()))
+}
+
+/// Where `applied` migrations stand against the `known` ones.
+fn compare<'a>(applied: &[String], known: impl Iterator<Item = &'a str>) -> MigrationState {
+    let known: Vec<&str> = known.collect();
+    match applied.iter().find(|m| !known.contains(&m.as_str())) {
+        Some(newer) => MigrationState::Unknown(newer.clone()),
+        None if applied.len() == known.len() => MigrationState::Current,
+        None => MigrationState::Pending(known.len() - applied.len()),
+    }
+}
+
+/// Where an app's data lives: SQLite in its data directory, or a
+/// PostgreSQL database.
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(std::sync::Arc<Database>),
+    Postgres(std::sync::Arc<postgres::Postgres>),
+}
+
+impl Backend {
+    /// Where it is, for people (a PostgreSQL URL without its password).
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite(db) => db.path().display().to_string(),
+            Backend::Postgres(pg) => pg.url().to_string(),
+        }
+    }
+
+    /// Where it stands against this binary's migrations. Blocks.
+    pub fn migration_state(&self) -> Result<MigrationState> {
+        match self {
+            Backend::Sqlite(db) => {
+                let conn = db.connect(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                Ok(migration_state(&conn)?)
+            }
+            Backend::Postgres(pg) => pg.migration_state(),
+        }
+    }
+
+    /// Its size in bytes (for SQLite the file and its WAL). Blocks.
+    pub fn size(&self) -> u64 {
+        match self {
+            Backend::Sqlite(db) => {
+                let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+                size(db.path().to_owned()) + size(db.path().with_extension("db-wal"))
+            }
+            Backend::Postgres(pg) => pg.size().unwrap_or(0),
+        }
+    }
+}
+
+/// The PostgreSQL URL to use, if any: `flag` (a command's `--database`),
+/// else `RAWALITE_DATABASE_URL`, else `[app] database`.
+pub fn url(
+    flag: Option<&str>,
+    manifest_database: Option<&str>,
+) -> Result<Option<postgres::DatabaseUrl>> {
+    let env = std::env::var("RAWALITE_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    flag.map(str::to_owned)
+        .or(env)
+        .or(manifest_database.map(str::to_owned))
+        .map(|text| postgres::DatabaseUrl::parse(&text))
+        .transpose()
 }
 
 /// Tables that belong to the host. No grant may name them, whatever the
@@ -191,23 +250,28 @@ fn migrate(conn: &mut Connection) -> Result<Vec<Applied>> {
         .set_abort_divergent(true)
         .set_abort_missing(true)
         .run(conn)
-        .map_err(|e| match e.kind() {
-            refinery::error::Kind::DivergentVersion(applied, _) => anyhow::anyhow!(
-                "migration {} was changed after it was applied to this database; restore migrations/{}.sql and add a new migration instead",
-                file_name(applied),
-                file_name(applied)
-            ),
-            refinery::error::Kind::MissingVersion(applied) => anyhow::anyhow!(
-                "this database has migration {} applied, which this rawalite does not know; use a newer rawalite",
-                file_name(applied)
-            ),
-            _ => anyhow::anyhow!("migrating the database failed: {e}"),
-        })?;
+        .map_err(migration_error)?;
     Ok(report
         .applied_migrations()
         .iter()
         .map(|m| Applied { name: file_name(m) })
         .collect())
+}
+
+/// What a failed migration means, with what to do.
+fn migration_error(e: refinery::Error) -> anyhow::Error {
+    match e.kind() {
+        refinery::error::Kind::DivergentVersion(applied, _) => anyhow::anyhow!(
+            "migration {} was changed after it was applied to this database; restore migrations/{}.sql and add a new migration instead",
+            file_name(applied),
+            file_name(applied)
+        ),
+        refinery::error::Kind::MissingVersion(applied) => anyhow::anyhow!(
+            "this database has migration {} applied, which this rawalite does not know; use a newer rawalite",
+            file_name(applied)
+        ),
+        _ => anyhow::anyhow!("migrating the database failed: {e}"),
+    }
 }
 
 /// `0001_init` → `V1__init`, the form refinery parses.

@@ -4,19 +4,15 @@
 //! hold, 503 otherwise; the body says which.
 
 use super::Server;
-use crate::database::{MigrationState, migration_state};
+use crate::database::MigrationState;
 use axum::body::Body;
 use axum::http::{Response, StatusCode, header};
-use rusqlite::OpenFlags;
 use serde_json::{Value, json};
 
 pub(super) async fn check(server: &Server) -> Response<Body> {
     let database = server.app.database.clone();
     let state = tokio::task::spawn_blocking(move || {
-        let conn = database
-            .connect(OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| e.to_string())?;
-        migration_state(&conn).map_err(|e| e.to_string())
+        database.migration_state().map_err(|e| format!("{e:#}"))
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));

@@ -346,11 +346,12 @@ async fn serve_metrics(
             if request.uri().path() != "/metrics" {
                 return (StatusCode::NOT_FOUND, "metrics are at /metrics").into_response();
             }
-            let database = server.app.database.path().to_owned();
-            let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-            let wal = database.with_extension("db-wal");
+            let database = server.app.database.clone();
+            let bytes = tokio::task::spawn_blocking(move || database.size())
+                .await
+                .unwrap_or(0);
             crate::metrics::sizes(
-                size(database) + size(wal),
+                bytes,
                 server
                     .app
                     .roots()
@@ -387,7 +388,7 @@ async fn save_limits(auth: Arc<crate::auth::Auth>) {
 /// On a fresh data directory: an `admin` with a random password, shown once.
 fn first_run(app: &App) -> Result<()> {
     if !app.migrations.is_empty() {
-        println!("database ready: {}", app.database.path().display());
+        println!("database ready: {}", app.database.describe());
     }
     if !app.auth.users()?.is_empty() {
         return Ok(());

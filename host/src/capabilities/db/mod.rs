@@ -1,13 +1,19 @@
 //! The `db` capability: SQL against the host's database under the guest's
-//! table grants. Each guest has connections of its own whose authorizer
-//! enforces its grant on every statement, whatever SQL it sends, and each
-//! call's memory and time are charged to the guest's limits.
+//! table grants, on SQLite (`sqlite/`) or PostgreSQL (`postgres/`), the
+//! same calls with the same errors on both. On SQLite each guest has
+//! connections of its own whose authorizer enforces its grant on every
+//! statement, and each call's memory is charged to the guest; on
+//! PostgreSQL each statement is checked against the portable subset and
+//! the grant, and runs as the guest's own role.
 //! Refuses: tables outside the grant, DDL, PRAGMA, ATTACH, VACUUM, SQL
 //! transactions, impure functions, a second statement, results or working
-//! memory past the guest's `db_bytes`, work past the deadline.
+//! memory past the guest's `db_bytes`, work past the deadline; on
+//! PostgreSQL (and on SQLite with `[app] portable_sql`) anything outside
+//! the portable subset.
 
 mod grant;
 pub mod portable;
+mod postgres;
 mod result;
 mod sqlite;
 
@@ -18,9 +24,12 @@ pub use sqlite::{LIKE_PATTERN_BYTES, MAX_FUNCTION_CALLS, MAX_TRIM_SET};
 use super::rawalite::bridge::db::{Host, Outcome, Rows, Statement, Value};
 use super::{Call, CallError, Error, ErrorCode, blocking};
 use crate::database::Database;
+use crate::database::postgres::Postgres;
 use crate::limits::Limits;
+use portable::Schema;
 use sqlite::{Budget, GuestConnection, Touched};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use wasmtime::component::HasData;
 
 /// Links `db` to a request's [`View`].
@@ -66,21 +75,55 @@ impl DbLimits {
 const POOL: usize = 16;
 
 /// One guest's access to the database, built once at load: its grant, its
-/// limits and the connections that carry its authorizer.
+/// limits and the connections that carry it out.
 pub struct GuestDb {
     grant: Arc<DbGrant>,
-    database: Arc<Database>,
     limits: DbLimits,
-    idle: Mutex<Vec<GuestConnection>>,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite {
+        database: Arc<Database>,
+        /// Whether statements are held to the portable subset too.
+        portable: bool,
+        idle: Mutex<Vec<GuestConnection>>,
+    },
+    Postgres(postgres::GuestPostgres),
 }
 
 impl GuestDb {
-    pub fn new(grant: DbGrant, database: Arc<Database>, limits: DbLimits) -> Self {
+    /// On SQLite; with `portable`, statements outside the portable subset
+    /// are refused as they would be on PostgreSQL.
+    pub fn sqlite(
+        grant: DbGrant,
+        database: Arc<Database>,
+        limits: DbLimits,
+        portable: bool,
+    ) -> Self {
         GuestDb {
             grant: Arc::new(grant),
-            database,
             limits,
-            idle: Mutex::new(Vec::new()),
+            backend: Backend::Sqlite {
+                database,
+                portable,
+                idle: Mutex::new(Vec::new()),
+            },
+        }
+    }
+
+    /// On PostgreSQL, as the role of guest `guest`.
+    pub fn postgres(
+        grant: DbGrant,
+        database: Arc<Postgres>,
+        guest: &str,
+        schema: Arc<Schema>,
+        limits: DbLimits,
+    ) -> Self {
+        GuestDb {
+            grant: Arc::new(grant),
+            limits,
+            backend: Backend::Postgres(postgres::GuestPostgres::new(database, guest, schema)),
         }
     }
 
@@ -89,19 +132,29 @@ impl GuestDb {
     }
 
     fn take(&self) -> Result<GuestConnection, Error> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        let Backend::Sqlite {
+            database,
+            portable,
+            idle,
+        } = &self.backend
+        else {
+            unreachable!("only SQLite keeps connections per request");
+        };
+        if let Some(conn) = idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(conn);
         }
-        GuestConnection::open(&self.database, self.grant.clone(), &self.limits).map_err(|e| {
+        GuestConnection::open(database, self.grant.clone(), &self.limits, *portable).map_err(|e| {
             tracing::error!(error = %e, "cannot open a guest connection");
             Error::new(ErrorCode::Internal, "the database is not available")
         })
     }
 
     fn give_back(&self, conn: GuestConnection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < POOL && conn.reusable() {
-            idle.push(conn);
+        if let Backend::Sqlite { idle, .. } = &self.backend {
+            let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < POOL && conn.reusable() {
+                idle.push(conn);
+            }
         }
     }
 }
@@ -120,16 +173,22 @@ impl State {
 }
 
 impl View<'_> {
-    /// Runs one call on this request's connection and writes its audit event.
-    /// A read first runs where the render runs; if it gives up (it takes
-    /// more than a moment, or must wait) it runs again in full off the async
-    /// worker. A write runs off the worker at once: it waits for the disk
-    /// anyway, and it must never run twice.
+    /// Runs one call and writes its audit event. On SQLite it runs on this
+    /// request's connection: a read first where the render runs, and if it
+    /// gives up (it takes more than a moment, or must wait) again in full
+    /// off the async worker; a write off the worker at once (it waits for
+    /// the disk anyway, and it must never run twice). On PostgreSQL it runs
+    /// off the worker on a connection of the guest's pool.
     fn run<T>(
         &mut self,
         op: &'static str,
         read: bool,
-        f: impl Fn(&mut GuestConnection, &DbLimits, Budget) -> Result<(T, Touched), Error>,
+        sqlite: impl Fn(&mut GuestConnection, &DbLimits, Budget) -> Result<(T, Touched), Error>,
+        postgres: impl FnOnce(
+            &postgres::GuestPostgres,
+            &GuestDb,
+            Instant,
+        ) -> Result<(T, Touched), Error>,
     ) -> Result<T, CallError> {
         let started = self.call.begin()?;
         let deadline = self.call.deadline;
@@ -139,29 +198,32 @@ impl View<'_> {
                 ErrorCode::Denied,
                 "this guest has no db grant ([guest.db] in the manifest)",
             )),
-            Some(db) => {
-                let conn = match state.conn.take() {
-                    Some(conn) => Ok(conn),
-                    None => db.take(),
-                };
-                conn.and_then(|mut conn| {
-                    let full = |conn: &mut GuestConnection| {
-                        blocking(|| f(conn, &db.limits, Budget::full(deadline)))
+            Some(db) => match &db.backend {
+                Backend::Postgres(pg) => blocking(|| postgres(pg, db, deadline)),
+                Backend::Sqlite { .. } => {
+                    let conn = match state.conn.take() {
+                        Some(conn) => Ok(conn),
+                        None => db.take(),
                     };
-                    let result = if read {
-                        let first = f(&mut conn, &db.limits, Budget::first(deadline));
-                        if conn.gave_up() {
-                            full(&mut conn)
+                    conn.and_then(|mut conn| {
+                        let full = |conn: &mut GuestConnection| {
+                            blocking(|| sqlite(conn, &db.limits, Budget::full(deadline)))
+                        };
+                        let result = if read {
+                            let first = sqlite(&mut conn, &db.limits, Budget::first(deadline));
+                            if conn.gave_up() {
+                                full(&mut conn)
+                            } else {
+                                first
+                            }
                         } else {
-                            first
-                        }
-                    } else {
-                        full(&mut conn)
-                    };
-                    state.conn = Some(conn);
-                    result
-                })
-            }
+                            full(&mut conn)
+                        };
+                        state.conn = Some(conn);
+                        result
+                    })
+                }
+            },
         };
         if self.call.audit("db", super::outcome(&result)) {
             let us = started.elapsed().as_micros() as u64;
@@ -202,26 +264,42 @@ impl Drop for State {
 
 impl Host for View<'_> {
     fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, CallError> {
-        self.run("query", true, |conn, limits, budget| {
-            conn.query::<result::Values>(&sql, &params, limits, budget)
-        })
+        self.run(
+            "query",
+            true,
+            |conn, limits, budget| conn.query::<result::Values>(&sql, &params, limits, budget),
+            |pg, db, deadline| {
+                pg.query::<result::Values>(&sql, &params, &db.grant, &db.limits, deadline)
+            },
+        )
     }
 
     fn query_packed(&mut self, sql: String, params: Vec<Value>) -> Result<Vec<u8>, CallError> {
-        self.run("query", true, |conn, limits, budget| {
-            conn.query::<result::Packed>(&sql, &params, limits, budget)
-        })
+        self.run(
+            "query",
+            true,
+            |conn, limits, budget| conn.query::<result::Packed>(&sql, &params, limits, budget),
+            |pg, db, deadline| {
+                pg.query::<result::Packed>(&sql, &params, &db.grant, &db.limits, deadline)
+            },
+        )
     }
 
     fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<Outcome, CallError> {
-        self.run("execute", false, |conn, limits, budget| {
-            conn.execute(&sql, &params, limits, budget)
-        })
+        self.run(
+            "execute",
+            false,
+            |conn, limits, budget| conn.execute(&sql, &params, limits, budget),
+            |pg, db, deadline| pg.execute(&sql, &params, &db.grant, &db.limits, deadline),
+        )
     }
 
     fn transaction(&mut self, statements: Vec<Statement>) -> Result<Vec<Outcome>, CallError> {
-        self.run("transaction", false, |conn, limits, budget| {
-            conn.transaction(&statements, limits, budget)
-        })
+        self.run(
+            "transaction",
+            false,
+            |conn, limits, budget| conn.transaction(&statements, limits, budget),
+            |pg, db, deadline| pg.transaction(&statements, &db.grant, &db.limits, deadline),
+        )
     }
 }

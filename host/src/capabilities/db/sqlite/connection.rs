@@ -81,6 +81,9 @@ const CACHED_MEMORY: i32 = 32 << 10;
 
 pub(in crate::capabilities::db) struct GuestConnection {
     conn: Connection,
+    /// With `[app] portable_sql`, the grant each new statement is checked
+    /// against with the portable subset, as on PostgreSQL.
+    portable: Option<Arc<DbGrant>>,
     auth: Arc<Mutex<AuthLog>>,
     /// The current call's deadline, in nanoseconds since [`epoch`].
     deadline: Arc<AtomicU64>,
@@ -104,6 +107,7 @@ impl GuestConnection {
         database: &Database,
         grant: Arc<DbGrant>,
         limits: &DbLimits,
+        portable: bool,
     ) -> rusqlite::Result<Self> {
         // A guest that may not write gets a read-only connection as well.
         let flags = if grant.writable().is_empty() {
@@ -131,6 +135,7 @@ impl GuestConnection {
             .query_map([], |row| row.get::<_, String>(0))?
             .collect::<rusqlite::Result<BTreeSet<String>>>()?;
 
+        let portable = portable.then(|| grant.clone());
         let auth = Arc::new(Mutex::new(AuthLog::new(grant, schema)));
         let log = auth.clone();
         conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
@@ -144,6 +149,7 @@ impl GuestConnection {
         )?;
         Ok(GuestConnection {
             conn,
+            portable,
             auth,
             deadline,
             tables: HashMap::new(),
@@ -376,6 +382,9 @@ impl GuestConnection {
         }
         if let Some(tables) = self.tables.get(sql) {
             return Ok(tables.clone());
+        }
+        if let Some(grant) = &self.portable {
+            crate::capabilities::db::portable::check(sql, grant, &Default::default())?;
         }
         // Every CREATE is denied anyway, and a trigger's body has `;` inside.
         if !first_keyword_is(sql, "create") && has_trailing_statement(sql) {

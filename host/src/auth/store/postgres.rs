@@ -1,0 +1,388 @@
+//! The host's tables in PostgreSQL (schema `host`), over the host's own
+//! connections. Each call is one statement or one transaction; a call for
+//! a request gives up at its deadline.
+
+use super::{NewSession, Resolved, SessionRow, UserChange};
+use crate::auth::{LoginError, User, split_roles};
+use crate::database::postgres::{Pool, PoolError, Postgres};
+use anyhow::Result;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::Row;
+
+pub struct PostgresStore {
+    database: Arc<Postgres>,
+    pool: Arc<Pool>,
+}
+
+const USER_COLUMNS: &str =
+    "SELECT id, username, display_name, roles, disabled, created_at FROM host.users";
+
+fn user_from_row(row: &Row) -> User {
+    User {
+        id: row.get(0),
+        username: row.get(1),
+        display_name: row.get(2),
+        roles: split_roles(&row.get::<_, String>(3)),
+        disabled: row.get(4),
+        created_at: row.get(5),
+    }
+}
+
+/// How long the operator's commands wait for the database.
+fn patient() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+impl PostgresStore {
+    pub fn new(database: &Arc<Postgres>) -> Self {
+        PostgresStore {
+            pool: database.host(),
+            database: database.clone(),
+        }
+    }
+
+    /// Runs `work` with one of the host's connections, waiting for it no
+    /// later than `deadline`.
+    fn with<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        work: impl for<'c> FnOnce(&'c tokio_postgres::Client) -> Work<'c, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.pool.clone();
+        self.database.run(async move {
+            let conn = pool.get(deadline).await.map_err(StoreError::Pool)?;
+            match tokio::time::timeout_at(deadline.into(), work(&conn)).await {
+                Ok(result) => result.map_err(StoreError::Db),
+                Err(_) => {
+                    conn.discard();
+                    Err(StoreError::Pool(PoolError::Busy))
+                }
+            }
+        })
+    }
+
+    pub fn add_user(
+        &self,
+        username: &str,
+        display_name: &str,
+        roles: &str,
+        phc: &str,
+    ) -> Result<bool> {
+        let (username, display_name, roles, phc) = (
+            username.to_owned(),
+            display_name.to_owned(),
+            roles.to_owned(),
+            phc.to_owned(),
+        );
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO host.users (username, display_name, roles, password_hash) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                    &[&username, &display_name, &roles, &phc],
+                )
+                .await
+                .map(|n| n == 1)
+            })
+        })?)
+    }
+
+    pub fn users(&self) -> Result<Vec<User>> {
+        Ok(self.with(patient(), |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(&format!("{USER_COLUMNS} ORDER BY lower(username)"), &[])
+                    .await?;
+                Ok(rows.iter().map(user_from_row).collect())
+            })
+        })?)
+    }
+
+    pub fn user(&self, username: &str) -> Result<Option<User>> {
+        let username = username.to_owned();
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(
+                        &format!("{USER_COLUMNS} WHERE lower(username) = lower($1)"),
+                        &[&username],
+                    )
+                    .await?;
+                Ok(row.as_ref().map(user_from_row))
+            })
+        })?)
+    }
+
+    pub fn update_user(
+        &self,
+        username: &str,
+        change: UserChange<'_>,
+        end_sessions: bool,
+    ) -> Result<bool> {
+        let username = username.to_owned();
+        let (password, disabled) = match change {
+            UserChange::Password(phc) => (Some(phc.to_owned()), None),
+            UserChange::Disabled(d) => (None, Some(d)),
+        };
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                c.batch_execute("BEGIN").await?;
+                let changed = c
+                    .execute(
+                        "UPDATE host.users SET password_hash = coalesce($2, password_hash), disabled = coalesce($3, disabled), \
+                         updated_at = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                         WHERE lower(username) = lower($1)",
+                        &[&username, &password, &disabled],
+                    )
+                    .await?;
+                if changed > 0 && end_sessions {
+                    c.execute(
+                        "DELETE FROM host.sessions WHERE user_id = (SELECT id FROM host.users WHERE lower(username) = lower($1))",
+                        &[&username],
+                    )
+                    .await?;
+                }
+                c.batch_execute("COMMIT").await?;
+                Ok(changed > 0)
+            })
+        })?)
+    }
+
+    pub fn sessions(&self) -> Result<Vec<SessionRow>> {
+        Ok(self.with(patient(), |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT s.token_hash, u.username, s.client, s.created_at, s.last_seen_at, s.expires_at \
+                         FROM host.sessions s JOIN host.users u ON u.id = s.user_id ORDER BY s.created_at DESC",
+                        &[],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| SessionRow {
+                        token_hash: row.get(0),
+                        username: row.get(1),
+                        client: row.get(2),
+                        created_at: row.get(3),
+                        last_seen_at: row.get(4),
+                        expires_at: row.get(5),
+                    })
+                    .collect())
+            })
+        })?)
+    }
+
+    pub fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
+        let hash = token_hash.to_vec();
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                c.execute("DELETE FROM host.sessions WHERE token_hash = $1", &[&hash])
+                    .await
+                    .map(|n| n > 0)
+            })
+        })?)
+    }
+
+    pub fn delete_sessions_of(&self, username: &str) -> Result<usize> {
+        let username = username.to_owned();
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "DELETE FROM host.sessions WHERE user_id = (SELECT id FROM host.users WHERE lower(username) = lower($1))",
+                    &[&username],
+                )
+                .await
+                .map(|n| n as usize)
+            })
+        })?)
+    }
+
+    pub fn remove_user(&self, username: &str) -> Result<bool> {
+        let username = username.to_owned();
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "DELETE FROM host.users WHERE lower(username) = lower($1)",
+                    &[&username],
+                )
+                .await
+                .map(|n| n > 0)
+            })
+        })?)
+    }
+
+    pub fn sign_in_lookup(
+        &self,
+        username: &str,
+        deadline: Instant,
+    ) -> Result<Option<(User, String)>, LoginError> {
+        let username = username.to_owned();
+        self.with(deadline, move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(
+                        "SELECT id, username, display_name, roles, disabled, created_at, password_hash \
+                         FROM host.users WHERE lower(username) = lower($1)",
+                        &[&username],
+                    )
+                    .await?;
+                Ok(row.map(|r| (user_from_row(&r), r.get(6))))
+            })
+        })
+        .map_err(login_error)
+    }
+
+    pub fn open_session(&self, s: &NewSession<'_>, deadline: Instant) -> Result<bool, LoginError> {
+        let (hash, user_id, phc, now, expires, client, keep) = (
+            s.token_hash.to_vec(),
+            s.user_id,
+            s.password_hash.to_owned(),
+            s.now,
+            s.expires_at,
+            s.client.clone(),
+            s.keep as i64 - 1,
+        );
+        self.with(deadline, move |c| {
+            Box::pin(async move {
+                c.batch_execute("BEGIN").await?;
+                let inserted = c
+                    .execute(
+                        "INSERT INTO host.sessions (token_hash, user_id, created_at, last_seen_at, expires_at, client) \
+                         SELECT $1, id, $3, $3, $4, $5 FROM host.users WHERE id = $2 AND password_hash = $6 AND NOT disabled",
+                        &[&hash, &user_id, &now, &expires, &client, &phc],
+                    )
+                    .await?;
+                c.execute(
+                    "DELETE FROM host.sessions WHERE user_id = $1 AND token_hash <> $2 AND token_hash NOT IN \
+                     (SELECT token_hash FROM host.sessions WHERE user_id = $1 AND token_hash <> $2 \
+                      ORDER BY created_at DESC, token_hash LIMIT $3)",
+                    &[&user_id, &hash, &keep],
+                )
+                .await?;
+                c.batch_execute("COMMIT").await?;
+                Ok(inserted == 1)
+            })
+        })
+        .map_err(login_error)
+    }
+
+    pub fn resolve(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
+        let hash = token_hash.to_vec();
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(
+                        "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at \
+                         FROM host.sessions s JOIN host.users u ON u.id = s.user_id WHERE s.token_hash = $1",
+                        &[&hash],
+                    )
+                    .await?;
+                Ok(row.map(|row| Resolved {
+                    token_hash: row.get(0),
+                    last_seen_at: row.get(1),
+                    expires_at: row.get(2),
+                    user: User {
+                        id: row.get(3),
+                        username: row.get(4),
+                        display_name: row.get(5),
+                        roles: split_roles(&row.get::<_, String>(6)),
+                        disabled: row.get(7),
+                        created_at: row.get(8),
+                    },
+                }))
+            })
+        })?)
+    }
+
+    pub fn try_expire(&self, token_hash: &[u8]) {
+        let _ = self.delete_session(token_hash);
+    }
+
+    pub fn try_touch(&self, token_hash: &[u8], now: i64) {
+        let hash = token_hash.to_vec();
+        let _ = self.with(Instant::now() + Duration::from_millis(200), move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE host.sessions SET last_seen_at = $2 WHERE token_hash = $1",
+                    &[&hash, &now],
+                )
+                .await
+            })
+        });
+    }
+
+    pub fn logout(&self, token_hash: &[u8], deadline: Instant) -> Result<()> {
+        let hash = token_hash.to_vec();
+        self.with(deadline, move |c| {
+            Box::pin(async move {
+                c.execute("DELETE FROM host.sessions WHERE token_hash = $1", &[&hash])
+                    .await
+            })
+        })?;
+        Ok(())
+    }
+
+    pub fn sweep(&self, now: i64, idle: i64) -> Result<usize> {
+        Ok(self.with(patient(), move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "DELETE FROM host.sessions WHERE expires_at <= $1 OR last_seen_at <= $1 - $2",
+                    &[&now, &idle],
+                )
+                .await
+                .map(|n| n as usize)
+            })
+        })?)
+    }
+
+    pub fn load_limits(&self) -> Result<Option<String>> {
+        Ok(self.with(patient(), |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt("SELECT state FROM host.sign_in_limits WHERE id = 1", &[])
+                    .await?;
+                Ok(row.map(|r| r.get(0)))
+            })
+        })?)
+    }
+
+    pub fn save_limits(&self, state: &str) -> Result<()> {
+        let state = state.to_owned();
+        self.with(patient(), move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO host.sign_in_limits (id, state) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                    &[&state],
+                )
+                .await
+            })
+        })?;
+        Ok(())
+    }
+}
+
+/// One call's work on a connection.
+type Work<'c, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>,
+>;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Pool(PoolError),
+    #[error("the user database failed: {0}")]
+    Db(tokio_postgres::Error),
+}
+
+fn login_error(e: StoreError) -> LoginError {
+    match e {
+        StoreError::Pool(PoolError::Busy) => LoginError::Busy,
+        other => {
+            tracing::error!(error = %other, "the user database failed");
+            LoginError::Internal
+        }
+    }
+}

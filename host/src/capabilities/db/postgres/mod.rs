@@ -1,0 +1,494 @@
+//! The `db` capability on PostgreSQL. A guest's statement is checked (the
+//! portable subset and the grant, `portable.rs`; the result is cached per
+//! SQL text) and only what the check renders is sent, over a connection
+//! of the guest's own role, whose privileges are its grant again: the
+//! second wall. Each call is one transaction of its own:
+//!
+//! - `query`: `READ ONLY`, so no statement can write through a query;
+//! - `execute` and `transaction`: `SERIALIZABLE`, run again from the start
+//!   on a serialization failure or a deadlock while the deadline allows;
+//!
+//! with `statement_timeout` and `lock_timeout` set from the time left, and
+//! a cancel sent to the server at the deadline, so no query runs on after
+//! its call. Rows are counted against `db_rows` and `db_bytes` as they
+//! arrive; past either the call stops and the query is cancelled.
+
+mod values;
+
+use super::grant::DbGrant;
+use super::portable::{Checked, Schema, check};
+use super::result::Shape;
+use super::{DbLimits, sqlite::Touched};
+use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
+use crate::capabilities::{Error, ErrorCode};
+use crate::database::postgres::{Pool, PoolError, Pooled, Postgres};
+use futures_util::{StreamExt, pin_mut};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::error::SqlState;
+use values::{Param, Raw, cell};
+
+/// Checked statements kept per guest, by SQL text.
+const CHECKED: usize = 256;
+
+/// One guest's access to the database on PostgreSQL.
+pub(in crate::capabilities::db) struct GuestPostgres {
+    database: Arc<Postgres>,
+    pool: Arc<Pool>,
+    schema: Arc<Schema>,
+    checked: Mutex<HashMap<String, Result<Arc<Checked>, Error>>>,
+}
+
+impl GuestPostgres {
+    pub(in crate::capabilities::db) fn new(
+        database: Arc<Postgres>,
+        guest: &str,
+        schema: Arc<Schema>,
+    ) -> Self {
+        GuestPostgres {
+            pool: database.guest_pool(guest),
+            database,
+            schema,
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The statement checked, from the cache when it was seen before.
+    fn check(&self, sql: &str, grant: &DbGrant, limits: &DbLimits) -> Result<Arc<Checked>, Error> {
+        if sql.len() > limits.sql_bytes {
+            return Err(invalid(format!(
+                "the SQL is longer than {} bytes",
+                limits.sql_bytes
+            )));
+        }
+        let mut cache = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = cache.get(sql) {
+            return found.clone();
+        }
+        let checked = check(sql, grant, &self.schema).map(Arc::new);
+        if cache.len() >= CHECKED {
+            // A guest that splices values into its SQL makes every
+            // statement new; the cache stays bounded.
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), checked.clone());
+        checked
+    }
+
+    pub(in crate::capabilities::db) fn query<S: Shape + Send + 'static>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        grant: &DbGrant,
+        limits: &DbLimits,
+        deadline: Instant,
+    ) -> Result<(S::Output, Touched), Error>
+    where
+        S::Output: Send,
+    {
+        let checked = self.check(sql, grant, limits)?;
+        if checked.writes {
+            return Err(invalid("this statement changes rows: use db.execute"));
+        }
+        let params = bind(&checked, params)?;
+        let (pool, limits) = (self.pool.clone(), *limits);
+        let tables = checked.tables.clone();
+        let result = self.database.run(async move {
+            call(&pool, deadline, false, |conn| {
+                let (checked, params) = (checked.clone(), params.clone());
+                Box::pin(async move { rows::<S>(conn, &checked, &params, &limits).await })
+            })
+            .await
+        })?;
+        let rows = result.1;
+        Ok((result.0, Touched { tables, rows }))
+    }
+
+    pub(in crate::capabilities::db) fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        grant: &DbGrant,
+        limits: &DbLimits,
+        deadline: Instant,
+    ) -> Result<(Outcome, Touched), Error> {
+        let (mut outcomes, touched) = self.transaction(
+            &[Statement {
+                sql: sql.to_owned(),
+                params: params.to_vec(),
+            }],
+            grant,
+            limits,
+            deadline,
+        )?;
+        Ok((outcomes.remove(0), touched))
+    }
+
+    /// All statements or none, in one SERIALIZABLE transaction.
+    pub(in crate::capabilities::db) fn transaction(
+        &self,
+        statements: &[Statement],
+        grant: &DbGrant,
+        limits: &DbLimits,
+        deadline: Instant,
+    ) -> Result<(Vec<Outcome>, Touched), Error> {
+        if statements.len() > limits.statements {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "a transaction may have at most {} statements",
+                    limits.statements
+                ),
+            ));
+        }
+        let mut batch = Vec::with_capacity(statements.len());
+        let mut tables = std::collections::BTreeSet::new();
+        for (i, s) in statements.iter().enumerate() {
+            let numbered = |e: Error| Error {
+                message: if statements.len() > 1 {
+                    format!("statement {}: {}", i + 1, e.message)
+                } else {
+                    e.message
+                },
+                ..e
+            };
+            let checked = self.check(&s.sql, grant, limits).map_err(numbered)?;
+            if !checked.writes {
+                return Err(numbered(invalid(
+                    "this statement returns rows: use db.query",
+                )));
+            }
+            tables.extend(
+                checked
+                    .tables
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            );
+            let params = bind(&checked, &s.params).map_err(numbered)?;
+            batch.push((checked, params));
+        }
+        let batch = Arc::new(batch);
+        let pool = self.pool.clone();
+        let outcomes = self.database.run(async move {
+            call(&pool, deadline, true, |conn| {
+                let batch = batch.clone();
+                Box::pin(async move {
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    for (i, (checked, params)) in batch.iter().enumerate() {
+                        let outcome = write(conn, checked, params).await.map_err(|e| match e {
+                            Failure::Error(e) if batch.len() > 1 => Failure::Error(Error {
+                                message: format!("statement {}: {}", i + 1, e.message),
+                                ..e
+                            }),
+                            other => other,
+                        })?;
+                        outcomes.push(outcome);
+                    }
+                    Ok(outcomes)
+                })
+            })
+            .await
+        })?;
+        let rows = outcomes.iter().map(|o| o.changed as usize).sum();
+        let tables = tables.into_iter().collect::<Vec<_>>().join(",").into();
+        Ok((outcomes, Touched { tables, rows }))
+    }
+}
+
+/// Checks that the call's parameters match the statement's.
+fn bind(checked: &Checked, params: &[Value]) -> Result<Arc<Vec<Param>>, Error> {
+    if params.len() != checked.params {
+        return Err(invalid(format!(
+            "the statement takes {} parameters, {} were given",
+            checked.params,
+            params.len()
+        )));
+    }
+    Ok(Arc::new(params.iter().map(Param::of).collect()))
+}
+
+/// Why one attempt at a call failed.
+enum Failure {
+    /// Another transaction got in the way: the call may run again.
+    Retry(String),
+    Error(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+/// Runs `attempt` in a transaction of its own on a connection of `pool`:
+/// read-only for a query, SERIALIZABLE and retried on a serialization
+/// failure for a write, with the server's timeouts set from the time left
+/// and a cancel at the deadline.
+async fn call<T>(
+    pool: &Arc<Pool>,
+    deadline: Instant,
+    writes: bool,
+    attempt: impl for<'c> Fn(&'c Pooled) -> Attempt<'c, T>,
+) -> Result<T, Error> {
+    let past_deadline = || {
+        Error::new(
+            ErrorCode::Timeout,
+            "the statement ran past the request's deadline",
+        )
+    };
+    loop {
+        let conn = pool.get(deadline).await.map_err(pool_error)?;
+        let ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis();
+        if ms == 0 {
+            return Err(past_deadline());
+        }
+        let begin = if writes {
+            "BEGIN ISOLATION LEVEL SERIALIZABLE"
+        } else {
+            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
+        };
+        let cancel = conn.cancel_token();
+        let work = async {
+            conn.batch_execute(&format!(
+                "{begin}; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {}",
+                (ms / 2).max(1)
+            ))
+            .await
+            .map_err(failure)?;
+            match attempt(&conn).await {
+                Ok(value) => {
+                    conn.batch_execute("COMMIT").await.map_err(failure)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    let _ = conn.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(Failure::Error(e))) => return Err(e),
+            Ok(Err(Failure::Retry(why))) => {
+                if Instant::now() + RETRY_PAUSE >= deadline {
+                    tracing::debug!(why, "a write kept meeting others until its deadline");
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        "the database is busy; try again",
+                    ));
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(_elapsed) => {
+                // The server may still be running it: stop it there, and
+                // never hand this connection to another call.
+                let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
+                conn.discard();
+                return Err(past_deadline());
+            }
+        }
+    }
+}
+
+/// One attempt's work on a connection (boxed: a future that borrows the
+/// connection, and that the database's runtime may move between threads).
+type Attempt<'c, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>> + Send + 'c>>;
+
+/// How long a write waits before running again after a serialization
+/// failure: long enough for the other transaction to commit.
+const RETRY_PAUSE: Duration = Duration::from_millis(2);
+
+/// Reads the rows of a query into the shape `S`, counting them against the
+/// call's limits as they arrive.
+async fn rows<S: Shape>(
+    conn: &Pooled,
+    checked: &Checked,
+    params: &[Param],
+    limits: &DbLimits,
+) -> Result<(S::Output, usize), Failure> {
+    let stream = conn
+        .query_typed_raw(
+            &checked.sql,
+            params
+                .iter()
+                .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), p.pg_type())),
+        )
+        .await
+        .map_err(failure)?;
+    pin_mut!(stream);
+    let mut result = S::default();
+    let mut spent = 0usize;
+    let mut started = false;
+    let too_large = |what: String| Failure::Error(Error::new(ErrorCode::TooLarge, what));
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(failure)?;
+        if !started {
+            let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+            spent += result.columns(&names);
+            started = true;
+        }
+        if result.rows() == limits.rows {
+            return Err(too_large(format!(
+                "the result has more than {} rows; add a LIMIT",
+                limits.rows
+            )));
+        }
+        result.row(row.len());
+        for (i, column) in row.columns().iter().enumerate() {
+            let raw: Raw<'_> = row.try_get(i).map_err(failure)?;
+            let value = cell(column.type_(), raw).map_err(|what| {
+                Failure::Error(invalid(format!(
+                    "column `{}` is of {what}, which the bridge cannot carry: CAST it to BIGINT, TEXT or DOUBLE PRECISION",
+                    column.name()
+                )))
+            })?;
+            spent += result.value(value.as_ref());
+            if spent as u64 > limits.bytes {
+                return Err(too_large(format!(
+                    "the result is larger than this guest's {} bytes for one db call; select fewer rows or columns",
+                    limits.bytes
+                )));
+            }
+        }
+    }
+    if !started {
+        // No row: the columns still name the result.
+        let statement = conn
+            .prepare_typed(
+                &checked.sql,
+                &params.iter().map(Param::pg_type).collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(failure)?;
+        let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+        result.columns(&names);
+    }
+    let count = result.rows();
+    Ok((result.finish(), count))
+}
+
+/// Runs one write; its outcome as SQLite reports it.
+async fn write(conn: &Pooled, checked: &Checked, params: &[Param]) -> Result<Outcome, Failure> {
+    let stream = conn
+        .query_typed_raw(
+            &checked.sql,
+            params
+                .iter()
+                .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), p.pg_type())),
+        )
+        .await
+        .map_err(failure)?;
+    pin_mut!(stream);
+    let mut last_id = 0;
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(failure)?;
+        if checked.returns_id
+            && let Ok(id) = row.try_get::<_, i64>(0)
+        {
+            last_id = id;
+        }
+    }
+    let changed = stream.rows_affected().unwrap_or(0);
+    Ok(Outcome {
+        changed,
+        last_insert_rowid: last_id,
+    })
+}
+
+/// A database error as the bridge reports it, in SQLite's words where a
+/// guest may match on them.
+fn failure(e: tokio_postgres::Error) -> Failure {
+    let Some(db) = e.as_db_error() else {
+        return Failure::Error(if e.is_closed() {
+            Error::new(
+                ErrorCode::Unavailable,
+                "the database connection closed; try again",
+            )
+        } else {
+            internal(&e)
+        });
+    };
+    let code = db.code();
+    let constraint = db.constraint().unwrap_or("");
+    if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
+        return Failure::Retry(db.message().to_owned());
+    }
+    let (error_code, message) = match code.code() {
+        "23503" => (
+            ErrorCode::Conflict,
+            format!("FOREIGN KEY constraint failed ({constraint})"),
+        ),
+        "23505" => (
+            ErrorCode::Conflict,
+            format!("UNIQUE constraint failed: {constraint}"),
+        ),
+        "23514" => (
+            ErrorCode::Conflict,
+            format!("CHECK constraint failed: {constraint}"),
+        ),
+        "23502" => (
+            ErrorCode::Conflict,
+            format!(
+                "NOT NULL constraint failed: {}.{}",
+                db.table().unwrap_or(""),
+                db.column().unwrap_or("")
+            ),
+        ),
+        "57014" => (
+            ErrorCode::Timeout,
+            "the statement ran past the request's deadline".to_owned(),
+        ),
+        "55P03" => (
+            ErrorCode::Conflict,
+            "the database is busy; try again".to_owned(),
+        ),
+        "25006" => (
+            ErrorCode::InvalidInput,
+            "this statement changes rows: use db.execute".to_owned(),
+        ),
+        "42501" => (
+            ErrorCode::Denied,
+            format!("the database refused it: {}", db.message()),
+        ),
+        c if c.starts_with("53") || c == "54000" => (
+            ErrorCode::TooLarge,
+            "the statement needs more than the database allows one call".to_owned(),
+        ),
+        c if c.starts_with("22") || c.starts_with("42") || c.starts_with("23") => {
+            (ErrorCode::InvalidInput, db.message().to_owned())
+        }
+        _ => return Failure::Error(internal(&e)),
+    };
+    Failure::Error(Error::new(error_code, message))
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::InvalidInput, message)
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Error {
+    tracing::error!(error = %e, "database failure");
+    Error::new(
+        ErrorCode::Internal,
+        "the database failed; the host's log has the details",
+    )
+}
+
+/// How long a call waits for a connection of its guest's pool.
+fn pool_error(e: PoolError) -> Error {
+    match e {
+        PoolError::Busy => Error::new(
+            ErrorCode::Timeout,
+            "no database connection came free before the request's deadline",
+        ),
+        PoolError::Connect(e) => {
+            tracing::error!(error = %e, "cannot connect as the guest's role");
+            Error::new(ErrorCode::Unavailable, "the database is not available")
+        }
+    }
+}

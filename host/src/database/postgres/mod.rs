@@ -1,0 +1,357 @@
+//! The host's database on PostgreSQL, for deployments past one machine:
+//! the app's tables in schema `app`, the host's (users, sessions, the
+//! limiter's counts) in schema `host`, which no guest role may use, and one
+//! LOGIN role per guest whose privileges mirror its `[guest.db]` grant.
+//!
+//! `rawalite migrate` is the one deploy step ([`Postgres::migrate`]): under
+//! an advisory lock it applies `migrations/postgres/`, revokes PUBLIC's
+//! defaults, and creates or updates every guest's role and its GRANTs
+//! (revoking what the manifest no longer grants). Everything else only
+//! checks: `serve` refuses a database whose migrations or grants are out of
+//! step with the binary and the manifest.
+//!
+//! Connections are driven by a small tokio runtime of this module's own,
+//! so the same code serves `serve`, the command line and the tests; a
+//! caller waits for [`Postgres::run`] (off the async workers, as every
+//! blocking host call does).
+
+mod provision;
+mod url;
+
+pub use url::DatabaseUrl;
+
+use super::{Applied, MigrationState};
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{Client, Config, NoTls};
+
+/// The migrations for PostgreSQL, in order, twins of `migrations/`.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../../../migrations/postgres/0001_init.sql"),
+)];
+
+/// The advisory lock `migrate` holds (an arbitrary constant: "RAWALITE").
+const MIGRATE_LOCK: i64 = 0x5241_5741_4c49_5445;
+
+/// Connections one guest may hold at once on one host.
+pub const GUEST_CONNECTIONS: usize = 8;
+/// Connections the host itself holds for users and sessions.
+const HOST_CONNECTIONS: usize = 8;
+
+/// A PostgreSQL database of an app.
+pub struct Postgres {
+    url: DatabaseUrl,
+    runtime: tokio::runtime::Runtime,
+    /// The host's own connections (the URL's role).
+    host: Arc<Pool>,
+}
+
+impl Postgres {
+    /// Connects to `url` (checking that it answers); nothing is created.
+    pub fn connect(url: &DatabaseUrl) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("postgres")
+            .enable_all()
+            .build()
+            .context("cannot start the PostgreSQL client")?;
+        let postgres = Postgres {
+            host: Arc::new(Pool::new(url.config().clone(), HOST_CONNECTIONS)),
+            url: url.clone(),
+            runtime,
+        };
+        let host = postgres.host.clone();
+        postgres
+            .run(async move {
+                host.get(Instant::now() + std::time::Duration::from_secs(10))
+                    .await
+                    .map(drop)
+            })
+            .with_context(|| format!("cannot connect to {}", postgres.url))?;
+        Ok(postgres)
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Runs `work` on this database's runtime and waits for it. Blocks the
+    /// calling thread: call it off the async workers.
+    pub fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.recv()
+            .expect("a task of the PostgreSQL client ended without an answer")
+    }
+
+    /// The host's own connections.
+    pub fn host(&self) -> Arc<Pool> {
+        self.host.clone()
+    }
+
+    /// A pool of connections as the role of guest `guest`.
+    pub fn guest_pool(&self, guest: &str) -> Arc<Pool> {
+        let role = provision::guest_role(&self.url, guest);
+        let mut config = self.url.config().clone();
+        config.user(&role);
+        if let Some(password) = provision::role_password(&role) {
+            config.password(password);
+        }
+        Arc::new(Pool::new(config, GUEST_CONNECTIONS))
+    }
+
+    /// Applies the migrations this binary has and brings every guest's
+    /// role and privileges in step with `guests` (name → grant), under an
+    /// advisory lock so that hosts running it at once take turns.
+    pub fn migrate(
+        &self,
+        guests: Vec<(String, crate::capabilities::db::DbGrant)>,
+    ) -> Result<(Vec<Applied>, Vec<String>)> {
+        let host = self.host.clone();
+        let url = self.url.clone();
+        self.run(async move {
+            let mut client = host.connect_alone().await?;
+            client
+                .query("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
+                .await
+                .context("taking the migration lock")?;
+            let result = async {
+                client
+                    .batch_execute(
+                        "CREATE SCHEMA IF NOT EXISTS host; CREATE SCHEMA IF NOT EXISTS app; SET search_path = host",
+                    )
+                    .await
+                    .context("creating the schemas `app` and `host`")?;
+                let applied = run_migrations(&mut client).await?;
+                let notes = provision::provision(&client, &url, &guests).await?;
+                Ok::<_, anyhow::Error>((applied, notes))
+            }
+            .await;
+            let _ = client
+                .query("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])
+                .await;
+            result
+        })
+    }
+
+    /// Where the database stands against this binary's migrations.
+    pub fn migration_state(&self) -> Result<MigrationState> {
+        let host = self.host.clone();
+        let applied = self.run(async move {
+            let client = host.get(deadline()).await?;
+            let exists: bool = client
+                .query_one(
+                    "SELECT to_regclass('host.refinery_schema_history') IS NOT NULL",
+                    &[],
+                )
+                .await?
+                .get(0);
+            if !exists {
+                return Ok::<_, anyhow::Error>(Vec::new());
+            }
+            let rows = client
+                .query(
+                    "SELECT version, name FROM host.refinery_schema_history ORDER BY version",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| format!("{:04}_{}", r.get::<_, i32>(0), r.get::<_, String>(1)))
+                .collect())
+        })?;
+        Ok(super::compare(&applied, MIGRATIONS.iter().map(|(n, _)| *n)))
+    }
+
+    /// What differs between the guests' roles and `guests`' grants: one
+    /// line per difference; none when in step.
+    pub fn grant_drift(
+        &self,
+        guests: Vec<(String, crate::capabilities::db::DbGrant)>,
+    ) -> Result<Vec<String>> {
+        let host = self.host.clone();
+        let url = self.url.clone();
+        self.run(async move {
+            let client = host.get(deadline()).await?;
+            provision::drift(&client, &url, &guests).await
+        })
+    }
+
+    /// The app's tables and each one's identity column.
+    pub fn app_tables(&self) -> Result<(BTreeSet<String>, HashMap<String, String>)> {
+        let host = self.host.clone();
+        self.run(async move {
+            let client = host.get(deadline()).await?;
+            let rows = client
+                .query(
+                    "SELECT c.relname, (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity <> '' AND NOT a.attisdropped LIMIT 1) \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'app' AND c.relkind IN ('r', 'v', 'p')",
+                    &[],
+                )
+                .await?;
+            let mut tables = BTreeSet::new();
+            let mut identity = HashMap::new();
+            for row in rows {
+                let table: String = row.get(0);
+                if let Some(column) = row.get::<_, Option<String>>(1) {
+                    identity.insert(table.clone(), column);
+                }
+                tables.insert(table);
+            }
+            Ok((tables, identity))
+        })
+    }
+
+    /// The size of the database in bytes, for the metrics.
+    pub fn size(&self) -> Result<u64> {
+        let host = self.host.clone();
+        self.run(async move {
+            let client = host.get(deadline()).await?;
+            let row = client
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
+        })
+    }
+}
+
+/// How long the host waits for its own connections.
+fn deadline() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(10)
+}
+
+/// refinery's runner against `client`, with the file names people see.
+async fn run_migrations(client: &mut Client) -> Result<Vec<Applied>> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(file, sql)| {
+            refinery::Migration::unapplied(&super::refinery_name(file)?, sql).map_err(Into::into)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let report = refinery::Runner::new(&migrations)
+        .set_grouped(false)
+        .set_abort_divergent(true)
+        .set_abort_missing(true)
+        .run_async(client)
+        .await
+        .map_err(super::migration_error)?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| Applied {
+            name: super::file_name(m),
+        })
+        .collect())
+}
+
+/// Connections of one role, at most `max` at once. A caller waits for one
+/// no later than its deadline, so one guest exhausting its pool waits
+/// alone; other guests have pools of their own.
+pub struct Pool {
+    config: Config,
+    idle: Mutex<Vec<Client>>,
+    slots: Arc<Semaphore>,
+}
+
+/// Why no connection came.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no connection came free before the deadline")]
+    Busy,
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[from] tokio_postgres::Error),
+}
+
+impl Pool {
+    fn new(config: Config, max: usize) -> Self {
+        Pool {
+            config,
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(max)),
+        }
+    }
+
+    /// A connection, waiting for a free slot no later than `deadline`.
+    /// Must run on the database's runtime (inside [`Postgres::run`]).
+    pub async fn get(self: &Arc<Self>, deadline: Instant) -> Result<Pooled, PoolError> {
+        let slot = tokio::time::timeout_at(deadline.into(), self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| PoolError::Busy)?
+            .map_err(|_| PoolError::Busy)?;
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let client = match idle.filter(|c| !c.is_closed()) {
+            Some(client) => client,
+            None => self.connect_alone().await?,
+        };
+        Ok(Pooled {
+            client: Some(client),
+            pool: self.clone(),
+            _slot: slot,
+        })
+    }
+
+    /// A new connection outside the pool's count (the migration's own).
+    pub async fn connect_alone(&self) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+/// A connection of a [`Pool`], back in it when dropped (unless closed, or
+/// marked broken).
+pub struct Pooled {
+    client: Option<Client>,
+    pool: Arc<Pool>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Pooled {
+    /// Drops the connection instead of giving it back: after a call was
+    /// cancelled, say, its state is not known.
+    pub fn discard(mut self) {
+        self.client.take();
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take().filter(|c| !c.is_closed()) {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(client);
+        }
+    }
+}
+
+/// Refuses a URL that is not `postgres://` or `postgresql://`.
+pub fn check_scheme(text: &str) -> Result<()> {
+    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+        bail!(
+            "a database URL starts with postgres:// (got `{}`)",
+            url::redact(text)
+        );
+    }
+    Ok(())
+}
