@@ -41,11 +41,12 @@ fn manifest(dir: &Path) -> PathBuf {
     std::fs::write(
         &file,
         format!(
-            "[app]\nname = \"crash\"\ndata_dir = \"data\"\n[paths]\nfiles = \"files\"\n\n\
+            "[app]\nname = \"crash\"\ndata_dir = \"data\"\n{}[paths]\nfiles = \"files\"\n\n\
              [[guest]]\nname = \"probe\"\ncomponent = \"{}\"\nroute = \"/probe\"\n\
              [guest.limits]\ntimeout_ms = 5000\n\
              [guest.db]\nread = [\"customers\"]\nwrite = [\"customers\"]\n\
              [guest.paths]\nfiles = {{ access = \"read-write\", quota = \"10 MiB\" }}\n",
+            common::database_line(),
             guest("probe").display()
         ),
     )
@@ -150,19 +151,18 @@ fn writers(
 }
 
 /// What must hold after a kill, read behind the server's back.
-fn check(data: &Path, acked: &Acknowledged) {
-    let conn = rusqlite::Connection::open(data.join("rawalite.db")).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
-    let stored: std::collections::HashSet<String> = conn
-        .prepare("SELECT name FROM customers")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+fn check(manifest: &Path, data: &Path, acked: &Acknowledged) {
+    if !common::on_postgres() {
+        let conn = rusqlite::Connection::open(data.join("rawalite.db")).unwrap();
+        let integrity: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+    }
+    let stored: std::collections::HashSet<String> =
+        common::sql_behind(manifest, data, "SELECT name FROM customers")
+            .into_iter()
+            .collect();
     let lost: Vec<&String> = acked
         .names
         .iter()
@@ -264,7 +264,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write_and_tears_no_file() {
         for t in threads {
             t.join().unwrap();
         }
-        check(&data, &acked.lock().unwrap());
+        check(&manifest, &data, &acked.lock().unwrap());
     }
     let served = Served::start(&manifest, &data, &shared_cache());
     check_no_temporary_files(&served, &data);

@@ -231,7 +231,7 @@ fn an_error_never_shows_the_columns_of_a_table_outside_the_grant() {
     assert_code(
         query("SELECT no_such_column FROM customers"),
         ErrorCode::InvalidInput,
-        "no such column",
+        "no_such_column",
     );
 }
 

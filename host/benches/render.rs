@@ -108,7 +108,7 @@ fn db_query(c: &mut Criterion) {
             guests_dir().join("bench-customers.wasm").display()
         ),
     );
-    let conn = rusqlite::Connection::open(app.database.path()).expect("open");
+    let conn = rusqlite::Connection::open(dir.path().join("data/rawalite.db")).expect("open");
     for i in 0..20 {
         conn.execute(
             "INSERT INTO customers (name, email) VALUES (?, ?)",
@@ -252,7 +252,7 @@ fn session_lookup(c: &mut Criterion) {
         .login("bench", &password, None, deadline)
         .expect("signed in")
         .token;
-    let conn = rusqlite::Connection::open(app.database.path()).expect("open");
+    let conn = rusqlite::Connection::open(dir.path().join("data/rawalite.db")).expect("open");
     let hash: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
         <sha2::Sha256 as sha2::Digest>::new(),
         token.expose(),

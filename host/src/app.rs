@@ -86,7 +86,7 @@ impl App {
                 let (database, migrations) = Database::open(&data_dir)?;
                 let database = Arc::new(database);
                 let tables = database.app_tables()?;
-                let store = Store::Sqlite(SqliteStore::new(&database)?);
+                let store = Store::Sqlite(Box::new(SqliteStore::new(&database)?));
                 (
                     Backend::Sqlite(database),
                     migrations,

@@ -103,13 +103,84 @@ pub fn get(target: &str) -> Request {
 /// the given `[[guest]]` tables appended. `{probe}` in them stands for the
 /// built probe's path.
 pub fn manifest(dir: &Path, guests: &str) -> PathBuf {
+    manifest_on(dir, guests, on_postgres())
+}
+
+/// [`manifest`] on a fresh PostgreSQL database (migrated) when `postgres`,
+/// whatever the pass.
+pub fn manifest_on(dir: &Path, guests: &str, postgres: bool) -> PathBuf {
     let file = dir.join("rawalite.toml");
+    let database = if postgres {
+        format!("database = \"{}\"\n", pg_database())
+    } else {
+        String::new()
+    };
     let text = format!(
-        "[app]\nname = \"test\"\ndata_dir = \"data\"\n\n{}",
+        "[app]\nname = \"test\"\ndata_dir = \"data\"\n{database}\n{}",
         guests.replace("{probe}", &guest("probe").display().to_string())
     );
     std::fs::write(&file, text).expect("write the manifest");
+    if postgres {
+        migrate(&file);
+    }
     file
+}
+
+/// Whether this pass of the suites runs on PostgreSQL: `cargo xtask test`
+/// runs the db, session, hostile, crash and browser suites a second time
+/// with `RAWALITE_TEST_BACKEND=postgres`.
+pub fn on_postgres() -> bool {
+    std::env::var("RAWALITE_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// `database = "…"` for an `[app]` table: a fresh database of the test
+/// cluster on PostgreSQL, nothing on SQLite.
+pub fn database_line() -> String {
+    if on_postgres() {
+        format!("database = \"{}\"\n", pg_database())
+    } else {
+        String::new()
+    }
+}
+
+/// A new, empty database in the throwaway cluster `cargo xtask test`
+/// started (its socket directory is `RAWALITE_TEST_POSTGRES`); its URL.
+pub fn pg_database() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let socket = std::env::var("RAWALITE_TEST_POSTGRES").expect(
+        "RAWALITE_TEST_POSTGRES is not set: run the tests with `cargo xtask test`, which starts a PostgreSQL cluster for them",
+    );
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let out = Command::new("psql")
+        .args([
+            "-X", "-q", "-h", &socket, "-U", "postgres", "-d", "postgres", "-c",
+        ])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "CREATE DATABASE: {}", stderr(&out));
+    format!("postgres://postgres@/{name}?host={socket}")
+}
+
+/// `rawalite migrate` of the manifest `file`, as the deploy step on
+/// PostgreSQL (on SQLite, every command migrates anyway).
+pub fn migrate(file: &Path) {
+    let out = Command::new(bin())
+        .args(["migrate", "--manifest"])
+        .arg(file)
+        .output()
+        .expect("rawalite migrate runs");
+    assert!(
+        out.status.success(),
+        "migrate: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 /// An app in a temporary directory, opened in-process with a private
@@ -123,8 +194,17 @@ pub struct ProbeApp {
 
 impl ProbeApp {
     pub fn open(guests: &str) -> Self {
+        Self::open_with(guests, on_postgres())
+    }
+
+    /// [`ProbeApp::open`] on PostgreSQL, in either pass.
+    pub fn open_on_postgres(guests: &str) -> Self {
+        Self::open_with(guests, true)
+    }
+
+    fn open_with(guests: &str, postgres: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let manifest = manifest(dir.path(), guests);
+        let manifest = manifest_on(dir.path(), guests, postgres);
         let runtime = Runtime::new(Some(dir.path().join("cache"))).unwrap();
         let app = App::open(Manifest::load(&manifest).unwrap(), None, runtime).unwrap();
         ProbeApp { dir, manifest, app }
@@ -142,6 +222,22 @@ impl ProbeApp {
 
     pub fn db_file(&self) -> PathBuf {
         self.data_path("rawalite.db")
+    }
+
+    /// Runs `sql` on the app's database behind the guests' backs (as its
+    /// owner; on PostgreSQL with the host's and the app's schemas on the
+    /// search path, so the same SQL serves both backends); the first column
+    /// of each row, as text.
+    pub fn sql(&self, sql: &str) -> Vec<String> {
+        sql_behind(&self.manifest, &self.dir.path().join("data"), sql)
+    }
+
+    /// [`ProbeApp::sql`]'s one number.
+    pub fn number(&self, sql: &str) -> i64 {
+        self.sql(sql)[0]
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// A connection of the test's own to the database.
@@ -283,6 +379,9 @@ impl Served {
         log: std::process::Stdio,
     ) -> Served {
         use std::io::BufRead;
+        if on_postgres() {
+            migrate(manifest);
+        }
         let mut child = Command::new(bin())
             .args(["serve", "--manifest"])
             .arg(manifest)
@@ -363,7 +462,9 @@ pub fn demo_manifest(dir: &Path, probe: bool) -> PathBuf {
         .replace(
             "static = \"static\"",
             &format!("static = \"{}/static\"", root.display()),
-        );
+        )
+        .replacen("[app]\n", &format!("[app]\n{}", database_line()), 1);
+    let migrate_after = on_postgres();
     if probe {
         app += &format!(
             "\n[[guest]]\nname = \"probe\"\ncomponent = \"{}\"\nroute = \"/probe\"\n[guest.limits]\ntimeout_ms = 5000\n[guest.db]\nread = [\"customers\"]\nwrite = [\"customers\"]\n",
@@ -372,6 +473,9 @@ pub fn demo_manifest(dir: &Path, probe: bool) -> PathBuf {
     }
     let file = dir.join("rawalite.toml");
     std::fs::write(&file, app).expect("write the manifest");
+    if migrate_after {
+        migrate(&file);
+    }
     file
 }
 
@@ -393,4 +497,55 @@ pub fn connect_from(
         .expect("bind a loopback address");
     socket.connect(&to.into()).expect("connect");
     socket.into()
+}
+
+/// Runs `sql` on the database of the app of `manifest` (data in `data`)
+/// behind its back, as the database's owner: PostgreSQL when the manifest
+/// names one (with the host's and the app's schemas on the search path, so
+/// the same SQL serves both backends), else the SQLite file. Returns the
+/// first column of each row, as text.
+pub fn sql_behind(manifest: &Path, data: &Path, sql: &str) -> Vec<String> {
+    let manifest = Manifest::load(manifest).expect("the manifest");
+    match &manifest.database {
+        Some(url) => {
+            let out = Command::new("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    url,
+                    "-c",
+                ])
+                .arg(format!("SET search_path = host, app; {sql}"))
+                .output()
+                .expect("psql runs");
+            assert!(out.status.success(), "{sql}: {}", stderr(&out));
+            stdout(&out).lines().map(str::to_owned).collect()
+        }
+        None => {
+            let conn = rusqlite::Connection::open(data.join("rawalite.db")).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            if stmt.column_count() == 0 {
+                stmt.execute([]).unwrap();
+                return Vec::new();
+            }
+            stmt.query_map([], |row| {
+                Ok(match row.get_ref(0)? {
+                    rusqlite::types::ValueRef::Null => String::new(),
+                    rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                    rusqlite::types::ValueRef::Real(r) => r.to_string(),
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
+                })
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod apt;
 mod bench;
 mod browser;
 mod docs;
+mod postgres;
 mod python;
 mod serve_bench;
 
@@ -36,6 +37,39 @@ commands:
 ";
 
 const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// The suites `cargo xtask test` runs a second time with PostgreSQL as the
+/// database (`RAWALITE_TEST_BACKEND=postgres`).
+const POSTGRES_SUITES: &[&str] = &["db", "session", "hostile", "crash", "e2e"];
+
+/// Tests of those suites that are about SQLite itself, left out of the
+/// PostgreSQL pass, each with the test that covers the same ground there.
+const SQLITE_ONLY: &[(&str, &str)] = &[
+    (
+        "hostile_statements_get_their_code_and_change_nothing",
+        "SQLite's own attacks (PRAGMA, ATTACH, sqlite_schema): postgres::postgresql_attacks_get_their_code_and_change_nothing",
+    ),
+    (
+        "a_busy_database_is_conflict",
+        "SQLite's write lock: postgres::concurrent_writers_are_serialized_and_retried",
+    ),
+    (
+        "migrate_applies_once_and_an_edited_migration_stops_the_start",
+        "SQLite's migrations at start: postgres::migrate_provisions_roles_idempotently_and_serve_refuses_drift",
+    ),
+    (
+        "migrate_refuses_to_guess_the_data_directory",
+        "the SQLite data directory",
+    ),
+    (
+        "database_attacks_end_with_their_code_and_bounded_memory",
+        "SQLite's allocator charge: postgres::functions_that_build_huge_values_are_refused",
+    ),
+    (
+        "a_long_sort_ends_near_its_deadline",
+        "SQLite's NOCASE sort: postgres::a_query_past_its_deadline_is_cancelled_on_the_server",
+    ),
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,10 +101,27 @@ fn run(args: &[String]) -> Result<()> {
             // tests unify on, so `cargo test` below compiles nothing again.
             build_with(&root, &["--workspace", "--all-targets"])?;
             browser::ensure()?;
+            let cluster = postgres::Cluster::start(&root)?;
             step("running the workspace's tests");
             cargo(&root)
                 .args(["test", "--release", "--workspace"])
                 .args(rest)
+                .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
+                .status_ok()?;
+            step(&format!(
+                "running the {} suites again on PostgreSQL",
+                POSTGRES_SUITES.join(", ")
+            ));
+            let mut pass = cargo(&root);
+            pass.args(["test", "--release", "-p", "rawalite-tests"]);
+            for suite in POSTGRES_SUITES {
+                pass.args(["--test", suite]);
+            }
+            pass.args(rest)
+                .arg("--")
+                .args(SQLITE_ONLY.iter().flat_map(|(test, _)| ["--skip", test]))
+                .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
+                .env("RAWALITE_TEST_BACKEND", "postgres")
                 .status_ok()
         }
         Some("bench") if rest.first().map(String::as_str) == Some("serve") => {

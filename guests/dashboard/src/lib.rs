@@ -14,7 +14,7 @@ impl Renderer for Dashboard {
         let totals = db::query(
             "SELECT (SELECT count(*) FROM customers) AS customers, \
                     count(*) AS invoices, \
-                    coalesce(sum(status = 'open'), 0) AS open, \
+                    count(*) FILTER (WHERE status = 'open') AS open, \
                     coalesce(sum(CASE WHEN status = 'open' THEN total_cents END), 0) AS open_cents, \
                     coalesce(sum(CASE WHEN status = 'paid' THEN total_cents END), 0) AS paid_cents \
              FROM invoices",

@@ -486,7 +486,9 @@ mod tests {
     fn auth() -> (tempfile::TempDir, Arc<Auth>) {
         let dir = tempfile::tempdir().unwrap();
         let (database, _) = crate::database::Database::open(dir.path()).unwrap();
-        let store = Store::Sqlite(store::SqliteStore::new(&Arc::new(database)).unwrap());
+        let store = Store::Sqlite(Box::new(
+            store::SqliteStore::new(&Arc::new(database)).unwrap(),
+        ));
         let auth = Auth::new(store, Policy::default()).unwrap();
         let password = Password::new("correct horse battery staple".into());
         auth.add_user("bob", None, &[], &password).unwrap();

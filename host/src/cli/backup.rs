@@ -36,7 +36,19 @@ pub struct RestoreArgs {
     data: DataArgs,
 }
 
+/// `backup` and `restore` keep SQLite data directories. A PostgreSQL
+/// database is PostgreSQL's to back up: saying so beats leaving it out.
+fn refuse_postgres(data: &DataArgs, what: &str) -> Result<()> {
+    if let Some(url) = data.url()? {
+        bail!(
+            "{url} is PostgreSQL: {what} with PostgreSQL's own tools (pg_dump, pg_restore, or your provider's backups), and the roots of the data directory with your file backups; then run `rawalite migrate` after a restore (README, \"Running on PostgreSQL\")"
+        );
+    }
+    Ok(())
+}
+
 pub fn backup(args: BackupArgs) -> Result<Exit> {
+    refuse_postgres(&args.data, "back it up")?;
     let data_dir = args.data.dir()?;
     if args.data.manifest.is_file() {
         // A root outside the data directory would be left out silently.
@@ -70,6 +82,7 @@ pub fn backup(args: BackupArgs) -> Result<Exit> {
 }
 
 pub fn restore(args: RestoreArgs) -> Result<Exit> {
+    refuse_postgres(&args.data, "restore it")?;
     let data_dir = args.data.dir()?;
     let started = Instant::now();
     let (replaced, contents) =

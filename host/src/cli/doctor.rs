@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use rawalite_host::backup::{DataLock, STAGING_PREFIXES};
 use rawalite_host::capabilities::paths::{BLOCK, TEMP_PREFIX};
+use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
 use rawalite_host::database::{MigrationState, known_migrations, migration_state};
 use rawalite_host::manifest::Manifest;
 use rusqlite::OpenFlags;
@@ -37,7 +38,10 @@ pub fn run(args: DoctorArgs) -> Result<Exit> {
     } else {
         None
     };
-    let findings = check(&dir, manifest.as_ref());
+    let findings = match args.data.url()? {
+        Some(url) => postgres(&url, &dir, manifest.as_ref()),
+        None => check(&dir, manifest.as_ref()),
+    };
     let mut failed = false;
     for finding in &findings {
         match finding {
@@ -77,6 +81,54 @@ fn check(dir: &Path, manifest: Option<&Manifest>) -> Vec<Finding> {
     if let Some(manifest) = manifest {
         roots(dir, manifest, &mut found);
         backups(manifest, &mut found);
+    }
+    found
+}
+
+/// The checks for an app on PostgreSQL: the database answers, its
+/// migrations are current, the guests' roles match the manifest, and the
+/// data directory's roots.
+fn postgres(url: &DatabaseUrl, dir: &Path, manifest: Option<&Manifest>) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let pg = match Postgres::connect(url) {
+        Ok(pg) => {
+            found.push(Finding::Ok(format!("{url} answers")));
+            pg
+        }
+        Err(e) => {
+            found.push(Finding::Fail(format!(
+                "{e:#}: is PostgreSQL running, and does the URL name its database and a role that may log in?"
+            )));
+            return found;
+        }
+    };
+    found.push(match pg.migration_state() {
+        Ok(MigrationState::Current) => Finding::Ok("migrations are current".into()),
+        Ok(MigrationState::Pending(n)) => Finding::Fail(format!(
+            "{n} migration(s) pending: `rawalite migrate --database {url}`"
+        )),
+        Ok(MigrationState::Unknown(newer)) => Finding::Fail(format!(
+            "migration {newer} is applied but unknown to this rawalite: use a newer rawalite"
+        )),
+        Err(e) => Finding::Fail(format!("cannot read the migration history: {e:#}")),
+    });
+    if let Some(manifest) = manifest {
+        found.push(
+            match pg.grant_drift(rawalite_host::app::db_grants(manifest)) {
+                Ok(drift) if drift.is_empty() => {
+                    Finding::Ok("every guest's role has exactly its grant".into())
+                }
+                Ok(drift) => Finding::Fail(format!(
+                    "{}: `rawalite migrate --database {url}` brings them in step",
+                    drift.join("; ")
+                )),
+                Err(e) => Finding::Fail(format!("cannot read the guests' privileges: {e:#}")),
+            },
+        );
+        if dir.is_dir() {
+            temporary_files(dir, &mut found);
+            roots(dir, manifest, &mut found);
+        }
     }
     found
 }

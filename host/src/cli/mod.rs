@@ -160,7 +160,7 @@ impl DataArgs {
             Some(url) => Store::Postgres(PostgresStore::new(&Arc::new(migrated(&url)?))),
             None => {
                 let (database, _) = Database::open(&self.dir()?)?;
-                Store::Sqlite(SqliteStore::new(&Arc::new(database))?)
+                Store::Sqlite(Box::new(SqliteStore::new(&Arc::new(database))?))
             }
         };
         Auth::new(store, Policy::default())

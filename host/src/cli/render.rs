@@ -118,7 +118,9 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
             // still has the session of that data directory's users.
             auth = match &args.data {
                 Some(dir) => Some(Auth::new(
-                    Store::Sqlite(SqliteStore::new(&Arc::new(Database::open(dir)?.0))?),
+                    Store::Sqlite(Box::new(SqliteStore::new(&Arc::new(
+                        Database::open(dir)?.0,
+                    ))?)),
                     Policy::default(),
                 )?),
                 None => None,

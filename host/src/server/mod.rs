@@ -180,6 +180,10 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         None => None,
     };
     let backups = match &server.app.manifest.backup {
+        Some(_) if matches!(server.app.database, crate::database::Backend::Postgres(_)) => bail!(
+            "{}: [app.backup] backs up SQLite data directories; on PostgreSQL use PostgreSQL's backups (pg_dump, or your provider's) and remove [app.backup]",
+            server.app.manifest.file.display()
+        ),
         Some(schedule) => {
             let roots: Vec<std::path::PathBuf> = server
                 .app

@@ -48,7 +48,7 @@ pub use sqlite::SqliteStore;
 
 /// The host's tables, on one backend or the other.
 pub enum Store {
-    Sqlite(SqliteStore),
+    Sqlite(Box<SqliteStore>),
     Postgres(PostgresStore),
 }
 

@@ -97,6 +97,9 @@ pub fn check(sql: &str, grant: &DbGrant, schema: &Schema) -> Result<Checked, Err
         return Err(e);
     }
     let tables = grants(&statement, &subset, grant)?;
+    if let Statement::Query(query) = &statement {
+        named_columns(query)?;
+    }
     let mut rewrite = Rewrite::default();
     if let ControlFlow::Break(e) = VisitMut::visit(&mut statement, &mut rewrite) {
         return Err(e);
@@ -183,6 +186,28 @@ fn shape(statement: &Statement) -> Result<bool, Error> {
             "only SELECT, INSERT, UPDATE and DELETE are allowed (the host runs each call in a transaction of its own)",
         )),
     }
+}
+
+/// The columns a query's result has must be named the same on both
+/// engines: a column, or an expression with `AS` (SQLite names
+/// `count(*)` "count(*)", PostgreSQL "count").
+fn named_columns(query: &Query) -> Result<(), Error> {
+    let body = match query.body.as_ref() {
+        SetExpr::SetOperation { left, .. } => left.as_ref(),
+        other => other,
+    };
+    if let SetExpr::Select(select) = body {
+        for item in &select.projection {
+            if let SelectItem::UnnamedExpr(expr) = item
+                && !matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+            {
+                return Err(invalid(format!(
+                    "name the column `{expr}` with AS (`{expr} AS n`): SQLite and PostgreSQL name it differently"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn query_shape(query: &Query) -> Result<(), Error> {
@@ -447,7 +472,7 @@ fn function_call(f: &Function) -> Result<(), Error> {
         _ => None,
     };
     match name.as_str() {
-        "sum" | "avg" if expr(0).is_some_and(|e| boolean(e)) => Err(invalid(format!(
+        "sum" | "avg" if expr(0).is_some_and(boolean) => Err(invalid(format!(
             "`{f}` adds up a condition, which PostgreSQL refuses: write count(*) FILTER (WHERE …)"
         ))),
         "round" if args.len() != 1 => Err(invalid(
@@ -834,12 +859,12 @@ mod tests {
                 "SELECT count(*) FILTER (WHERE status = 'open') AS open FROM invoices",
             ),
             (
-                "SELECT ifnull(sum(total_cents), 0) FROM invoices",
-                "SELECT coalesce(sum(total_cents), 0) FROM invoices",
+                "SELECT ifnull(sum(total_cents), 0) AS total FROM invoices",
+                "SELECT coalesce(sum(total_cents), 0) AS total FROM invoices",
             ),
             (
-                "SELECT group_concat(name) FROM customers",
-                "SELECT string_agg(CAST(name AS TEXT), ',') FROM customers",
+                "SELECT group_concat(name) AS names FROM customers",
+                "SELECT string_agg(CAST(name AS TEXT), ',') AS names FROM customers",
             ),
             (
                 "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -866,8 +891,9 @@ mod tests {
 
     #[test]
     fn bare_and_numbered_parameters_number_as_sqlite_does() {
-        assert_eq!(ok("SELECT ?, ?5, ?, ?2").sql, "SELECT $1, $5, $6, $2");
-        assert_eq!(ok("SELECT ?, ?5, ?, ?2").params, 6);
+        let sql = "SELECT ? AS a, ?5 AS b, ? AS c, ?2 AS d";
+        assert_eq!(ok(sql).sql, "SELECT $1 AS a, $5 AS b, $6 AS c, $2 AS d");
+        assert_eq!(ok(sql).params, 6);
     }
 
     #[test]
@@ -898,7 +924,11 @@ mod tests {
             ("SELECT `name` FROM customers", "double quotes"),
             ("SELECT :name", "`?` or `?N`"),
             ("SELECT @name", "`?` or `?N`"),
-            ("SELECT round(1.25, 1)", "round(x)"),
+            ("SELECT round(1.25, 1) AS r", "round(x)"),
+            (
+                "SELECT count(*) FROM customers",
+                "name the column `count(*)` with AS",
+            ),
         ] {
             let e = refused(sql);
             assert_eq!(e.code, ErrorCode::InvalidInput, "{sql}: {}", e.message);
@@ -990,6 +1020,14 @@ mod tests {
         }
         // A common table expression is not a table.
         assert!(check("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 5) SELECT x FROM c", &grant, &schema()).is_ok());
+        assert!(
+            check(
+                "SELECT (SELECT count(*) FROM customers) AS n",
+                &grant,
+                &schema()
+            )
+            .is_ok()
+        );
     }
 
     proptest! {
@@ -1014,7 +1052,7 @@ mod tests {
             agg in prop::sample::select(vec!["count(*)", "max(id)", "min(name)", "sum(id)", "avg(id)"]),
             limit in 1u32..100,
         ) {
-            let sql = format!("SELECT {agg}, {column} FROM customers c WHERE {column} {op} ? GROUP BY {column} ORDER BY {column} LIMIT {limit}");
+            let sql = format!("SELECT {agg} AS n, {column} FROM customers c WHERE {column} {op} ? GROUP BY {column} ORDER BY {column} LIMIT {limit}");
             let checked = check(&sql, &grant(), &schema()).map_err(|e| TestCaseError::fail(e.message))?;
             prop_assert_eq!(checked.params, 1);
             prop_assert!(checked.sql.contains("$1"));

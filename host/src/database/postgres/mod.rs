@@ -46,7 +46,8 @@ const HOST_CONNECTIONS: usize = 8;
 /// A PostgreSQL database of an app.
 pub struct Postgres {
     url: DatabaseUrl,
-    runtime: tokio::runtime::Runtime,
+    /// Taken only when dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     /// The host's own connections (the URL's role).
     host: Arc<Pool>,
 }
@@ -63,7 +64,7 @@ impl Postgres {
         let postgres = Postgres {
             host: Arc::new(Pool::new(url.config().clone(), HOST_CONNECTIONS)),
             url: url.clone(),
-            runtime,
+            runtime: Some(runtime),
         };
         let host = postgres.host.clone();
         postgres
@@ -84,7 +85,8 @@ impl Postgres {
     /// calling thread: call it off the async workers.
     pub fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
+        let runtime = self.runtime.as_ref().expect("taken only when dropped");
+        runtime.spawn(async move {
             let _ = tx.send(work.await);
         });
         rx.recv()
@@ -220,6 +222,16 @@ impl Postgres {
                 .await?;
             Ok(row.get::<_, i64>(0).max(0) as u64)
         })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // It may be dropped on an async worker (when `serve` ends), where a
+        // runtime may not wait for its threads.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -89,6 +89,7 @@ impl<'a> FromSql<'a> for Raw<'a> {
 /// A result value, as the result shapes take it (the same enum SQLite's
 /// rows come in); text and blobs borrow from `scratch` when they had to be
 /// built.
+#[derive(Debug)]
 pub enum Cell<'a> {
     Borrowed(rusqlite::types::ValueRef<'a>),
     Built(rusqlite::types::Value),
@@ -256,13 +257,15 @@ mod tests {
 
     #[test]
     fn dates_and_timestamps_read_as_iso_text() {
-        let date = cell(&Type::DATE, Raw(Some(&9_825i32.to_be_bytes()))).unwrap();
+        let days = 9_826i32.to_be_bytes();
+        let date = cell(&Type::DATE, Raw(Some(&days))).unwrap();
         assert_eq!(
             date.as_ref(),
             rusqlite::types::ValueRef::Text(b"2026-11-26")
         );
-        let micros: i64 = 848_860_200_000_000;
-        let ts = cell(&Type::TIMESTAMPTZ, Raw(Some(&micros.to_be_bytes()))).unwrap();
+        let micros: i64 = 849_033_000_000_000;
+        let micros = micros.to_be_bytes();
+        let ts = cell(&Type::TIMESTAMPTZ, Raw(Some(&micros))).unwrap();
         assert_eq!(
             ts.as_ref(),
             rusqlite::types::ValueRef::Text(b"2026-11-26T18:30:00Z")

@@ -1,0 +1,593 @@
+//! The `db` capability and the host's tables on PostgreSQL, in the throwaway
+//! cluster `cargo xtask test` starts: the deploy step provisions one role
+//! per guest and keeps it in step with the manifest; grants are enforced
+//! twice (the host's check, then the role's own privileges, shown with the
+//! host out of the way); PostgreSQL's own attacks get a typed error and
+//! change nothing; calls stop at their deadline on the server too;
+//! concurrent writers are serialized; one guest's pool is its own.
+
+mod common;
+
+use common::{ProbeApp, err, get_with, json, rawalite, stderr, stdout};
+use rawalite_host::capabilities::ErrorCode;
+use rawalite_host::capabilities::session::Caller;
+use rawalite_host::runtime::{Guest, Outcome};
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const GUESTS: &str = r#"
+[[guest]]
+name = "reader"
+component = "{probe}"
+[guest.db]
+read = ["customers"]
+
+[[guest]]
+name = "writer"
+component = "{probe}"
+[guest.limits]
+timeout_ms = 3000
+[guest.db]
+read = ["customers"]
+write = ["customers", "invoices", "invoice_items"]
+
+[[guest]]
+name = "slow"
+component = "{probe}"
+[guest.limits]
+timeout_ms = 300
+[guest.db]
+read = ["customers"]
+"#;
+
+/// An app of [`GUESTS`] on a fresh database of the test cluster.
+fn app() -> ProbeApp {
+    ProbeApp::open_on_postgres(GUESTS)
+}
+
+fn query(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
+    let mut pairs = vec![("sql", sql)];
+    pairs.extend(params.iter().map(|p| ("p", *p)));
+    guest
+        .render(&get_with("/db/query", &pairs), Caller::default())
+        .outcome
+}
+
+fn execute(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
+    let mut pairs = vec![("sql", sql)];
+    pairs.extend(params.iter().map(|p| ("p", *p)));
+    guest
+        .render(&get_with("/db/execute", &pairs), Caller::default())
+        .outcome
+}
+
+/// `psql` as `role` on the app's database: what a guest's role may do
+/// with the host's check out of the way. `Err` carries PostgreSQL's words.
+fn as_role(f: &ProbeApp, role: &str, sql: &str) -> Result<String, String> {
+    let url =
+        f.app
+            .manifest
+            .database
+            .clone()
+            .unwrap()
+            .replacen("postgres@", &format!("{role}@"), 1);
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    if out.status.success() {
+        Ok(stdout(&out))
+    } else {
+        Err(stderr(&out))
+    }
+}
+
+/// The role of guest `guest`.
+fn role(f: &ProbeApp, guest: &str) -> String {
+    let url = f.app.manifest.database.clone().unwrap();
+    let db = url
+        .split('/')
+        .nth(3)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    format!("{db}_g_{guest}")
+}
+
+/// Row counts of every table of both schemas.
+fn counts(f: &ProbeApp) -> Vec<String> {
+    f.sql(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_schema IN ('app', 'host') ORDER BY 1",
+    )
+    .into_iter()
+    .map(|t| format!("{t}={}", f.number(&format!("SELECT count(*) FROM {t}"))))
+    .collect()
+}
+
+#[test]
+fn migrate_provisions_roles_idempotently_and_serve_refuses_drift() {
+    let f = app();
+    let m = f.manifest.to_str().unwrap();
+    let cache = f.dir.path().join("cache");
+    // Twice at once: the advisory lock makes them take turns.
+    let twice: Vec<_> = (0..2)
+        .map(|_| {
+            let m = m.to_owned();
+            let cache = cache.clone();
+            std::thread::spawn(move || rawalite(&["migrate", "--manifest", &m], &cache))
+        })
+        .collect();
+    for out in twice {
+        let out = out.join().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stdout(&out).contains("up to date"), "{}", stdout(&out));
+    }
+    let privileges = |table: &str, privilege: &str| {
+        f.sql(&format!(
+            "SELECT has_table_privilege('{}', 'app.{table}', '{privilege}')",
+            role(&f, "writer")
+        ))[0]
+            .clone()
+    };
+    assert_eq!(privileges("customers", "INSERT"), "t");
+    assert_eq!(privileges("settings", "SELECT"), "f");
+
+    // The manifest takes writer's write grant away: every command refuses
+    // until migrate revokes it.
+    let narrowed = std::fs::read_to_string(&f.manifest).unwrap().replace(
+        "write = [\"customers\", \"invoices\", \"invoice_items\"]\n",
+        "",
+    );
+    std::fs::write(&f.manifest, narrowed).unwrap();
+    let out = rawalite(
+        &["render", "--manifest", m, "--guest", "writer", "/"],
+        &cache,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("out of step") && stderr(&out).contains("rawalite migrate"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rawalite(&["migrate", "--manifest", m], &cache);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(privileges("customers", "INSERT"), "f");
+    assert_eq!(privileges("customers", "SELECT"), "t");
+
+    // A guest the manifest no longer has keeps nothing and cannot log in.
+    let without_slow = std::fs::read_to_string(&f.manifest).unwrap();
+    let without_slow = &without_slow[..without_slow.find("[[guest]]\nname = \"slow\"").unwrap()];
+    std::fs::write(&f.manifest, without_slow).unwrap();
+    let out = rawalite(&["migrate", "--manifest", m], &cache);
+    assert!(
+        stdout(&out).contains("its privileges were revoked"),
+        "{}",
+        stdout(&out)
+    );
+    let login = f.sql(&format!(
+        "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{}'",
+        role(&f, "slow")
+    ));
+    assert_eq!(login, ["f"]);
+    // doctor agrees.
+    let out = rawalite(&["doctor", "--manifest", m], &cache);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("every guest's role has exactly its grant"));
+}
+
+#[test]
+fn the_second_wall_holds_with_the_first_out_of_the_way() {
+    let f = app();
+    let reader = role(&f, "reader");
+    let writer = role(&f, "writer");
+    assert!(as_role(&f, &reader, "SELECT count(*) FROM customers").is_ok());
+    for (role, sql, refusal) in [
+        (
+            &reader,
+            "SELECT * FROM host.users",
+            "permission denied for schema host",
+        ),
+        (
+            &reader,
+            "SELECT * FROM invoices",
+            "permission denied for table invoices",
+        ),
+        (
+            &reader,
+            "INSERT INTO customers (name) VALUES ('x')",
+            "permission denied for table customers",
+        ),
+        (
+            &writer,
+            "SELECT * FROM settings",
+            "permission denied for table settings",
+        ),
+        (&writer, "TRUNCATE customers", "permission denied"),
+        (
+            &reader,
+            "SET ROLE postgres",
+            "permission denied to set role",
+        ),
+        (
+            &reader,
+            "SELECT set_config('role', 'postgres', true)",
+            "permission denied for function set_config",
+        ),
+        (
+            &reader,
+            "CREATE TABLE t (x int)",
+            "permission denied for schema app",
+        ),
+        (
+            &reader,
+            "CREATE TEMP TABLE t (x int)",
+            "permission denied to create temporary tables",
+        ),
+        (
+            &reader,
+            "CREATE FUNCTION f() RETURNS int AS 'SELECT 1' LANGUAGE sql",
+            "permission denied for schema app",
+        ),
+        (&reader, "CREATE EXTENSION dblink", "permission denied"),
+        (
+            &reader,
+            "SELECT pg_read_file('/etc/passwd')",
+            "permission denied for function pg_read_file",
+        ),
+        (
+            &reader,
+            "SELECT pg_ls_dir('.')",
+            "permission denied for function pg_ls_dir",
+        ),
+        (
+            &reader,
+            "SELECT lo_from_bytea(0, 'x')",
+            "permission denied for function lo_from_bytea",
+        ),
+        (
+            &reader,
+            "DO $$ BEGIN END $$",
+            "permission denied for language plpgsql",
+        ),
+        (
+            &reader,
+            "COPY customers TO '/tmp/x'",
+            "must be superuser or have privileges of the pg_write_server_files role",
+        ),
+        (
+            &reader,
+            "SELECT pg_sleep(0)",
+            "permission denied for function pg_sleep",
+        ),
+        (
+            &reader,
+            "SELECT pg_advisory_lock(1)",
+            "permission denied for function pg_advisory_lock",
+        ),
+        (
+            &reader,
+            "SELECT pg_notify('c', 'x')",
+            "permission denied for function pg_notify",
+        ),
+        (
+            &reader,
+            "SELECT pg_terminate_backend(1)",
+            "permission denied for function pg_terminate_backend",
+        ),
+    ] {
+        let refused = as_role(&f, role, sql).expect_err(sql);
+        assert!(refused.contains(refusal), "{sql}: {refused}");
+    }
+    // A role of another database's app cannot even connect here.
+    assert!(as_role(&f, "nobody_g_reader", "SELECT 1").is_err());
+}
+
+#[test]
+fn postgresql_attacks_get_their_code_and_change_nothing() {
+    let f = app();
+    let writer = f.guest("writer");
+    let before = counts(&f);
+    for sql in [
+        "SELECT relname AS r FROM pg_class",
+        "SELECT attname AS a FROM pg_attribute",
+        "SELECT rolname AS r, rolpassword AS p FROM pg_authid",
+        "SELECT table_name AS t FROM information_schema.tables",
+        "SELECT * FROM host.users",
+        "SELECT password_hash FROM users",
+        "SET statement_timeout = 0",
+        "SET ROLE postgres",
+        "RESET ALL",
+        "SHOW search_path",
+        "SELECT set_config('statement_timeout', '0', true) AS s",
+        "COPY customers TO STDOUT",
+        "COPY customers TO '/tmp/stolen'",
+        "COPY customers FROM PROGRAM 'id'",
+        "SELECT pg_read_file('/etc/passwd') AS f",
+        "SELECT pg_ls_dir('.') AS d",
+        "SELECT lo_from_bytea(0, 'x') AS l",
+        "SELECT lo_import('/etc/passwd') AS l",
+        "DO $$ BEGIN PERFORM 1; END $$",
+        "LISTEN channel",
+        "NOTIFY channel",
+        "SELECT pg_notify('channel', 'x') AS n",
+        "SELECT pg_advisory_lock(1) AS l",
+        "SELECT pg_try_advisory_lock(1) AS l",
+        "LOCK TABLE customers IN ACCESS EXCLUSIVE MODE",
+        "PREPARE p AS SELECT 1",
+        "EXECUTE p",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "EXPLAIN ANALYZE SELECT * FROM customers",
+        "CALL p()",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT s",
+        "START TRANSACTION",
+        "SELECT 1 AS a; DELETE FROM customers",
+        "SELECT pg_sleep(10) AS s",
+        "SELECT pg_terminate_backend(pg_backend_pid()) AS t",
+        "SELECT $a$ ' $a$ AS x, 1 AS smuggled --'",
+        "SELECT E'\\'' AS x, pg_sleep(1) AS y --'",
+        "SELECT repeat('x', 200000000) AS r",
+        "SELECT lpad('x', 200000000) AS r",
+        "SELECT string_agg(name, ',') AS s FROM customers, customers c2, customers c3",
+        "SELECT count(*) AS n FROM generate_series(1, 1000000000)",
+        "WITH d AS (DELETE FROM customers RETURNING id) SELECT id FROM d",
+        "CREATE TABLE t (x bigint)",
+        "DROP TABLE customers",
+        "TRUNCATE customers",
+        "VACUUM customers",
+        "INSERT INTO customers (name) VALUES ('x') RETURNING id",
+    ] {
+        for outcome in [query(&writer, sql, &[]), execute(&writer, sql, &[])] {
+            let e = err(outcome);
+            assert!(
+                matches!(e.code, ErrorCode::InvalidInput | ErrorCode::Denied),
+                "{sql}: {e:?}"
+            );
+            assert!(!e.message.contains("password_hash"), "{sql}: {}", e.message);
+        }
+    }
+    // A parameter bound for generate_series is not a literal bound either.
+    let e = err(query(
+        &writer,
+        "SELECT count(*) AS n FROM generate_series(1, ?)",
+        &["i:1000000000"],
+    ));
+    assert_eq!(e.code, ErrorCode::InvalidInput, "{e:?}");
+    assert_eq!(counts(&f), before, "something changed");
+    // And the guest's connections still work.
+    json(query(&writer, "SELECT count(*) AS n FROM customers", &[]));
+}
+
+#[test]
+fn values_and_errors_cross_as_on_sqlite() {
+    let f = app();
+    let writer = f.guest("writer");
+    let ada = json(execute(
+        &writer,
+        "INSERT INTO customers (name, email) VALUES (?, ?)",
+        &["t:Ada", "t:ada@example.org"],
+    ));
+    assert_eq!(ada["changed"], 1);
+    assert!(ada["last_insert_rowid"].as_i64().unwrap() > 0, "{ada}");
+    let id = ada["last_insert_rowid"].to_string();
+    let invoice = format!(
+        "INSERT INTO invoices (number, customer_id, issued_on, total_cents) VALUES ((SELECT coalesce(max(number), 0) + 1 FROM invoices), {id}, date('now'), ?)"
+    );
+    json(execute(&writer, &invoice, &["i:1000"]));
+    json(execute(&writer, &invoice, &["i:2001"]));
+    let rows = json(query(
+        &writer,
+        "SELECT sum(total_cents) AS total, avg(total_cents) AS mean, count(*) AS n, max(number) AS last, \
+         max(issued_on) AS day, min(total_cents) > 1500 AS big FROM invoices",
+        &[],
+    ));
+    assert_eq!(rows["rows"][0][0], 3001, "numeric sums read as integers");
+    assert_eq!(rows["rows"][0][1], 1500.5, "and averages as reals");
+    assert_eq!(rows["rows"][0][2], 2);
+    assert_eq!(rows["rows"][0][3], 2);
+    assert_eq!(
+        rows["rows"][0][4].as_str().unwrap().len(),
+        10,
+        "date('now') as YYYY-MM-DD"
+    );
+    assert_eq!(rows["rows"][0][5], 0, "booleans as 0/1");
+    // Constraint violations in SQLite's words.
+    for (sql, words) in [
+        (
+            "INSERT INTO customers (name, email) VALUES ('Ada again', 'ADA@example.org')",
+            "UNIQUE constraint failed: customers_email",
+        ),
+        (
+            "INSERT INTO invoices (number, customer_id, issued_on) VALUES (99, 999, '2026-01-01')",
+            "FOREIGN KEY constraint failed",
+        ),
+        (
+            "INSERT INTO customers (name) VALUES ('')",
+            "CHECK constraint failed",
+        ),
+        (
+            "INSERT INTO customers (email) VALUES ('x@example.org')",
+            "NOT NULL constraint failed",
+        ),
+    ] {
+        let e = err(execute(&writer, sql, &[]));
+        assert_eq!(e.code, ErrorCode::Conflict, "{sql}: {e:?}");
+        assert!(e.message.contains(words), "{sql}: {}", e.message);
+    }
+    // A transaction is all or nothing.
+    let mut req = get_with("/db/transaction", &[]);
+    req.method = "POST".into();
+    req.body = json!([
+        {"sql": "INSERT INTO customers (name) VALUES (?)", "params": ["t:Linus"]},
+        {"sql": "INSERT INTO customers (name, email) VALUES ('dup', 'ada@example.org')"},
+    ])
+    .to_string()
+    .into_bytes();
+    let e = err(writer.render(&req, Caller::default()).outcome);
+    assert!(
+        e.message.starts_with("statement 2: UNIQUE"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        f.number("SELECT count(*) FROM customers WHERE name = 'Linus'"),
+        0
+    );
+}
+
+#[test]
+fn concurrent_writers_are_serialized_and_retried() {
+    let f = app();
+    let writer = std::sync::Arc::new(f.guest("writer"));
+    let id = json(execute(
+        &writer,
+        "INSERT INTO customers (name) VALUES ('Ada')",
+        &[],
+    ))["last_insert_rowid"]
+        .to_string();
+    // Invoice numbers come from max(number) + 1 in the inserting statement:
+    // under SERIALIZABLE with retries, eight writers at once still get a
+    // gapless sequence.
+    let sql = format!(
+        "INSERT INTO invoices (number, customer_id, issued_on) VALUES ((SELECT coalesce(max(number), 0) + 1 FROM invoices), {id}, '2026-11-28')"
+    );
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (writer, sql) = (writer.clone(), sql.clone());
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|_| match execute(&writer, &sql, &[]) {
+                        Outcome::Response(_) => true,
+                        Outcome::Error(e) if e.code == ErrorCode::Conflict => false,
+                        other => panic!("{other:?}"),
+                    })
+                    .filter(|ok| *ok)
+                    .count()
+            })
+        })
+        .collect();
+    let written: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(written >= 30, "only {written} of 40 got through");
+    let numbers = f.sql("SELECT number FROM invoices ORDER BY number");
+    let expected: Vec<String> = (1..=written).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected, "gapless and unique");
+}
+
+#[test]
+fn a_query_past_its_deadline_is_cancelled_on_the_server() {
+    let f = app();
+    let slow = f.guest("slow");
+    let role = role(&f, "slow");
+    let started = Instant::now();
+    let outcome = query(
+        &slow,
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c",
+        &[],
+    );
+    let took = started.elapsed();
+    let stopped = match &outcome {
+        Outcome::Error(e) => e.code == ErrorCode::Timeout,
+        Outcome::Stopped(_) => true,
+        _ => false,
+    };
+    assert!(stopped, "{outcome:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Nothing of the guest's role runs on in the server.
+    let waited = Instant::now();
+    loop {
+        let running = f.number(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND state = 'active'"
+        ));
+        if running == 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the query ran on after its deadline"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The next call is served, on a fresh connection.
+    json(query(&slow, "SELECT count(*) AS n FROM customers", &[]));
+}
+
+#[test]
+fn one_guest_exhausting_its_pool_does_not_stall_another() {
+    let f = app();
+    let slow = std::sync::Arc::new(f.guest("slow"));
+    let reader = f.guest("reader");
+    // Sixteen requests of `slow` at once, each holding a connection until
+    // its deadline: twice its pool.
+    let hogs: Vec<_> = (0..16)
+        .map(|_| {
+            let slow = slow.clone();
+            std::thread::spawn(move || {
+                query(
+                    &slow,
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c",
+                    &[],
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..5 {
+        json(query(&reader, "SELECT count(*) AS n FROM customers", &[]));
+    }
+    for hog in hogs {
+        let outcome = hog.join().unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Error(e) if e.code == ErrorCode::Timeout)
+                || matches!(outcome, Outcome::Stopped(_)),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn a_postgresql_password_is_never_shown() {
+    let f = app();
+    let url = f.app.manifest.database.clone().unwrap();
+    let secret = url.replacen("postgres@", "postgres:hunter2-secret@", 1);
+    let m = f.manifest.to_str().unwrap();
+    let cache = f.dir.path().join("cache");
+    for args in [
+        vec!["migrate", "--manifest", m, "--database", &secret],
+        vec!["doctor", "--manifest", m, "--database", &secret],
+        vec!["user", "list", "--manifest", m, "--database", &secret],
+        vec!["backup", "x.tar.gz", "--manifest", m, "--database", &secret],
+        vec![
+            "render",
+            "--manifest",
+            m,
+            "--guest",
+            "reader",
+            "--database",
+            &secret,
+            "/db/query?sql=SELECT%201%20AS%20a",
+        ],
+    ] {
+        let out = rawalite(&args, &cache);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains("hunter2"), "{args:?}: {text}");
+    }
+    let broken = secret.replace("/t", "/no_such_database_t");
+    let out = rawalite(&["doctor", "--manifest", m, "--database", &broken], &cache);
+    assert!(!format!("{}{}", stdout(&out), stderr(&out)).contains("hunter2"));
+}
