@@ -8,7 +8,8 @@
 //!   capabilities;
 //! - [`capabilities`]: one module per capability with its grant and state;
 //! - [`manifest`] reads `rawalite.toml`;
-//! - [`database`]: the host's SQLite file and its migrations;
+//! - [`database`]: the app's database, a SQLite file or PostgreSQL, and
+//!   its migrations;
 //! - [`auth`]: users, passwords and sessions;
 //! - [`app`]: a manifest's guests loaded with their grants;
 //! - [`server`]: `rawalite serve`;
