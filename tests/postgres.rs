@@ -39,6 +39,14 @@ component = "{probe}"
 timeout_ms = 300
 [guest.db]
 read = ["customers"]
+
+[[guest]]
+name = "hungry"
+component = "{probe}"
+[guest.limits]
+timeout_ms = 30000
+[guest.db]
+read = ["customers"]
 "#;
 
 /// An app of [`GUESTS`] on a fresh database of the test cluster.
@@ -508,23 +516,46 @@ fn a_query_past_its_deadline_is_cancelled_on_the_server() {
     };
     assert!(stopped, "{outcome:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
-    // Nothing of the guest's role runs on in the server.
+    nothing_runs_as(&f, &role, "the query ran on after its deadline");
+    // The next call is served, on a fresh connection.
+    json(query(&slow, "SELECT count(*) AS n FROM customers", &[]));
+}
+
+/// Waits until no statement of `role` runs on the server, for at most 5 s.
+fn nothing_runs_as(f: &ProbeApp, role: &str, why: &str) {
     let waited = Instant::now();
     loop {
         let running = f.number(&format!(
             "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND state = 'active'"
         ));
         if running == 0 {
-            break;
+            return;
         }
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "the query ran on after its deadline"
-        );
+        assert!(waited.elapsed() < Duration::from_secs(5), "{why}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The next call is served, on a fresh connection.
-    json(query(&slow, "SELECT count(*) AS n FROM customers", &[]));
+}
+
+#[test]
+fn a_result_past_the_limits_stops_on_the_server() {
+    let f = app();
+    let hungry = f.guest("hungry");
+    // Endless rows: the guest's row limit ends the call long before its
+    // 30 s deadline would.
+    let started = Instant::now();
+    let outcome = query(
+        &hungry,
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c",
+        &[],
+    );
+    assert_eq!(err(outcome).code, ErrorCode::TooLarge);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    nothing_runs_as(
+        &f,
+        &role(&f, "hungry"),
+        "the query ran on after its call stopped",
+    );
+    json(query(&hungry, "SELECT count(*) AS n FROM customers", &[]));
 }
 
 #[test]

@@ -24,6 +24,7 @@ use super::{Applied, MigrationState};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -306,6 +307,7 @@ impl Pool {
         Ok(Pooled {
             client: Some(client),
             pool: self.clone(),
+            broken: AtomicBool::new(false),
             _slot: slot,
         })
     }
@@ -327,14 +329,17 @@ impl Pool {
 pub struct Pooled {
     client: Option<Client>,
     pool: Arc<Pool>,
+    /// Set by [`Pooled::discard`].
+    broken: AtomicBool,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Pooled {
-    /// Drops the connection instead of giving it back: after a call was
-    /// cancelled, say, its state is not known.
-    pub fn discard(mut self) {
-        self.client.take();
+    /// Marks the connection to be closed instead of given back: after a
+    /// call was cancelled, say, its state is not known (and a late cancel
+    /// could stop the next caller's statement).
+    pub fn discard(&self) {
+        self.broken.store(true, Ordering::Relaxed);
     }
 }
 
@@ -347,7 +352,8 @@ impl std::ops::Deref for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take().filter(|c| !c.is_closed()) {
+        let broken = *self.broken.get_mut();
+        if let Some(client) = self.client.take().filter(|c| !broken && !c.is_closed()) {
             self.pool
                 .idle
                 .lock()

@@ -175,18 +175,28 @@ impl GuestPostgres {
             call(&pool, deadline, true, |conn| {
                 let batch = batch.clone();
                 Box::pin(async move {
-                    let mut outcomes = Vec::with_capacity(batch.len());
-                    for (i, (checked, params)) in batch.iter().enumerate() {
-                        let outcome = write(conn, checked, params).await.map_err(|e| match e {
-                            Failure::Error(e) if batch.len() > 1 => Failure::Error(Error {
-                                message: format!("statement {}: {}", i + 1, e.message),
-                                ..e
-                            }),
-                            other => other,
-                        })?;
-                        outcomes.push(outcome);
-                    }
-                    Ok(outcomes)
+                    // Sent together, run in order; the first failure is the
+                    // one to report (those after it only say the
+                    // transaction was aborted).
+                    let outcomes = futures_util::future::join_all(
+                        batch
+                            .iter()
+                            .map(|(checked, params)| write(conn, checked, params)),
+                    )
+                    .await;
+                    outcomes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, outcome)| {
+                            outcome.map_err(|e| match e {
+                                Failure::Error(e) if batch.len() > 1 => Failure::Error(Error {
+                                    message: format!("statement {}: {}", i + 1, e.message),
+                                    ..e
+                                }),
+                                other => other,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
                 })
             })
             .await
@@ -253,22 +263,23 @@ async fn call<T>(
         };
         let cancel = conn.cancel_token();
         let work = async {
-            conn.batch_execute(&format!(
-                "{begin}; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {}",
-                (ms / 2).max(1)
-            ))
-            .await
-            .map_err(failure)?;
-            match attempt(&conn).await {
-                Ok(value) => {
-                    conn.batch_execute("COMMIT").await.map_err(failure)?;
-                    Ok(value)
-                }
-                Err(e) => {
-                    let _ = conn.batch_execute("ROLLBACK").await;
-                    Err(e)
-                }
-            }
+            // One round trip, not three: the three go out together and
+            // the server runs them in order. A statement that fails aborts
+            // the transaction, and the COMMIT then rolls it back.
+            // (`join3` polls them in this order, so they are sent in it.)
+            let (setup, value, commit) = futures_util::future::join3(
+                conn.batch_execute(&format!(
+                    "{begin}; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {}",
+                    (ms / 2).max(1)
+                )),
+                attempt(&conn),
+                conn.batch_execute("COMMIT"),
+            )
+            .await;
+            setup.map_err(failure)?;
+            let value = value?;
+            commit.map_err(failure)?;
+            Ok(value)
         };
         match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(Ok(value)) => return Ok(value),
@@ -324,7 +335,6 @@ async fn rows<S: Shape>(
     let mut result = S::default();
     let mut spent = 0usize;
     let mut started = false;
-    let too_large = |what: String| Failure::Error(Error::new(ErrorCode::TooLarge, what));
     while let Some(row) = stream.next().await {
         let row = row.map_err(failure)?;
         if !started {
@@ -332,28 +342,14 @@ async fn rows<S: Shape>(
             spent += result.columns(&names);
             started = true;
         }
-        if result.rows() == limits.rows {
-            return Err(too_large(format!(
-                "the result has more than {} rows; add a LIMIT",
-                limits.rows
-            )));
-        }
-        result.row(row.len());
-        for (i, column) in row.columns().iter().enumerate() {
-            let raw: Raw<'_> = row.try_get(i).map_err(failure)?;
-            let value = cell(column.type_(), raw).map_err(|what| {
-                Failure::Error(invalid(format!(
-                    "column `{}` is of {what}, which the bridge cannot carry: CAST it to BIGINT, TEXT or DOUBLE PRECISION",
-                    column.name()
-                )))
-            })?;
-            spent += result.value(value.as_ref());
-            if spent as u64 > limits.bytes {
-                return Err(too_large(format!(
-                    "the result is larger than this guest's {} bytes for one db call; select fewer rows or columns",
-                    limits.bytes
-                )));
-            }
+        if let Err(e) = take::<S>(&mut result, &mut spent, &row, limits) {
+            // The server would go on sending what is left of the result.
+            let _ = conn
+                .cancel_token()
+                .cancel_query(tokio_postgres::NoTls)
+                .await;
+            conn.discard();
+            return Err(e);
         }
     }
     if !started {
@@ -370,6 +366,40 @@ async fn rows<S: Shape>(
     }
     let count = result.rows();
     Ok((result.finish(), count))
+}
+
+/// Adds `row` to `result`, or says which of the call's limits it breaks.
+fn take<S: Shape>(
+    result: &mut S,
+    spent: &mut usize,
+    row: &tokio_postgres::Row,
+    limits: &DbLimits,
+) -> Result<(), Failure> {
+    let too_large = |what: String| Failure::Error(Error::new(ErrorCode::TooLarge, what));
+    if result.rows() == limits.rows {
+        return Err(too_large(format!(
+            "the result has more than {} rows; add a LIMIT",
+            limits.rows
+        )));
+    }
+    result.row(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let raw: Raw<'_> = row.try_get(i).map_err(failure)?;
+        let value = cell(column.type_(), raw).map_err(|what| {
+            Failure::Error(invalid(format!(
+                "column `{}` is of {what}, which the bridge cannot carry: CAST it to BIGINT, TEXT or DOUBLE PRECISION",
+                column.name()
+            )))
+        })?;
+        *spent += result.value(value.as_ref());
+        if *spent as u64 > limits.bytes {
+            return Err(too_large(format!(
+                "the result is larger than this guest's {} bytes for one db call; select fewer rows or columns",
+                limits.bytes
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs one write; its outcome as SQLite reports it.
