@@ -20,6 +20,11 @@ const GUESTS: &str = r#"
 [[guest]]
 name = "open"
 component = "{probe}"
+# Each sign-in is ~50 ms of Argon2 on a free core; beside other work on a
+# two-core machine a test's few sign-ins may take longer than the default
+# second.
+[guest.limits]
+timeout_ms = 20000
 [guest.db]
 read = ["customers"]
 [guest.session]
