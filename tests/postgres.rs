@@ -11,6 +11,7 @@ mod common;
 use common::{ProbeApp, err, get_with, json, rawalite, stderr, stdout};
 use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::capabilities::session::Caller;
+use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
 use rawalite_host::runtime::{Guest, Outcome};
 use serde_json::json;
 use std::process::Command;
@@ -519,6 +520,32 @@ fn a_query_past_its_deadline_is_cancelled_on_the_server() {
     nothing_runs_as(&f, &role, "the query ran on after its deadline");
     // The next call is served, on a fresh connection.
     json(query(&slow, "SELECT count(*) AS n FROM customers", &[]));
+}
+
+#[test]
+fn calls_from_inside_a_runtime_task_are_not_starved() {
+    // Regression: a guest renders inside a task of its thread's runtime, and
+    // each database call once spent that task's cooperative budget; past
+    // it, a call waited out its deadline instead of its answer (the bench
+    // hung on it). Here a thousand calls run within one poll of one task.
+    let url = common::pg_database();
+    let postgres = Postgres::connect(&DatabaseUrl::parse(&url).unwrap()).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for _ in 0..1000 {
+                postgres.size().unwrap();
+            }
+        });
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a thousand calls from one task finish");
 }
 
 /// Waits until no statement of `role` runs on the server, for at most 5 s.

@@ -4,7 +4,7 @@
 
 use super::{NewSession, Resolved, SessionRow, UserChange};
 use crate::auth::{LoginError, User, split_roles};
-use crate::database::postgres::{Pool, PoolError, Postgres};
+use crate::database::postgres::{Pool, PoolError, Pooled, Postgres};
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,12 +47,12 @@ impl PostgresStore {
     fn with<T: Send + 'static>(
         &self,
         deadline: Instant,
-        work: impl for<'c> FnOnce(&'c tokio_postgres::Client) -> Work<'c, T> + Send + 'static,
+        work: impl for<'c> FnOnce(&'c Pooled) -> Work<'c, T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let pool = self.pool.clone();
         self.database.run(async move {
             let conn = pool.get(deadline).await.map_err(StoreError::Pool)?;
-            match tokio::time::timeout_at(deadline.into(), work(&conn)).await {
+            match tokio::time::timeout_at(deadline.into(), conn.drive(work(&conn))).await {
                 Ok(result) => result.map_err(StoreError::Db),
                 Err(_) => {
                     conn.discard();
@@ -272,13 +272,15 @@ impl PostgresStore {
         let hash = token_hash.to_vec();
         Ok(self.with(patient(), move |c| {
             Box::pin(async move {
-                let row = c
-                    .query_opt(
+                // Every signed-in request: prepared once per connection.
+                let statement = c
+                    .statement(
                         "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at \
                          FROM host.sessions s JOIN host.users u ON u.id = s.user_id WHERE s.token_hash = $1",
-                        &[&hash],
+                        &[tokio_postgres::types::Type::BYTEA],
                     )
                     .await?;
+                let row = c.query_opt(&statement, &[&hash]).await?;
                 Ok(row.map(|row| Resolved {
                     token_hash: row.get(0),
                     last_seen_at: row.get(1),

@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, NoTls, Statement};
 
 /// The migrations for PostgreSQL, in order, twins of `migrations/`.
 const MIGRATIONS: &[(&str, &str)] = &[(
@@ -82,16 +83,15 @@ impl Postgres {
         &self.url
     }
 
-    /// Runs `work` on this database's runtime and waits for it. Blocks the
-    /// calling thread: call it off the async workers.
-    pub fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    /// Runs `work` to its end on the calling thread, which sleeps while it
+    /// waits; the database's runtime watches the sockets and timers and
+    /// wakes it. Not a task of the runtime's: a round trip then costs one
+    /// wake-up of the caller rather than a hand-off to a runtime thread and
+    /// back. Blocks: call it off the async workers.
+    pub fn run<T>(&self, work: impl Future<Output = T>) -> T {
         let runtime = self.runtime.as_ref().expect("taken only when dropped");
-        runtime.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv()
-            .expect("a task of the PostgreSQL client ended without an answer")
+        let _context = runtime.enter();
+        block_on(work)
     }
 
     /// The host's own connections.
@@ -107,6 +107,16 @@ impl Postgres {
         if let Some(password) = provision::role_password(&role) {
             config.password(password);
         }
+        // A guest's query runs alone, outside any BEGIN: read-only and
+        // READ COMMITTED by default. Its writes begin `SERIALIZABLE READ
+        // WRITE` explicitly.
+        let ours =
+            r"-c default_transaction_read_only=on -c default_transaction_isolation=read\ committed";
+        let options = match config.get_options() {
+            Some(given) => format!("{given} {ours}"),
+            None => ours.to_owned(),
+        };
+        config.options(&options);
         Arc::new(Pool::new(config, GUEST_CONNECTIONS))
     }
 
@@ -149,26 +159,30 @@ impl Postgres {
         let host = self.host.clone();
         let applied = self.run(async move {
             let client = host.get(deadline()).await?;
-            let exists: bool = client
-                .query_one(
-                    "SELECT to_regclass('host.refinery_schema_history') IS NOT NULL",
-                    &[],
-                )
-                .await?
-                .get(0);
-            if !exists {
-                return Ok::<_, anyhow::Error>(Vec::new());
-            }
-            let rows = client
-                .query(
-                    "SELECT version, name FROM host.refinery_schema_history ORDER BY version",
-                    &[],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| format!("{:04}_{}", r.get::<_, i32>(0), r.get::<_, String>(1)))
-                .collect())
+            client
+                .drive(async {
+                    let exists: bool = client
+                        .query_one(
+                            "SELECT to_regclass('host.refinery_schema_history') IS NOT NULL",
+                            &[],
+                        )
+                        .await?
+                        .get(0);
+                    if !exists {
+                        return Ok::<_, anyhow::Error>(Vec::new());
+                    }
+                    let rows = client
+                        .query(
+                            "SELECT version, name FROM host.refinery_schema_history ORDER BY version",
+                            &[],
+                        )
+                        .await?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| format!("{:04}_{}", r.get::<_, i32>(0), r.get::<_, String>(1)))
+                        .collect())
+                })
+                .await
         })?;
         Ok(super::compare(&applied, MIGRATIONS.iter().map(|(n, _)| *n)))
     }
@@ -183,7 +197,7 @@ impl Postgres {
         let url = self.url.clone();
         self.run(async move {
             let client = host.get(deadline()).await?;
-            provision::drift(&client, &url, &guests).await
+            client.drive(provision::drift(&client, &url, &guests)).await
         })
     }
 
@@ -193,12 +207,13 @@ impl Postgres {
         self.run(async move {
             let client = host.get(deadline()).await?;
             let rows = client
+                .drive(client
                 .query(
                     "SELECT c.relname, (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity <> '' AND NOT a.attisdropped LIMIT 1) \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = 'app' AND c.relkind IN ('r', 'v', 'p')",
                     &[],
-                )
+                ))
                 .await?;
             let mut tables = BTreeSet::new();
             let mut identity = HashMap::new();
@@ -219,7 +234,7 @@ impl Postgres {
         self.run(async move {
             let client = host.get(deadline()).await?;
             let row = client
-                .query_one("SELECT pg_database_size(current_database())", &[])
+                .drive(client.query_one("SELECT pg_database_size(current_database())", &[]))
                 .await?;
             Ok(row.get::<_, i64>(0).max(0) as u64)
         })
@@ -233,6 +248,34 @@ impl Drop for Postgres {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// Polls `work` on this thread until it is done, parking the thread while
+/// it waits for a wake-up.
+fn block_on<T>(work: impl Future<Output = T>) -> T {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    // Unconstrained: a caller inside a runtime's task (a guest rendered on
+    // its thread's runtime) must not spend that task's cooperative budget
+    // here. Once spent, tokio's resources answer Pending and leave the
+    // wake-up to that runtime's scheduler, which cannot run until this
+    // returns: the call would wait for its deadline.
+    let mut work = std::pin::pin!(tokio::task::unconstrained(work));
+    loop {
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
     }
 }
 
@@ -270,9 +313,26 @@ async fn run_migrations(client: &mut Client) -> Result<Vec<Applied>> {
 /// alone; other guests have pools of their own.
 pub struct Pool {
     config: Config,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
     slots: Arc<Semaphore>,
 }
+
+/// An open connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    /// The connection's I/O, polled by whoever holds it ([`Pooled::drive`]);
+    /// `None` once it ended.
+    io: Mutex<Option<Io>>,
+    statements: Mutex<Prepared>,
+}
+
+type Io = tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+/// Prepared statements by SQL text, then by parameter types.
+type Prepared = HashMap<String, Vec<(Vec<Type>, Statement)>>;
+
+/// Statements one connection keeps prepared; past them it starts over.
+const STATEMENTS: usize = 64;
 
 /// Why no connection came.
 #[derive(Debug, thiserror::Error)]
@@ -300,12 +360,19 @@ impl Pool {
             .map_err(|_| PoolError::Busy)?
             .map_err(|_| PoolError::Busy)?;
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let client = match idle.filter(|c| !c.is_closed()) {
-            Some(client) => client,
-            None => self.connect_alone().await?,
+        let conn = match idle.filter(Conn::alive) {
+            Some(conn) => conn,
+            None => {
+                let (client, io) = self.config.connect(NoTls).await?;
+                Conn {
+                    client,
+                    io: Mutex::new(Some(io)),
+                    statements: Mutex::new(HashMap::new()),
+                }
+            }
         };
         Ok(Pooled {
-            client: Some(client),
+            conn: Some(conn),
             pool: self.clone(),
             broken: AtomicBool::new(false),
             _slot: slot,
@@ -324,10 +391,25 @@ impl Pool {
     }
 }
 
+impl Conn {
+    /// Whether the server still holds the connection: what it sent while
+    /// the connection sat idle (its end, a notice) is read first.
+    fn alive(&self) -> bool {
+        let mut io = self.io.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = io.as_mut() {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if std::pin::Pin::new(connection).poll(&mut cx).is_ready() {
+                *io = None;
+            }
+        }
+        io.is_some() && !self.client.is_closed()
+    }
+}
+
 /// A connection of a [`Pool`], back in it when dropped (unless closed, or
-/// marked broken).
+/// marked broken). Its I/O moves only while [`Pooled::drive`] runs.
 pub struct Pooled {
-    client: Option<Client>,
+    conn: Option<Conn>,
     pool: Arc<Pool>,
     /// Set by [`Pooled::discard`].
     broken: AtomicBool,
@@ -341,24 +423,88 @@ impl Pooled {
     pub fn discard(&self) {
         self.broken.store(true, Ordering::Relaxed);
     }
+
+    /// Runs `work`, which uses this connection, polling the connection's
+    /// I/O beside it: requests go out from the calling thread, with no
+    /// task between it and the socket.
+    pub async fn drive<T>(&self, work: impl Future<Output = T>) -> T {
+        let conn = self.conn.as_ref().expect("taken only when dropped");
+        let mut io = conn.io.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut work = std::pin::pin!(work);
+        let out = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+                return std::task::Poll::Ready(out);
+            }
+            if let Some(connection) = io.as_mut()
+                && let std::task::Poll::Ready(ended) = std::pin::Pin::new(connection).poll(cx)
+            {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "a PostgreSQL connection ended");
+                }
+                // The client is closed now: what `work` waits for fails.
+                io = None;
+                return work.as_mut().poll(cx);
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        *conn.io.lock().unwrap_or_else(|e| e.into_inner()) = io;
+        out
+    }
+
+    /// `sql` with parameters of `types`, prepared on this connection the
+    /// first time it is asked for: after that, running it is one message
+    /// and no planning, as for a native server's prepared statements.
+    pub async fn statement(
+        &self,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.prepared(sql, types) {
+            return Ok(statement);
+        }
+        let statement = self.prepare_typed(sql, types).await?;
+        let conn = self.conn.as_ref().expect("taken only when dropped");
+        let mut statements = conn.statements.lock().unwrap_or_else(|e| e.into_inner());
+        if statements.values().map(Vec::len).sum::<usize>() >= STATEMENTS {
+            // Dropping them closes them on the server.
+            statements.clear();
+        }
+        statements
+            .entry(sql.to_owned())
+            .or_default()
+            .push((types.to_vec(), statement.clone()));
+        Ok(statement)
+    }
+
+    /// `sql` with parameters of `types` if it is prepared on this connection.
+    pub fn prepared(&self, sql: &str, types: &[Type]) -> Option<Statement> {
+        let conn = self.conn.as_ref().expect("taken only when dropped");
+        let statements = conn.statements.lock().unwrap_or_else(|e| e.into_inner());
+        statements
+            .get(sql)?
+            .iter()
+            .find(|(t, _)| t == types)
+            .map(|(_, statement)| statement.clone())
+    }
 }
 
 impl std::ops::Deref for Pooled {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.client.as_ref().expect("taken only when dropped")
+        &self.conn.as_ref().expect("taken only when dropped").client
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
         let broken = *self.broken.get_mut();
-        if let Some(client) = self.client.take().filter(|c| !broken && !c.is_closed()) {
+        if let Some(conn) = self.conn.take().filter(|c| !broken && c.alive()) {
             self.pool
                 .idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(client);
+                .push(conn);
         }
     }
 }

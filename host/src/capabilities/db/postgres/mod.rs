@@ -4,13 +4,16 @@
 //! of the guest's own role, whose privileges are its grant again: the
 //! second wall. Each call is one transaction of its own:
 //!
-//! - `query`: `READ ONLY`, so no statement can write through a query;
-//! - `execute` and `transaction`: `SERIALIZABLE`, run again from the start
-//!   on a serialization failure or a deadlock while the deadline allows;
+//! - `query`: the statement alone, prepared once per connection, on a
+//!   connection whose transactions are `READ ONLY` unless a write begins
+//!   `READ WRITE`, so no statement can write through a query;
+//! - `execute` and `transaction`: `SERIALIZABLE READ WRITE`, with
+//!   `statement_timeout` and `lock_timeout` set from the time left, run
+//!   again from the start on a serialization failure or a deadlock while
+//!   the deadline allows;
 //!
-//! with `statement_timeout` and `lock_timeout` set from the time left, and
-//! a cancel sent to the server at the deadline, so no query runs on after
-//! its call. Rows are counted against `db_rows` and `db_bytes` as they
+//! and a cancel sent to the server at the deadline, so no query runs on
+//! after its call. Rows are counted against `db_rows` and `db_bytes` as they
 //! arrive; past either the call stops and the query is cancelled.
 
 mod values;
@@ -232,10 +235,11 @@ impl From<Error> for Failure {
     }
 }
 
-/// Runs `attempt` in a transaction of its own on a connection of `pool`:
-/// read-only for a query, SERIALIZABLE and retried on a serialization
-/// failure for a write, with the server's timeouts set from the time left
-/// and a cancel at the deadline.
+/// Runs `attempt` on a connection of `pool`, as one transaction: for a
+/// query, the statement alone (the connection's transactions are READ
+/// COMMITTED and read-only by default); for a write, SERIALIZABLE READ
+/// WRITE with the server's timeouts set from the time left, run again on a
+/// serialization failure. Either way a cancel stops it at the deadline.
 async fn call<T>(
     pool: &Arc<Pool>,
     deadline: Instant,
@@ -256,20 +260,21 @@ async fn call<T>(
         if ms == 0 {
             return Err(past_deadline());
         }
-        let begin = if writes {
-            "BEGIN ISOLATION LEVEL SERIALIZABLE"
-        } else {
-            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-        };
         let cancel = conn.cancel_token();
         let work = async {
+            if !writes {
+                // One statement is a transaction of its own; the cancel
+                // below bounds it (and the role's statement_timeout, should
+                // the host be gone).
+                return attempt(&conn).await;
+            }
             // One round trip, not three: the three go out together and
             // the server runs them in order. A statement that fails aborts
             // the transaction, and the COMMIT then rolls it back.
             // (`join3` polls them in this order, so they are sent in it.)
             let (setup, value, commit) = futures_util::future::join3(
                 conn.batch_execute(&format!(
-                    "{begin}; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {}",
+                    "BEGIN ISOLATION LEVEL SERIALIZABLE READ WRITE; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {}",
                     (ms / 2).max(1)
                 )),
                 attempt(&conn),
@@ -281,7 +286,7 @@ async fn call<T>(
             commit.map_err(failure)?;
             Ok(value)
         };
-        match tokio::time::timeout_at(deadline.into(), work).await {
+        match tokio::time::timeout_at(deadline.into(), conn.drive(work)).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(Failure::Error(e))) => return Err(e),
             Ok(Err(Failure::Retry(why))) => {
@@ -322,12 +327,17 @@ async fn rows<S: Shape>(
     params: &[Param],
     limits: &DbLimits,
 ) -> Result<(S::Output, usize), Failure> {
+    let types: Vec<_> = params.iter().map(Param::pg_type).collect();
+    let statement = conn
+        .statement(&checked.sql, &types)
+        .await
+        .map_err(failure)?;
     let stream = conn
-        .query_typed_raw(
-            &checked.sql,
+        .query_raw(
+            &statement,
             params
                 .iter()
-                .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), p.pg_type())),
+                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)),
         )
         .await
         .map_err(failure)?;
@@ -354,13 +364,6 @@ async fn rows<S: Shape>(
     }
     if !started {
         // No row: the columns still name the result.
-        let statement = conn
-            .prepare_typed(
-                &checked.sql,
-                &params.iter().map(Param::pg_type).collect::<Vec<_>>(),
-            )
-            .await
-            .map_err(failure)?;
         let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
         result.columns(&names);
     }
