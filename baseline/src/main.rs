@@ -1,6 +1,7 @@
 //! The native baseline of `cargo xtask bench serve`: the two bench pages
-//! (`/hello/...` and `/customers-page`) served by axum with rusqlite and no
-//! sandbox, rendering the same HTML from the same database as RawaLite.
+//! (`/hello/...` and `/customers-page`) served by axum with no sandbox,
+//! rendering the same HTML from the same database as RawaLite: rusqlite
+//! for a SQLite file, tokio-postgres for a `postgres://` URL.
 //!
 //! Usage: `native-baseline ADDR DATABASE`
 
@@ -12,8 +13,21 @@ use rusqlite::{Connection, OpenFlags};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-static DATABASE: OnceLock<PathBuf> = OnceLock::new();
+/// Where the customers come from.
+enum Database {
+    Sqlite(PathBuf),
+    /// Connections used in turn, each with the query prepared: tokio-postgres
+    /// pipelines the requests of concurrent callers on one connection.
+    Postgres(Vec<(tokio_postgres::Client, tokio_postgres::Statement)>),
+}
+
+/// As many connections as RawaLite gives one guest on one host.
+const POSTGRES_CONNECTIONS: usize = 8;
+
+static DATABASE: OnceLock<Database> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// One connection per worker thread, with its statement cache: the
@@ -23,7 +37,7 @@ thread_local! {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    const USAGE: &str = "usage: native-baseline ADDR DATABASE\n\nServes /hello/... and /customers-page from the SQLite file DATABASE on ADDR\n(e.g. 127.0.0.1:9000), for `cargo xtask bench serve`.";
+    const USAGE: &str = "usage: native-baseline ADDR DATABASE\n\nServes /hello/... and /customers-page on ADDR (e.g. 127.0.0.1:9000) from\nDATABASE, a SQLite file or a postgres:// URL, for `cargo xtask bench serve`.";
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
@@ -33,7 +47,12 @@ async fn main() -> Result<()> {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
-    DATABASE.set(PathBuf::from(db)).ok();
+    let database = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        Database::Postgres(connect(db).await?)
+    } else {
+        Database::Sqlite(PathBuf::from(db))
+    };
+    DATABASE.set(database).ok();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -42,12 +61,35 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The connections to `url`, the app's schema first on the search path.
+async fn connect(url: &str) -> Result<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>> {
+    let mut config: tokio_postgres::Config = url.parse().context("the database URL")?;
+    config.options("-c search_path=app");
+    let mut clients = Vec::new();
+    for _ in 0..POSTGRES_CONNECTIONS {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        tokio::spawn(connection);
+        let statement = client.prepare(pages::CUSTOMERS_QUERY).await?;
+        clients.push((client, statement));
+    }
+    Ok(clients)
+}
+
 async fn handle(request: Request) -> Response {
     let path = request.uri().path();
     if path == "/customers-page" {
-        return match customers() {
+        let page = match DATABASE.get().expect("set in main") {
+            Database::Sqlite(path) => sqlite_customers(path).map_err(|e| e.to_string()),
+            Database::Postgres(clients) => {
+                postgres_customers(clients).await.map_err(|e| e.to_string())
+            }
+        };
+        return match page {
             Ok(page) => html(page),
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
         };
     }
     match path.strip_prefix("/hello") {
@@ -63,11 +105,10 @@ fn html(page: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
-fn customers() -> rusqlite::Result<String> {
+fn sqlite_customers(path: &PathBuf) -> rusqlite::Result<String> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            let path = DATABASE.get().expect("set in main");
             *slot = Some(Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -82,4 +123,18 @@ fn customers() -> rusqlite::Result<String> {
             (*id, name.as_str(), email.as_deref().unwrap_or(""))
         })))
     })
+}
+
+async fn postgres_customers(
+    clients: &[(tokio_postgres::Client, tokio_postgres::Statement)],
+) -> Result<String, tokio_postgres::Error> {
+    let (client, statement) = &clients[NEXT.fetch_add(1, Ordering::Relaxed) % clients.len()];
+    let rows = client.query(statement, &[]).await?;
+    Ok(pages::customers(rows.iter().map(|r| {
+        (
+            r.get::<_, i64>(0),
+            r.get::<_, &str>(1),
+            r.get::<_, Option<&str>>(2).unwrap_or(""),
+        )
+    })))
 }

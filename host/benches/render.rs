@@ -10,6 +10,11 @@
 //! - `db-query`: one 10-row `db.query` from inside a guest (a request that
 //!   makes N of them, less a request that makes none, over N) against the
 //!   same query through rusqlite, rows collected;
+//! - `db-query-postgres`: the same query on PostgreSQL (the app migrated
+//!   into a throwaway cluster that `cargo xtask bench` starts), through the
+//!   boundary (the checked statement from the cache, the guest's own role,
+//!   a transaction of its own) against a prepared statement through
+//!   tokio-postgres;
 //! - `session-lookup`: what `serve` does for every request with a session
 //!   cookie (`Auth::resolve`: the session joined to its user, on a pooled
 //!   read-only connection) against the same query through rusqlite;
@@ -172,6 +177,107 @@ fn db_query(c: &mut Criterion) {
     group.finish();
 }
 
+fn db_query_postgres(c: &mut Criterion) {
+    let Ok(socket) = std::env::var("RAWALITE_BENCH_POSTGRES") else {
+        eprintln!(
+            "db-query-postgres: skipped, RAWALITE_BENCH_POSTGRES is not set (`cargo xtask bench` sets it)"
+        );
+        return;
+    };
+    let url = format!("postgres://postgres@/bench?host={socket}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rest = format!(
+        "database = \"{url}\"\n[[guest]]\nname = \"customers\"\ncomponent = \"{}\"\n[guest.limits]\ntimeout_ms = 60000\n[guest.db]\nread = [\"customers\"]\n",
+        guests_dir().join("bench-customers.wasm").display()
+    );
+    let manifest = dir.path().join("rawalite.toml");
+    std::fs::write(&manifest, format!("[app]\nname = \"bench\"\n{rest}")).expect("manifest");
+    let postgres = rawalite_host::database::postgres::Postgres::connect(
+        &rawalite_host::database::postgres::DatabaseUrl::parse(&url).expect("url"),
+    )
+    .expect("the bench database");
+    postgres
+        .migrate(rawalite_host::app::db_grants(
+            &Manifest::load(&manifest).expect("manifest"),
+        ))
+        .expect("migrate");
+    drop(postgres);
+    let app = bench_app(dir.path(), &rest);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut config: tokio_postgres::Config = url.parse().expect("url");
+    config.options("-c search_path=app");
+    let (client, statement) = runtime.block_on(async {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        for i in 0..20 {
+            client
+                .execute(
+                    "INSERT INTO customers (name, email) VALUES ($1, $2)",
+                    &[&format!("Customer <{i}>"), &format!("c{i}@example.org")],
+                )
+                .await
+                .expect("insert");
+        }
+        let statement = client
+            .prepare(pages::CUSTOMERS_QUERY)
+            .await
+            .expect("prepare");
+        (client, statement)
+    });
+    // The baseline's query: a prepared statement, rows into owned values.
+    let native_rows = || -> Vec<(i64, String, Option<String>)> {
+        runtime.block_on(async {
+            client
+                .query(&statement, &[])
+                .await
+                .expect("query")
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+        })
+    };
+    let guest = app.load("customers").expect("the bench guest loads");
+    let page = pages::customers(
+        native_rows()
+            .iter()
+            .map(|(id, name, email)| (*id, name.as_str(), email.as_deref().unwrap_or(""))),
+    );
+    assert_eq!(
+        String::from_utf8(expect_response(&guest, &request())).expect("utf-8"),
+        page,
+        "the guest and the baseline render the same page"
+    );
+    let queries = |n: u64| {
+        let mut req = request();
+        req.query = vec![("queries".into(), n.to_string())];
+        req
+    };
+    let none = queries(0);
+    let mut group = c.benchmark_group("db-query-postgres");
+    group.bench_function("guest", |b| {
+        b.iter_custom(|iters| {
+            let many = queries(iters);
+            let started = std::time::Instant::now();
+            expect_response(&guest, &none);
+            let base = started.elapsed();
+            let started = std::time::Instant::now();
+            let body = expect_response(&guest, &many);
+            let all = started.elapsed();
+            assert_eq!(body, (iters * 10).to_string().as_bytes());
+            all.saturating_sub(base)
+        })
+    });
+    group.bench_function("native", |b| b.iter(native_rows));
+    group.finish();
+}
+
 fn paths(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let app = bench_app(
@@ -276,5 +382,12 @@ fn session_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render, db_query, session_lookup, paths);
+criterion_group!(
+    benches,
+    render,
+    db_query,
+    db_query_postgres,
+    session_lookup,
+    paths
+);
 criterion_main!(benches);

@@ -19,6 +19,11 @@ const TARGETS: &[Target] = &[
     ("db-query/guest", "≤ 2x native", |median, native| {
         median <= 2.0 * native
     }),
+    (
+        "db-query-postgres/guest",
+        "≤ 1.5x native",
+        |median, native| median <= 1.5 * native,
+    ),
 ];
 
 /// Prints the table; with `write`, puts it into `root`'s BENCHMARKS.md.

@@ -130,11 +130,14 @@ fn run(args: &[String]) -> Result<()> {
         }
         Some("bench") => {
             build(&root)?;
+            let cluster = postgres::Cluster::start(&root)?;
+            cluster.create_database("bench")?;
             step("running the benchmarks");
             let started = SystemTime::now();
             cargo(&root)
                 .args(["bench", "-p", "rawalite-host"])
                 .args(rest)
+                .env("RAWALITE_BENCH_POSTGRES", cluster.socket_dir())
                 .status_ok()?;
             // Only a full run speaks for every benchmark in BENCHMARKS.md.
             bench::report(&root, started, rest.is_empty())

@@ -95,6 +95,25 @@ impl Cluster {
         &self.dir
     }
 
+    /// Creates the database `name`; its URL for the cluster's superuser.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        let socket = self.dir.to_string_lossy();
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X", "-q", "-h", &socket, "-U", "postgres", "-d", "postgres", "-c",
+            ])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .context("cannot run psql")?;
+        if !out.status.success() {
+            bail!(
+                "CREATE DATABASE {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(format!("postgres://postgres@/{name}?host={socket}"))
+    }
+
     fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
         let program = self.bin.join(tool);
         let mut cmd = if self.root {

@@ -6,7 +6,9 @@
 //! 10 customers (RawaLite guest through `db`, native axum + rusqlite). wrk
 //! drives each page with 32 connections. RawaLite also serves the demo's
 //! dashboard to a signed-in user (the session cookie, a user lookup, two
-//! queries) and hello to 1,000 connections at once. The figures, the
+//! queries) and hello to 1,000 connections at once. Then the app moves to
+//! a throwaway PostgreSQL cluster and the 10-row page (against the native
+//! server on tokio-postgres) and the dashboard are measured again. The figures, the
 //! ratios, the cold start and the RSS over a long run go to the terminal,
 //! to BENCHMARKS.md and to docs/bench-serve.svg.
 
@@ -56,7 +58,7 @@ pub fn run(root: &Path) -> Result<()> {
     let work = std::env::temp_dir().join(format!("rawalite-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let manifest = bench_manifest(root, &work)?;
+    let manifest = bench_manifest(root, &work, None)?;
     let rawalite = root.join("target/release/rawalite");
     seed(&rawalite, &manifest, &work)?;
     add_user(&rawalite, &manifest)?;
@@ -70,13 +72,9 @@ pub fn run(root: &Path) -> Result<()> {
         port,
         &work,
     )?;
-    let port = free_port()?;
-    let native = Server::start(
-        "native",
-        Command::new(root.join("target/release/native-baseline"))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(work.join("data/rawalite.db")),
-        port,
+    let native = native(
+        root,
+        &work.join("data/rawalite.db").to_string_lossy(),
         &work,
     )?;
     let port = free_port()?;
@@ -103,46 +101,26 @@ pub fn run(root: &Path) -> Result<()> {
             );
         }
     }
-    if native.get("/customers-page")? != raw.get("/customers-page")? {
-        bail!("the native baseline answers /customers-page differently from RawaLite");
-    }
+    same_customers(&raw, &native)?;
 
     let cookie = sign_in(raw.port)?;
     let mut runs = Vec::new();
-    let mut measure = |server: &Server, page, path: &str, connections, cookie: Option<&str>| {
-        super::step(&format!(
-            "{} · {page}: wrk -c{connections} -d{DURATION}",
-            server.name
-        ));
-        wrk(&server.url(path), WARM_UP, connections, cookie)?;
-        let load = wrk(&server.url(path), DURATION, connections, cookie)?;
-        runs.push(Run {
-            system: server.name,
-            page,
-            connections,
-            requests_per_second: load.requests_per_second,
-            p50_ms: load.p50_ms,
-            p99_ms: load.p99_ms,
-            peak_rss_mib: status_kib(server.child.id(), "VmHWM")? as f64 / 1024.0,
-        });
-        Ok::<_, anyhow::Error>(())
-    };
     for (page, path) in [("hello", "/hello/bench"), ("db 10 rows", "/customers-page")] {
         for server in [&raw, &native, &wasmtime_serve] {
             if server.name == "wasmtime serve" && page != "hello" {
                 continue;
             }
-            measure(server, page, path, CONNECTIONS, None)?;
+            runs.push(measure(server, page, path, CONNECTIONS, None)?);
         }
     }
-    measure(
+    runs.push(measure(
         &raw,
         "dashboard (signed in)",
         "/dashboard/",
         CONNECTIONS,
         Some(&cookie),
-    )?;
-    measure(&raw, "hello", "/hello/bench", MANY, None)?;
+    )?);
+    runs.push(measure(&raw, "hello", "/hello/bench", MANY, None)?);
 
     super::step(&format!(
         "RawaLite · db 10 rows for {LONG_RUN} s: RSS after 5 s and at the end"
@@ -151,6 +129,8 @@ pub fn run(root: &Path) -> Result<()> {
     raw.stop();
     drop(native);
     drop(wasmtime_serve);
+
+    runs.extend(on_postgres(root, &rawalite, &work.join("postgres"))?);
 
     super::step("cold start: from `rawalite serve` to the first answered request");
     let warm = cold_start(&rawalite, &manifest, std::iter::repeat_n(cache, 5))?;
@@ -168,6 +148,97 @@ pub fn run(root: &Path) -> Result<()> {
     report.write(root)?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// One wrk run of `path` on `server`, after a warm-up.
+fn measure(
+    server: &Server,
+    page: &'static str,
+    path: &str,
+    connections: usize,
+    cookie: Option<&str>,
+) -> Result<Run> {
+    super::step(&format!(
+        "{} · {page}: wrk -c{connections} -d{DURATION}",
+        server.name
+    ));
+    wrk(&server.url(path), WARM_UP, connections, cookie)?;
+    let load = wrk(&server.url(path), DURATION, connections, cookie)?;
+    Ok(Run {
+        system: server.name,
+        page,
+        connections,
+        requests_per_second: load.requests_per_second,
+        p50_ms: load.p50_ms,
+        p99_ms: load.p99_ms,
+        peak_rss_mib: status_kib(server.child.id(), "VmHWM")? as f64 / 1024.0,
+    })
+}
+
+/// The native baseline serving from `database` (a file or a URL).
+fn native(root: &Path, database: &str, work: &Path) -> Result<Server> {
+    let port = free_port()?;
+    Server::start(
+        "native",
+        Command::new(root.join("target/release/native-baseline"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(database),
+        port,
+        work,
+    )
+}
+
+fn same_customers(raw: &Server, native: &Server) -> Result<()> {
+    if native.get("/customers-page")? != raw.get("/customers-page")? {
+        bail!("the native baseline answers /customers-page differently from RawaLite");
+    }
+    Ok(())
+}
+
+/// The database pages again with the app on PostgreSQL (a throwaway
+/// cluster, `rawalite migrate` as the deploy step, the same seed), against
+/// the native baseline on tokio-postgres.
+fn on_postgres(root: &Path, rawalite: &Path, work: &Path) -> Result<Vec<Run>> {
+    std::fs::create_dir_all(work)?;
+    let cluster = super::postgres::Cluster::start(root)?;
+    let url = cluster.create_database("bench")?;
+    let manifest = bench_manifest(root, work, Some(&url))?;
+    super::step("rawalite migrate (PostgreSQL)");
+    Command::new(rawalite)
+        .args(["migrate", "--manifest"])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .status_ok()?;
+    seed(rawalite, &manifest, work)?;
+    add_user(rawalite, &manifest)?;
+    let port = free_port()?;
+    let raw = Server::start(
+        "RawaLite",
+        &mut rawalite_serve(rawalite, &manifest, port, &work.join("cache")),
+        port,
+        work,
+    )?;
+    let native = native(root, &url, work)?;
+    same_customers(&raw, &native)?;
+    let cookie = sign_in(raw.port)?;
+    let mut runs = Vec::new();
+    for server in [&raw, &native] {
+        runs.push(measure(
+            server,
+            "db 10 rows (PostgreSQL)",
+            "/customers-page",
+            CONNECTIONS,
+            None,
+        )?);
+    }
+    runs.push(measure(
+        &raw,
+        "dashboard (signed in, PostgreSQL)",
+        "/dashboard/",
+        CONNECTIONS,
+        Some(&cookie),
+    )?);
+    Ok(runs)
 }
 
 use super::StatusOk;
@@ -206,13 +277,18 @@ fn ensure_wasmtime(root: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn bench_manifest(root: &Path, work: &Path) -> Result<PathBuf> {
+/// The bench app in `work`, on SQLite or on the PostgreSQL `database`.
+fn bench_manifest(root: &Path, work: &Path, database: Option<&str>) -> Result<PathBuf> {
     let guests = root.join("target/guests");
+    let database = database.map_or(String::new(), |url| format!("database = \"{url}\"\n"));
     let text = format!(
         r#"[app]
 name = "RawaLite bench"
 data_dir = "{data}"
-
+# wrk's 1,000 connections all come from 127.0.0.1, which `serve` would cap
+# as one client; as a balancer in front would be, loopback is trusted.
+trusted_proxies = ["127.0.0.1"]
+{database}
 [[guest]]
 name = "hello"
 component = "{guests}/hello.wasm"
@@ -627,6 +703,10 @@ impl Report {
             ratio(self.ratio("db 10 rows", "native"))
         );
         md += &format!(
+            "| db 10 rows on PostgreSQL: RawaLite / native (tokio-postgres) | {} | ≥ 0.6x |\n",
+            ratio(self.ratio("db 10 rows (PostgreSQL)", "native"))
+        );
+        md += &format!(
             "\n| RawaLite | value | target |\n|---|---:|---:|\n| RSS after 5 s of load | {:.1} MiB | |\n| RSS after {LONG_RUN} s of load | {:.1} MiB ({:+.1}%) | within 10% |\n| cold start, warm compile cache (median of 5) | {:.0} ms | ≤ 250 ms |\n| cold start, empty compile cache (median of 3) | {:.0} ms | |\n",
             self.rss_5s,
             self.rss_end,
@@ -665,14 +745,20 @@ impl Report {
             ("native", "#1f7a4d"),
             ("wasmtime serve", "#a15c00"),
         ];
-        let pages = ["hello", "db 10 rows", "dashboard (signed in)"];
+        let pages = [
+            "hello",
+            "db 10 rows",
+            "dashboard (signed in)",
+            "db 10 rows (PostgreSQL)",
+            "dashboard (signed in, PostgreSQL)",
+        ];
         let max = self
             .runs
             .iter()
             .filter(|r| r.connections == CONNECTIONS)
             .map(|r| r.requests_per_second)
             .fold(1.0, f64::max);
-        let (width, height, left, top, chart_h) = (640.0, 340.0, 70.0, 40.0, 220.0);
+        let (width, height, left, top, chart_h) = (900.0, 340.0, 70.0, 40.0, 220.0);
         let group_w = (width - left - 20.0) / pages.len() as f64;
         let bar_w = group_w / 4.5;
         let mut svg = format!(
