@@ -163,17 +163,7 @@ fn check(manifest: &Path, data: &Path, acked: &Acknowledged) {
         common::sql_behind(manifest, data, "SELECT name FROM customers")
             .into_iter()
             .collect();
-    let lost: Vec<&String> = acked
-        .names
-        .iter()
-        .filter(|n| !stored.contains(*n))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged inserts lost, e.g. {:?}",
-        lost.len(),
-        lost[0]
-    );
+    common::assert_none_lost(&acked.names, &stored);
     for pair in &acked.pairs {
         assert!(
             stored.contains(&format!("{pair}-a")) && stored.contains(&format!("{pair}-b")),

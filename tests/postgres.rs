@@ -649,3 +649,26 @@ fn a_postgresql_password_is_never_shown() {
     let out = rawalite(&["doctor", "--manifest", m, "--database", &broken], &cache);
     assert!(!format!("{}{}", stdout(&out), stderr(&out)).contains("hunter2"));
 }
+
+#[test]
+fn a_job_runs_on_one_host_per_interval() {
+    // Two hosts' connections to one database: each interval is claimed by
+    // exactly one of them.
+    let url = DatabaseUrl::parse(&common::pg_database()).unwrap();
+    let (a, b) = (
+        Postgres::connect(&url).unwrap(),
+        Postgres::connect(&url).unwrap(),
+    );
+    a.migrate(Vec::new()).unwrap();
+    let every = Duration::from_millis(500);
+    assert!(a.claim("sweep", every).unwrap(), "the first claim");
+    assert!(!b.claim("sweep", every).unwrap(), "claimed already");
+    assert!(
+        !a.claim("sweep", every).unwrap(),
+        "claimed already, by itself too"
+    );
+    std::thread::sleep(every);
+    assert!(b.claim("sweep", every).unwrap(), "the next interval");
+    assert!(!a.claim("sweep", every).unwrap());
+    assert!(a.claim("other", every).unwrap(), "jobs are claimed apart");
+}

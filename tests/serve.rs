@@ -591,16 +591,7 @@ fn sigterm_during_write_load_loses_no_acknowledged_write() {
     for name in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
         stored.insert(name.unwrap());
     }
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|n| !stored.contains(*n))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        lost.first()
-    );
+    common::assert_none_lost(acknowledged.iter(), &stored);
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

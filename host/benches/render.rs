@@ -153,28 +153,7 @@ fn db_query(c: &mut Criterion) {
     group.bench_function("native", |b| b.iter(native_page));
     group.finish();
 
-    let queries = |n: u64| {
-        let mut req = request();
-        req.query = vec![("queries".into(), n.to_string())];
-        req
-    };
-    let none = queries(0);
-    let mut group = c.benchmark_group("db-query");
-    group.bench_function("guest", |b| {
-        b.iter_custom(|iters| {
-            let many = queries(iters);
-            let started = std::time::Instant::now();
-            expect_response(&guest, &none);
-            let base = started.elapsed();
-            let started = std::time::Instant::now();
-            let body = expect_response(&guest, &many);
-            let all = started.elapsed();
-            assert_eq!(body, (iters * 10).to_string().as_bytes());
-            all.saturating_sub(base)
-        })
-    });
-    group.bench_function("native", |b| b.iter(native_rows));
-    group.finish();
+    one_query(c, "db-query", &guest, native_rows);
 }
 
 fn db_query_postgres(c: &mut Criterion) {
@@ -254,27 +233,35 @@ fn db_query_postgres(c: &mut Criterion) {
         page,
         "the guest and the baseline render the same page"
     );
+    one_query(c, "db-query-postgres", &guest, native_rows);
+}
+
+/// Group `name`: one `db.query` of the 10 rows from inside `guest`, the
+/// fixed cost of its request taken off (the guest runs it N times in one
+/// render, `?queries=N`, and a render with none is subtracted), beside
+/// `native_rows`.
+fn one_query<R>(c: &mut Criterion, name: &str, guest: &Guest, native_rows: impl Fn() -> R) {
     let queries = |n: u64| {
         let mut req = request();
         req.query = vec![("queries".into(), n.to_string())];
         req
     };
     let none = queries(0);
-    let mut group = c.benchmark_group("db-query-postgres");
+    let mut group = c.benchmark_group(name);
     group.bench_function("guest", |b| {
         b.iter_custom(|iters| {
             let many = queries(iters);
             let started = std::time::Instant::now();
-            expect_response(&guest, &none);
+            expect_response(guest, &none);
             let base = started.elapsed();
             let started = std::time::Instant::now();
-            let body = expect_response(&guest, &many);
+            let body = expect_response(guest, &many);
             let all = started.elapsed();
             assert_eq!(body, (iters * 10).to_string().as_bytes());
             all.saturating_sub(base)
         })
     });
-    group.bench_function("native", |b| b.iter(native_rows));
+    group.bench_function("native", |b| b.iter(&native_rows));
     group.finish();
 }
 

@@ -308,7 +308,7 @@ pub fn restore(
 ) -> Result<(Option<PathBuf>, Contents)> {
     // Held until the swap is done: no `serve` starts on the old directory.
     let _old_lock = if data_dir.exists() {
-        let lock = DataLock::try_acquire(data_dir)?;
+        let lock = DataLock::try_acquire(data_dir, false)?;
         if lock.is_none() {
             bail!(
                 "`rawalite serve` is running on {}: stop it first, then restore",
@@ -329,7 +329,7 @@ pub fn restore(
         .tempdir_in(parent)?;
     // Taken before the directory is moved into place, so a `serve` that
     // starts on the new directory at once waits for the restore to end.
-    let _new_lock = DataLock::try_acquire(staging.path())?;
+    let _new_lock = DataLock::try_acquire(staging.path(), false)?;
     progress(&format!("unpacking {}", src.display()));
     let contents = unpack(src, staging.path(), parent)?;
     progress("checking the database's integrity and its migrations");
@@ -538,16 +538,18 @@ fn free_space(dir: &Path) -> Result<u64> {
 /// The name of the lock `serve` holds in its data directory.
 pub const LOCK: &str = ".serve.lock";
 
-/// An exclusive lock on a data directory: `serve` holds one while it runs,
-/// and `restore` refuses when it cannot take it.
+/// A lock on a data directory: `serve` holds one while it runs (shared
+/// among hosts on PostgreSQL, which may share the directory; exclusive on
+/// SQLite), and `restore` refuses when it cannot take it exclusively.
 pub struct DataLock {
     // Held, not read: closing the file releases the lock.
     _file: File,
 }
 
 impl DataLock {
-    /// The lock, or `None` when another process holds it.
-    pub fn try_acquire(data_dir: &Path) -> Result<Option<Self>> {
+    /// The lock, or `None` when another process holds it in a way that
+    /// excludes this one.
+    pub fn try_acquire(data_dir: &Path, shared: bool) -> Result<Option<Self>> {
         use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -556,7 +558,8 @@ impl DataLock {
             .mode(0o600)
             .open(data_dir.join(LOCK))?;
         // SAFETY: flock on a descriptor this function owns.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        let mode = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+        let locked = unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) } == 0;
         Ok(locked.then_some(DataLock { _file: file }))
     }
 }

@@ -369,11 +369,41 @@ impl Served {
 
     /// `start`, with more arguments to `serve`, more environment, and its
     /// log (stderr) sent to `log`.
-    #[allow(clippy::zombie_processes)]
     pub fn start_with(
         manifest: &Path,
         data: &Path,
         cache: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: std::process::Stdio,
+    ) -> Served {
+        Self::start_at(manifest, data, cache, "127.0.0.1:0", args, envs, log)
+    }
+
+    /// `start`, listening on `listen` (a port a load balancer names),
+    /// with more arguments to `serve`; its log goes to the test's stderr
+    /// with `RAWALITE_TEST_LOG`.
+    pub fn start_listening(
+        manifest: &Path,
+        data: &Path,
+        cache: &Path,
+        listen: &str,
+        args: &[&str],
+    ) -> Served {
+        let log = if std::env::var_os("RAWALITE_TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        };
+        Self::start_at(manifest, data, cache, listen, args, &[], log)
+    }
+
+    #[allow(clippy::zombie_processes)]
+    fn start_at(
+        manifest: &Path,
+        data: &Path,
+        cache: &Path,
+        listen: &str,
         args: &[&str],
         envs: &[(&str, &str)],
         log: std::process::Stdio,
@@ -387,7 +417,7 @@ impl Served {
             .arg(manifest)
             .arg("--data")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("RAWALITE_CACHE_DIR", cache)
             .env("RUST_LOG", "warn")
@@ -477,6 +507,48 @@ pub fn demo_manifest(dir: &Path, probe: bool) -> PathBuf {
         migrate(&file);
     }
     file
+}
+
+/// The demo app (with the probe when `probe`) on a fresh database of the
+/// test cluster, migrated, trusting 127.0.0.1 as its proxy (so a test says
+/// which client it is with `X-Forwarded-For`): for several hosts at once,
+/// whichever backend this pass runs on.
+pub fn demo_on_shared_postgres(dir: &Path, probe: bool) -> PathBuf {
+    let file = demo_manifest(dir, probe);
+    let app = std::fs::read_to_string(&file)
+        .expect("the manifest")
+        .lines()
+        .filter(|l| !l.starts_with("database ="))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replacen(
+            "[app]\n",
+            &format!(
+                "[app]\ndatabase = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
+                pg_database()
+            ),
+            1,
+        );
+    std::fs::write(&file, app).expect("write the manifest");
+    migrate(&file);
+    file
+}
+
+/// Fails, naming one, unless every write in `acknowledged` is `stored`.
+pub fn assert_none_lost<'a>(
+    acknowledged: impl IntoIterator<Item = &'a String>,
+    stored: &std::collections::HashSet<String>,
+) {
+    let lost: Vec<&String> = acknowledged
+        .into_iter()
+        .filter(|n| !stored.contains(*n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
 }
 
 /// A connection to `to` from the loopback address `from` (127.0.0.2 and

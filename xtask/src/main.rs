@@ -10,6 +10,7 @@ mod apt;
 mod bench;
 mod browser;
 mod docs;
+mod haproxy;
 mod postgres;
 mod python;
 mod serve_bench;
@@ -25,7 +26,7 @@ commands:
   run [ARGS]     build, then serve the app of ./rawalite.toml with ./data
                  (ARGS go to `rawalite serve`, e.g. --listen 127.0.0.1:9000)
   docs           write docs/WIT.md, the WIT reference, from wit/ and its doc comments
-  test [ARGS]    check docs/WIT.md is current and the SDK's docs complete, build, install Chromium and ChromeDriver for the browser tests if
+  test [ARGS]    check docs/WIT.md is current and the SDK's docs complete, build, install Chromium and ChromeDriver for the browser tests and HAProxy for the balancer test if
                  missing (apt-get), then run the whole workspace's tests
                  (ARGS go to cargo test)
   bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
@@ -101,6 +102,7 @@ fn run(args: &[String]) -> Result<()> {
             // tests unify on, so `cargo test` below compiles nothing again.
             build_with(&root, &["--workspace", "--all-targets"])?;
             browser::ensure()?;
+            haproxy::ensure()?;
             let cluster = postgres::Cluster::start(&root)?;
             step("running the workspace's tests");
             cargo(&root)

@@ -14,6 +14,13 @@
 //! password is checked, and forgiven if it succeeds: attempts running at
 //! once never get past a limit together.
 //!
+//! On PostgreSQL the counts are rows every host shares: an attempt reads
+//! its keys under row locks (taken in one order), changes them and writes
+//! them back in one transaction, so failures spread over several hosts
+//! count once and attempts at once across hosts never pass a limit
+//! together; the database's clock times them. On SQLite they live in this
+//! process and are saved as one snapshot.
+//!
 //! IPv6 addresses count per /64, what one client usually holds. Keys are
 //! bounded in size (a username that cannot exist shares one key) and in
 //! number; when the table is full, the least useful entries go first
@@ -23,12 +30,13 @@
 //! which is why this is a window of our own rather than a request-rate
 //! limiter like governor's.
 
+use crate::auth::store::PostgresStore;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many failures each count allows in its window.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +66,7 @@ impl Default for Rules {
 /// Addresses remembered per user as ones it signed in from.
 const FAMILIAR_PER_USER: usize = 8;
 /// How long a successful sign-in makes an address familiar.
-const FAMILIAR_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub const FAMILIAR_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// A client, as the limiter counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,27 +86,68 @@ impl Address {
             v4 => Address(v4),
         }
     }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        text.parse().ok().map(Address::of)
+    }
 }
 
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a count is kept under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
+pub enum Key {
     Pair(Address, String),
     Address(Address),
     User(String),
 }
 
-#[derive(Default)]
-struct Count {
-    failures: VecDeque<Instant>,
+impl Key {
+    /// The key as a row's primary key.
+    pub fn text(&self) -> String {
+        match self {
+            Key::Pair(a, u) => format!("pair {a} {u}"),
+            Key::Address(a) => format!("address {a}"),
+            Key::User(u) => format!("user {u}"),
+        }
+    }
+}
+
+/// Failures under one key, as Unix milliseconds, oldest first.
+#[derive(Debug, Default, Clone)]
+pub struct Count {
+    pub failures: VecDeque<u64>,
     /// For a slowed user: when an unfamiliar address may try next.
-    next_try: Option<Instant>,
+    pub next_try: Option<u64>,
+}
+
+impl Count {
+    /// Whether it still holds anything at `now`.
+    pub fn live(&self, now: u64) -> bool {
+        !self.failures.is_empty() || self.next_try.is_some_and(|t| t > now)
+    }
+}
+
+/// One attempt's share of the counts: the counts of its keys (the user's
+/// first) and the user's familiar addresses, read together, changed by
+/// the rules below and written back together.
+pub struct Slice {
+    pub now: u64,
+    pub client: Option<Address>,
+    pub counts: Vec<(Key, Count)>,
+    pub familiar: Vec<(Address, u64)>,
+    pub familiar_changed: bool,
 }
 
 #[derive(Default)]
 struct Table {
     counts: HashMap<Key, Count>,
     /// Per user, the addresses it signed in from and when.
-    familiar: HashMap<String, Vec<(Address, Instant)>>,
+    familiar: HashMap<String, Vec<(Address, u64)>>,
 }
 
 /// Why an attempt may not go ahead: too many failures, try again after
@@ -108,43 +157,137 @@ pub struct Refusal(pub Duration);
 
 pub struct Limiter {
     rules: Rules,
-    table: Mutex<Table>,
-    /// Changed since the last [`Limiter::snapshot`].
-    dirty: AtomicBool,
+    counts: Counts,
+}
+
+/// Where the counts are kept.
+enum Counts {
+    /// In this process, saved by [`Limiter::snapshot`].
+    Memory {
+        table: Mutex<Table>,
+        /// Changed since the last snapshot.
+        dirty: AtomicBool,
+    },
+    /// In PostgreSQL, shared by every host.
+    Shared(PostgresStore),
 }
 
 /// The key a username counts under: itself (lower-case) when it could be a
-/// user's name, else one shared key, so a key is never longer than a name.
+/// user's name, else one shared key that no name can be, so a key is never
+/// longer than a name.
 fn user_key(username: &str) -> String {
     if crate::auth::check_username(username).is_ok() {
         username.to_ascii_lowercase()
     } else {
-        "\0invalid".to_owned()
+        "!invalid".to_owned()
     }
 }
 
+/// Unix milliseconds now, by this machine's clock.
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
 impl Limiter {
+    /// Counts in this process.
     pub fn new(rules: Rules) -> Self {
         Limiter {
             rules,
-            table: Mutex::default(),
-            dirty: AtomicBool::new(false),
+            counts: Counts::Memory {
+                table: Mutex::default(),
+                dirty: AtomicBool::new(false),
+            },
         }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    /// Counts in PostgreSQL, shared by every host on that database.
+    pub fn shared(rules: Rules, store: PostgresStore) -> Self {
+        Limiter {
+            rules,
+            counts: Counts::Shared(store),
+        }
     }
 
-    /// The counts as JSON with wall-clock times (Unix milliseconds), so
-    /// they survive a restart; `None` when nothing changed since the last
-    /// snapshot.
+    /// Reads the slice of `username` and `client`, lets `change` change it
+    /// and writes it back, all at once for every host that shares it.
+    fn update<R>(
+        &self,
+        username: &str,
+        client: Option<Address>,
+        change: impl FnOnce(&Rules, &mut Slice) -> R,
+    ) -> anyhow::Result<R> {
+        let user = user_key(username);
+        let keys = keys(&user, client);
+        match &self.counts {
+            Counts::Shared(store) => {
+                store.update_sign_in_counts(&keys, &user, |now, counts, familiar| {
+                    let mut slice = Slice {
+                        now,
+                        client,
+                        counts,
+                        familiar,
+                        familiar_changed: false,
+                    };
+                    let out = change(&self.rules, &mut slice);
+                    (slice, out)
+                })
+            }
+            Counts::Memory { table, dirty } => {
+                let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+                dirty.store(true, Ordering::Relaxed);
+                let mut slice = Slice {
+                    now: wall_ms(),
+                    client,
+                    counts: keys
+                        .into_iter()
+                        .map(|k| {
+                            let count = table.counts.get(&k).cloned().unwrap_or_default();
+                            (k, count)
+                        })
+                        .collect(),
+                    familiar: table.familiar.get(&user).cloned().unwrap_or_default(),
+                    familiar_changed: false,
+                };
+                let out = change(&self.rules, &mut slice);
+                let now = slice.now;
+                for (key, count) in slice.counts {
+                    if !count.live(now) {
+                        table.counts.remove(&key);
+                        continue;
+                    }
+                    if !table.counts.contains_key(&key) {
+                        make_room(&mut table, &self.rules, now);
+                    }
+                    table.counts.insert(key, count);
+                }
+                if slice.familiar_changed {
+                    if !table.familiar.contains_key(&user) {
+                        make_room(&mut table, &self.rules, now);
+                    }
+                    table.familiar.insert(user, slice.familiar);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The counts as JSON (times in Unix milliseconds), so they survive a
+    /// restart; `None` when nothing changed since the last snapshot, and
+    /// always for counts kept in PostgreSQL.
     pub fn snapshot(&self) -> Option<Value> {
-        if !self.dirty.swap(false, Ordering::Relaxed) {
+        let Counts::Memory { table, dirty } = &self.counts else {
+            return None;
+        };
+        if !dirty.swap(false, Ordering::Relaxed) {
             return None;
         }
-        let clock = Clock::now();
-        let table = self.table();
+        let table = table.lock().unwrap_or_else(|e| e.into_inner());
         let counts: Vec<Value> = table
             .counts
             .iter()
@@ -158,8 +301,8 @@ impl Limiter {
                     "kind": kind,
                     "address": address.map(|a| a.to_string()),
                     "user": user,
-                    "failures": count.failures.iter().map(|t| clock.wall(*t)).collect::<Vec<_>>(),
-                    "next_try": count.next_try.map(|t| clock.wall(t)),
+                    "failures": count.failures,
+                    "next_try": count.next_try,
                 })
             })
             .collect();
@@ -169,7 +312,7 @@ impl Limiter {
             .map(|(user, seen)| {
                 let seen: Vec<Value> = seen
                     .iter()
-                    .map(|(a, at)| json!([a.0.to_string(), clock.wall(*at)]))
+                    .map(|(a, at)| json!([a.0.to_string(), at]))
                     .collect();
                 json!({"user": user, "seen": seen})
             })
@@ -181,9 +324,13 @@ impl Limiter {
     /// read is skipped, what has expired is dropped, and at most
     /// `rules.keys` entries are kept.
     pub fn restore(&self, snapshot: &Value) {
-        let clock = Clock::now();
-        let mut table = self.table();
-        let address = |v: &Value| v.as_str()?.parse::<IpAddr>().ok().map(Address::of);
+        let Counts::Memory { table, .. } = &self.counts else {
+            return;
+        };
+        let now = wall_ms();
+        let window = ms(self.rules.window);
+        let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+        let address = |v: &Value| v.as_str().and_then(Address::parse);
         let user = |v: &Value| v.as_str().map(user_key);
         for c in snapshot["counts"].as_array().into_iter().flatten() {
             let key = match c["kind"].as_str() {
@@ -195,29 +342,35 @@ impl Limiter {
                 _ => None,
             };
             let Some(key) = key else { continue };
-            let mut failures: VecDeque<Instant> = c["failures"]
+            let mut failures: VecDeque<u64> = c["failures"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|t| clock.instant(t.as_u64()?))
+                .filter_map(Value::as_u64)
+                .filter(|t| *t <= now)
                 .collect();
-            prune(&mut failures, clock.instant, self.rules.window);
-            let next_try = c["next_try"].as_u64().and_then(|t| clock.instant(t));
-            if (!failures.is_empty() || next_try.is_some()) && table.counts.len() < self.rules.keys
-            {
-                table.counts.insert(key, Count { failures, next_try });
+            prune(&mut failures, now, window);
+            let count = Count {
+                failures,
+                // Never further off than one pace from now.
+                next_try: c["next_try"]
+                    .as_u64()
+                    .map(|t| t.min(now + ms(self.rules.pace))),
+            };
+            if count.live(now) && table.counts.len() < self.rules.keys {
+                table.counts.insert(key, count);
             }
         }
         for f in snapshot["familiar"].as_array().into_iter().flatten() {
             let Some(name) = user(&f["user"]) else {
                 continue;
             };
-            let seen: Vec<(Address, Instant)> = f["seen"]
+            let seen: Vec<(Address, u64)> = f["seen"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|pair| Some((address(&pair[0])?, clock.instant(pair[1].as_u64()?)?)))
-                .filter(|(_, at)| clock.instant - *at < FAMILIAR_FOR)
+                .filter_map(|pair| Some((address(&pair[0])?, pair[1].as_u64()?)))
+                .filter(|(_, at)| now.saturating_sub(*at) < ms(FAMILIAR_FOR))
                 .take(FAMILIAR_PER_USER)
                 .collect();
             if !seen.is_empty() && table.counts.len() + table.familiar.len() < self.rules.keys {
@@ -229,156 +382,151 @@ impl Limiter {
     /// Whether `username` may be tried from `client` now. An admitted
     /// attempt is counted as a failure at once (see [`Limiter::succeeded`]
     /// and [`Limiter::forgive`]), and a slowed user's turn is taken by it.
+    /// When the shared counts cannot be read, the attempt waits a second:
+    /// no password is checked uncounted.
     pub fn admit(&self, username: &str, client: Option<Address>) -> Result<(), Refusal> {
-        let now = Instant::now();
-        let rules = self.rules;
-        let user = user_key(username);
-        let mut table = self.table();
-        let mut wait = Duration::ZERO;
-        let mut over = |count: Option<&mut Count>, max: usize| {
-            if let Some(count) = count {
-                prune(&mut count.failures, now, rules.window);
-                if count.failures.len() >= max {
-                    wait = wait.max(rules.window.saturating_sub(now - count.failures[0]));
-                }
-            }
-        };
-        if let Some(addr) = client {
-            over(
-                table.counts.get_mut(&Key::Pair(addr, user.clone())),
-                rules.pair,
-            );
-            over(table.counts.get_mut(&Key::Address(addr)), rules.address);
-        }
-        if !wait.is_zero() {
-            return Err(Refusal(wait));
-        }
-        let familiar = client.is_some_and(|addr| {
-            table.familiar.get(&user).is_some_and(|seen| {
-                seen.iter()
-                    .any(|(a, at)| *a == addr && now - *at < FAMILIAR_FOR)
-            })
-        });
-        if !familiar && let Some(count) = table.counts.get_mut(&Key::User(user.clone())) {
-            prune(&mut count.failures, now, rules.window);
-            if count.failures.len() >= rules.user {
-                match count.next_try {
-                    Some(next) if next > now => return Err(Refusal(next - now)),
-                    _ => count.next_try = Some(now + rules.pace),
-                }
-            }
-        }
-        self.count(&mut table, &user, client, now);
-        Ok(())
-    }
-
-    /// Counts one failure under each of the attempt's keys, making room
-    /// for new keys.
-    fn count(&self, table: &mut Table, user: &str, client: Option<Address>, now: Instant) {
-        self.dirty.store(true, Ordering::Relaxed);
-        let most = self.rules.pair.max(self.rules.address).max(self.rules.user);
-        for key in keys(user, client) {
-            if !table.counts.contains_key(&key) {
-                self.make_room(table, now);
-            }
-            let count = table.counts.entry(key).or_default();
-            prune(&mut count.failures, now, self.rules.window);
-            count.failures.push_back(now);
-            // More than the largest limit is never needed.
-            while count.failures.len() > most {
-                count.failures.pop_front();
-            }
-        }
+        self.update(username, client, admit).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the sign-in limits could not be read; the attempt waits");
+            Err(Refusal(Duration::from_secs(1)))
+        })
     }
 
     /// Takes back the failure an admitted attempt was counted as, when the
     /// attempt ended before its password was checked (the database was
     /// busy).
     pub fn forgive(&self, username: &str, client: Option<Address>) {
-        let user = user_key(username);
-        let mut table = self.table();
-        self.dirty.store(true, Ordering::Relaxed);
-        for key in keys(&user, client) {
-            uncount(&mut table, &key);
-        }
+        self.keep(self.update(username, client, |_, slice| {
+            for (_, count) in &mut slice.counts {
+                count.failures.pop_back();
+            }
+        }));
     }
 
     /// Records a sign-in: its attempt is forgiven, the pair's failures too,
     /// and the address becomes familiar for the user. The other failures
     /// of the address and of the user stay.
     pub fn succeeded(&self, username: &str, client: Option<Address>) {
-        let now = Instant::now();
-        let user = user_key(username);
-        let mut table = self.table();
-        self.dirty.store(true, Ordering::Relaxed);
-        uncount(&mut table, &Key::User(user.clone()));
-        let Some(addr) = client else {
-            return;
-        };
-        uncount(&mut table, &Key::Address(addr));
-        table.counts.remove(&Key::Pair(addr, user.clone()));
-        if !table.familiar.contains_key(&user) {
-            self.make_room(&mut table, now);
-        }
-        let seen = table.familiar.entry(user).or_default();
-        seen.retain(|(a, _)| *a != addr);
-        seen.push((addr, now));
-        if seen.len() > FAMILIAR_PER_USER {
-            seen.remove(0);
-        }
+        self.keep(self.update(username, client, |_, slice| {
+            let now = slice.now;
+            for (key, count) in &mut slice.counts {
+                match key {
+                    Key::Pair(..) => *count = Count::default(),
+                    _ => drop(count.failures.pop_back()),
+                }
+            }
+            if let Some(addr) = slice.client {
+                slice.familiar.retain(|(a, _)| *a != addr);
+                slice.familiar.push((addr, now));
+                if slice.familiar.len() > FAMILIAR_PER_USER {
+                    slice.familiar.remove(0);
+                }
+                slice.familiar_changed = true;
+            }
+        }));
     }
 
-    /// Room for one more key: expired entries go first; when that is not
-    /// enough, the eighth of the counts that holds the fewest failures
-    /// (the oldest first among equals).
-    fn make_room(&self, table: &mut Table, now: Instant) {
-        if table.counts.len() + table.familiar.len() < self.rules.keys {
-            return;
+    fn keep(&self, outcome: anyhow::Result<()>) {
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "the sign-in limits could not be updated");
         }
-        let window = self.rules.window;
-        table.counts.retain(|_, count| {
-            prune(&mut count.failures, now, window);
-            !count.failures.is_empty() || count.next_try.is_some_and(|t| t > now)
-        });
-        table.familiar.retain(|_, seen| {
-            seen.retain(|(_, at)| now - *at < FAMILIAR_FOR);
-            !seen.is_empty()
-        });
-        if table.counts.len() + table.familiar.len() < self.rules.keys {
-            return;
-        }
-        let mut worth: Vec<(usize, Option<Instant>)> = table
-            .counts
-            .values()
-            .map(|c| (c.failures.len(), c.failures.back().copied()))
-            .collect();
-        let evict = (worth.len() / 8).max(1).min(worth.len());
-        if evict == 0 {
-            // Only familiar addresses: the oldest user's go.
-            let oldest = table
-                .familiar
-                .iter()
-                .min_by_key(|(_, seen)| seen.iter().map(|(_, at)| *at).max())
-                .map(|(user, _)| user.clone());
-            if let Some(user) = oldest {
-                table.familiar.remove(&user);
-            }
-            return;
-        }
-        let (_, cutoff, _) = worth.select_nth_unstable(evict - 1);
-        let cutoff = *cutoff;
-        let mut left = evict;
-        table.counts.retain(|_, c| {
-            let keep = left == 0 || (c.failures.len(), c.failures.back().copied()) > cutoff;
-            if !keep {
-                left -= 1;
-            }
-            keep
-        });
     }
 }
 
-/// The keys one attempt counts under.
+/// The rules of an attempt: refused while the pair or the address is over
+/// its limit, or while a slowed user's turn has not come (unless the
+/// address is familiar); else counted as a failure under every key.
+fn admit(rules: &Rules, slice: &mut Slice) -> Result<(), Refusal> {
+    let now = slice.now;
+    let window = ms(rules.window);
+    let mut wait = 0;
+    for (key, count) in &mut slice.counts {
+        prune(&mut count.failures, now, window);
+        let max = match key {
+            Key::Pair(..) => rules.pair,
+            Key::Address(_) => rules.address,
+            Key::User(_) => continue,
+        };
+        if count.failures.len() >= max {
+            wait = wait.max(window.saturating_sub(now.saturating_sub(count.failures[0])));
+        }
+    }
+    if wait > 0 {
+        return Err(Refusal(Duration::from_millis(wait)));
+    }
+    let familiar = slice.client.is_some_and(|addr| {
+        slice
+            .familiar
+            .iter()
+            .any(|(a, at)| *a == addr && now.saturating_sub(*at) < ms(FAMILIAR_FOR))
+    });
+    let (_, user) = &mut slice.counts[0];
+    if !familiar && user.failures.len() >= rules.user {
+        match user.next_try {
+            Some(next) if next > now => return Err(Refusal(Duration::from_millis(next - now))),
+            _ => user.next_try = Some(now + ms(rules.pace)),
+        }
+    }
+    // More than the largest limit is never needed.
+    let most = rules.pair.max(rules.address).max(rules.user);
+    for (_, count) in &mut slice.counts {
+        count.failures.push_back(now);
+        while count.failures.len() > most {
+            count.failures.pop_front();
+        }
+    }
+    Ok(())
+}
+
+/// Room for one more key: expired entries go first; when that is not
+/// enough, the eighth of the counts that holds the fewest failures
+/// (the oldest first among equals).
+fn make_room(table: &mut Table, rules: &Rules, now: u64) {
+    if table.counts.len() + table.familiar.len() < rules.keys {
+        return;
+    }
+    let window = ms(rules.window);
+    table.counts.retain(|_, count| {
+        prune(&mut count.failures, now, window);
+        count.live(now)
+    });
+    table.familiar.retain(|_, seen| {
+        seen.retain(|(_, at)| now.saturating_sub(*at) < ms(FAMILIAR_FOR));
+        !seen.is_empty()
+    });
+    if table.counts.len() + table.familiar.len() < rules.keys {
+        return;
+    }
+    let mut worth: Vec<(usize, Option<u64>)> = table
+        .counts
+        .values()
+        .map(|c| (c.failures.len(), c.failures.back().copied()))
+        .collect();
+    let evict = (worth.len() / 8).max(1).min(worth.len());
+    if evict == 0 {
+        // Only familiar addresses: the oldest user's go.
+        let oldest = table
+            .familiar
+            .iter()
+            .min_by_key(|(_, seen)| seen.iter().map(|(_, at)| *at).max())
+            .map(|(user, _)| user.clone());
+        if let Some(user) = oldest {
+            table.familiar.remove(&user);
+        }
+        return;
+    }
+    let (_, cutoff, _) = worth.select_nth_unstable(evict - 1);
+    let cutoff = *cutoff;
+    let mut left = evict;
+    table.counts.retain(|_, c| {
+        let keep = left == 0 || (c.failures.len(), c.failures.back().copied()) > cutoff;
+        if !keep {
+            left -= 1;
+        }
+        keep
+    });
+}
+
+/// The keys one attempt counts under, the user's first.
 fn keys(user: &str, client: Option<Address>) -> Vec<Key> {
     let mut keys = vec![Key::User(user.to_owned())];
     if let Some(addr) = client {
@@ -388,53 +536,11 @@ fn keys(user: &str, client: Option<Address>) -> Vec<Key> {
     keys
 }
 
-/// Takes one failure off `key`'s count.
-fn uncount(table: &mut Table, key: &Key) {
-    if let Some(count) = table.counts.get_mut(key) {
-        count.failures.pop_back();
-        if count.failures.is_empty() && count.next_try.is_none() {
-            table.counts.remove(key);
-        }
-    }
-}
-
-/// One reading of both clocks: an `Instant` is only meaningful within a
-/// process, so snapshots carry wall-clock times.
-struct Clock {
-    instant: Instant,
-    wall: SystemTime,
-}
-
-impl Clock {
-    fn now() -> Self {
-        Clock {
-            instant: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// Unix milliseconds of `t`.
-    fn wall(&self, t: Instant) -> u64 {
-        let at = self.wall - self.instant.saturating_duration_since(t);
-        at.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
-    /// The `Instant` of Unix milliseconds `ms`; `None` when it is further
-    /// back than this machine's `Instant` reaches (its uptime).
-    fn instant(&self, ms: u64) -> Option<Instant> {
-        let at = UNIX_EPOCH.checked_add(Duration::from_millis(ms))?;
-        match self.wall.duration_since(at) {
-            Ok(age) => self.instant.checked_sub(age),
-            Err(ahead) => self.instant.checked_add(ahead.duration()),
-        }
-    }
-}
-
-fn prune(times: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+/// Drops the failures that have left the window.
+pub fn prune(times: &mut VecDeque<u64>, now: u64, window: u64) {
     while times
         .front()
-        .is_some_and(|t| now.duration_since(*t) >= window)
+        .is_some_and(|t| now.saturating_sub(*t) >= window)
     {
         times.pop_front();
     }
@@ -451,8 +557,19 @@ mod tests {
     impl Limiter {
         /// A failure counted without an attempt, to set a scene.
         fn failed(&self, user: &str, client: Option<Address>) {
-            let mut table = self.table();
-            self.count(&mut table, &user_key(user), client, Instant::now());
+            self.update(user, client, |_, slice| {
+                for (_, count) in &mut slice.counts {
+                    count.failures.push_back(slice.now);
+                }
+            })
+            .unwrap();
+        }
+
+        fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+            let Counts::Memory { table, .. } = &self.counts else {
+                unreachable!("tests count in memory")
+            };
+            table.lock().unwrap()
         }
     }
 

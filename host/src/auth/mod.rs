@@ -122,15 +122,21 @@ pub const SESSIONS_PER_USER: usize = 16;
 
 impl Auth {
     pub fn new(store: Store, policy: Policy) -> Result<Arc<Self>> {
-        let limiter = limiter::Limiter::new(policy.limits);
-        if let Some(state) = store.load_limits()? {
-            match serde_json::from_str(&state) {
-                Ok(state) => limiter.restore(&state),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the saved sign-in limits could not be read; starting without them")
+        let limiter = match &store {
+            Store::Postgres(shared) => limiter::Limiter::shared(policy.limits, shared.clone()),
+            Store::Sqlite(sqlite) => {
+                let limiter = limiter::Limiter::new(policy.limits);
+                if let Some(state) = sqlite.load_limits()? {
+                    match serde_json::from_str(&state) {
+                        Ok(state) => limiter.restore(&state),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the saved sign-in limits could not be read; starting without them")
+                        }
+                    }
                 }
+                limiter
             }
-        }
+        };
         Ok(Arc::new(Auth {
             store,
             limiter,
@@ -142,11 +148,12 @@ impl Auth {
 
     /// Saves the sign-in limiter's counts if they changed, so they survive
     /// a restart; `serve` calls it every few seconds and when it stops.
+    /// (On PostgreSQL every attempt writes its counts at once.)
     pub fn save_limits(&self) -> Result<()> {
-        let Some(state) = self.limiter.snapshot() else {
-            return Ok(());
-        };
-        self.store.save_limits(&state.to_string())
+        match (&self.store, self.limiter.snapshot()) {
+            (Store::Sqlite(sqlite), Some(state)) => sqlite.save_limits(&state.to_string()),
+            _ => Ok(()),
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -412,7 +419,11 @@ impl Auth {
     /// Deletes the sessions that have expired (idle or absolute); returns
     /// how many. `resolve` refuses them anyway; this keeps the table from
     /// growing with sessions nobody comes back to.
+    /// On PostgreSQL, the sign-in counts that have expired go too.
     pub fn sweep_expired(&self) -> Result<usize> {
+        if let Store::Postgres(shared) = &self.store {
+            shared.sweep_sign_in_counts(self.policy.limits.window, limiter::FAMILIAR_FOR)?;
+        }
         self.store.sweep(now(), self.policy.idle.as_secs() as i64)
     }
 }

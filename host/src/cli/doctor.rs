@@ -71,7 +71,7 @@ fn check(dir: &Path, manifest: Option<&Manifest>) -> Vec<Finding> {
             found.push(private(&dir.join(name), meta.permissions().mode(), "600"));
         }
     }
-    found.push(match DataLock::try_acquire(dir) {
+    found.push(match DataLock::try_acquire(dir, false) {
         Ok(Some(_)) => Finding::Ok("no `serve` is running on it".into()),
         Ok(None) => Finding::Ok("`serve` is running on it".into()),
         Err(e) => Finding::Warn(format!("cannot check for a running `serve`: {e}")),

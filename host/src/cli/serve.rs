@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// own (off by default; keep it off the public network).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// On SIGTERM, answer /healthz with 503 for this many seconds while
+    /// still serving, so a load balancer takes this host out of rotation
+    /// before it stops accepting (0: stop accepting at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    drain_grace: f64,
     /// The log's format on stderr: `text` for people, `json` (one object
     /// per line) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -58,7 +63,12 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
     // taken before anything is opened, migrated or swept.
     create_private_dir(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let lock = DataLock::try_acquire(&data_dir)?.with_context(|| {
+    // On PostgreSQL several hosts may share one data directory (its roots,
+    // on a shared volume): their locks are shared; `restore`'s is not.
+    let shared =
+        rawalite_host::database::url(args.database.as_deref(), manifest.database.as_deref())?
+            .is_some();
+    let lock = DataLock::try_acquire(&data_dir, shared)?.with_context(|| {
         format!(
             "another `rawalite serve` or a `rawalite restore` is running on {}",
             data_dir.display()
@@ -77,6 +87,8 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
             watch: args.watch,
             metrics: args.metrics,
             lock,
+            drain_grace: std::time::Duration::try_from_secs_f64(args.drain_grace)
+                .context("--drain-grace takes a number of seconds, e.g. 2")?,
         },
     )?;
     Ok(Exit::Ok)

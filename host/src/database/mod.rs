@@ -105,6 +105,16 @@ impl Backend {
         }
     }
 
+    /// Whether this host should run job `name` now: on PostgreSQL, for the
+    /// one host that claims this interval of `every` (the others find it
+    /// claimed); on SQLite, which one host serves, always. Blocks.
+    pub fn claim(&self, name: &str, every: std::time::Duration) -> Result<bool> {
+        match self {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(pg) => pg.claim(name, every),
+        }
+    }
+
     /// Its size in bytes (for SQLite the file and its WAL). Blocks.
     pub fn size(&self) -> u64 {
         match self {

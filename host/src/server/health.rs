@@ -1,7 +1,8 @@
 //! `GET /healthz`: whether this server can do its work, for a load
 //! balancer or a monitor: the database answers, its migrations are the
 //! ones this binary knows, and every routed guest is loaded. 200 when all
-//! hold, 503 otherwise; the body says which.
+//! hold, 503 otherwise; the body says which. While the server drains
+//! (after SIGTERM) it is 503 `draining`, so a balancer stops sending.
 
 use super::Server;
 use crate::database::MigrationState;
@@ -10,6 +11,9 @@ use axum::http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
 pub(super) async fn check(server: &Server) -> Response<Body> {
+    if server.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return respond(false, json!({"status": "draining"}));
+    }
     let database = server.app.database.clone();
     let state = tokio::task::spawn_blocking(move || {
         database.migration_state().map_err(|e| format!("{e:#}"))
@@ -41,6 +45,10 @@ pub(super) async fn check(server: &Server) -> Response<Body> {
         "migrations": migrations,
         "guests": guests,
     });
+    respond(healthy, body)
+}
+
+fn respond(healthy: bool, body: Value) -> Response<Body> {
     Response::builder()
         .status(if healthy {
             StatusCode::OK

@@ -6,7 +6,8 @@
 //! what the client still sends for a moment (see [`LINGER`]).
 //!
 //! On shutdown the listener stops accepting and every open connection
-//! finishes the request it is serving.
+//! finishes the request it is serving, for at most a bound: past it the
+//! rest are cut, so a stop always ends.
 
 use crate::auth::limiter::Address;
 use axum::Router;
@@ -153,13 +154,14 @@ fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr) -> Option<Slot> {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
-/// open connections finish their requests.
+/// open connections finish their requests for at most `drain_limit`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     caps: Caps,
     exempt: Exempt,
     shutdown: impl Future<Output = ()>,
+    drain_limit: Duration,
 ) {
     let open = Arc::new(Mutex::new(Open {
         caps,
@@ -213,7 +215,16 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(drain_limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        let open = open.lock().unwrap_or_else(|e| e.into_inner()).total;
+        tracing::warn!(
+            open,
+            "requests still running after the drain limit were cut"
+        );
+    }
 }
 
 /// Tells a client past a cap to come back later, without waiting for it.

@@ -11,6 +11,7 @@
 
 mod health;
 mod isolation;
+mod jobs;
 mod listen;
 mod outgoing;
 mod page;
@@ -54,11 +55,9 @@ const QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// clients before it gets 503: it holds its memory (and its render's
 /// permits) meanwhile, so not long.
 const OUTGOING_WAIT: Duration = Duration::from_secs(1);
-/// How often expired sessions are deleted.
-const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
-/// How often the sign-in limiter's counts are saved when they changed: a
-/// crash forgets at most this much of them.
-const SAVE_LIMITS_EVERY: Duration = Duration::from_secs(2);
+/// How long a stopping server waits for its requests beyond the longest
+/// guest deadline before it cuts them.
+const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 pub use rules::{COOKIE, SECURE_COOKIE};
 
 /// Where and how to serve.
@@ -70,6 +69,10 @@ pub struct Options {
     pub watch: bool,
     /// The data directory's lock, held while serving.
     pub lock: crate::backup::DataLock,
+    /// On SIGTERM, how long `/healthz` answers 503 while requests are still
+    /// served, so a load balancer stops sending any before the listener
+    /// closes.
+    pub drain_grace: Duration,
 }
 
 struct Server {
@@ -87,6 +90,8 @@ struct Server {
     /// Only loopback host names are accepted when listening on loopback,
     /// and only `[app] hosts` off it, which defeats DNS rebinding.
     loopback: bool,
+    /// Set on SIGTERM: `/healthz` says so while the server drains.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Runs the server until SIGINT or SIGTERM; in-flight requests finish and
@@ -156,6 +161,7 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         renders: Semaphore::new(pool),
         outgoing: outgoing::Outgoing::new(OUTGOING_BYTES),
         loopback,
+        draining: std::sync::atomic::AtomicBool::new(false),
         app,
     });
     server.prune_cache();
@@ -199,15 +205,18 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
                 schedule.dir.display(),
                 schedule.keep
             );
-            Some(tokio::spawn(scheduled_backups(
+            Some(tokio::spawn(jobs::scheduled_backups(
                 server.app.data_dir.clone(),
                 schedule.clone(),
             )))
         }
         None => None,
     };
-    let sweeper = tokio::spawn(sweep_sessions(server.app.auth.clone()));
-    let saver = tokio::spawn(save_limits(server.app.auth.clone()));
+    let sweeper = tokio::spawn(jobs::sweep_sessions(
+        server.app.auth.clone(),
+        server.app.database.clone(),
+    ));
+    let saver = tokio::spawn(jobs::save_limits(server.app.auth.clone()));
     let watcher = options.watch.then(|| {
         println!(
             "watching {} and its components for changes",
@@ -220,7 +229,32 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         .with_state(server.clone());
     let proxies = server.app.manifest.trusted_proxies.clone();
     let exempt: listen::Exempt = Arc::new(move |ip| proxies.iter().any(|net| net.contains(ip)));
-    listen::serve(listener, router, caps, exempt, shutdown_signal()).await;
+    // Requests in flight get the longest guest deadline and a margin.
+    let drain_limit = server
+        .app
+        .manifest
+        .guests
+        .iter()
+        .map(|g| g.limits.timeout)
+        .max()
+        .unwrap_or_default()
+        + DRAIN_MARGIN;
+    let grace = options.drain_grace;
+    let draining = server.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        draining
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if !grace.is_zero() {
+            println!(
+                "draining: /healthz answers 503 for {} s",
+                grace.as_secs_f64()
+            );
+            tokio::time::sleep(grace).await;
+        }
+    };
+    listen::serve(listener, router, caps, exempt, shutdown, drain_limit).await;
     sweeper.abort();
     saver.abort();
     if let Some(backups) = backups {
@@ -270,51 +304,6 @@ impl Server {
 
     fn swap_routes(&self, routes: Routes) {
         *self.routes.write() = Arc::new(routes);
-    }
-}
-
-/// Deletes expired sessions now and every [`SWEEP_EVERY`].
-async fn sweep_sessions(auth: Arc<crate::auth::Auth>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        every.tick().await;
-        let auth = auth.clone();
-        match tokio::task::spawn_blocking(move || auth.sweep_expired()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(swept)) => tracing::info!(swept, "deleted expired sessions"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired sessions failed"),
-            Err(e) => tracing::warn!(error = %e, "the session sweep failed"),
-        }
-    }
-}
-
-/// `[app.backup]`: a backup when the newest one is `every` old (at once
-/// when there is none), then every `every`.
-async fn scheduled_backups(
-    data_dir: std::path::PathBuf,
-    schedule: crate::manifest::BackupSchedule,
-) {
-    let newest_age = crate::backup::scheduled(&schedule.dir)
-        .last()
-        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok()?.elapsed().ok());
-    let first = newest_age.map_or(Duration::ZERO, |age| schedule.every.saturating_sub(age));
-    tokio::time::sleep(first).await;
-    let mut every = tokio::time::interval(schedule.every);
-    loop {
-        every.tick().await;
-        let (data_dir, dir, keep) = (data_dir.clone(), schedule.dir.clone(), schedule.keep);
-        let started = Instant::now();
-        match tokio::task::spawn_blocking(move || {
-            crate::backup::take_scheduled(&data_dir, &dir, keep)
-        })
-        .await
-        {
-            Ok(Ok(path)) => {
-                tracing::info!(path = %path.display(), ms = started.elapsed().as_millis() as u64, "backup written")
-            }
-            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "the scheduled backup failed"),
-            Err(e) => tracing::error!(error = %e, "the scheduled backup failed"),
-        }
     }
 }
 
@@ -371,22 +360,15 @@ async fn serve_metrics(
     };
     let app = axum::Router::new().fallback(scrape);
     let nobody: listen::Exempt = Arc::new(|_| false);
-    listen::serve(listener, app, METRICS_CAPS, nobody, std::future::pending()).await;
-}
-
-/// Saves the sign-in limiter's counts every [`SAVE_LIMITS_EVERY`] when they
-/// changed, so a restart does not reset an attacker's budget.
-async fn save_limits(auth: Arc<crate::auth::Auth>) {
-    let mut every = tokio::time::interval(SAVE_LIMITS_EVERY);
-    loop {
-        every.tick().await;
-        let auth = auth.clone();
-        match tokio::task::spawn_blocking(move || auth.save_limits()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "saving the sign-in limits failed"),
-            Err(e) => tracing::warn!(error = %e, "saving the sign-in limits failed"),
-        }
-    }
+    listen::serve(
+        listener,
+        app,
+        METRICS_CAPS,
+        nobody,
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await;
 }
 
 /// On a fresh data directory: an `admin` with a random password, shown once.
@@ -398,12 +380,18 @@ fn first_run(app: &App) -> Result<()> {
         return Ok(());
     }
     let password = random_password()?;
-    app.auth.add_user(
+    if let Err(e) = app.auth.add_user(
         "admin",
         Some("Administrator"),
         &["admin".to_owned()],
         &Password::new(password.clone()),
-    )?;
+    ) {
+        // Another host on the same database made the first user meanwhile.
+        if !app.auth.users()?.is_empty() {
+            return Ok(());
+        }
+        return Err(e);
+    }
     println!();
     println!("  Created the first user: admin");
     println!("  Password (shown only now): {password}");

@@ -153,14 +153,6 @@ impl Store {
     pub fn sweep(&self, now: i64, idle: i64) -> Result<usize> {
         each!(self, s => s.sweep(now, idle))
     }
-
-    pub fn load_limits(&self) -> Result<Option<String>> {
-        each!(self, s => s.load_limits())
-    }
-
-    pub fn save_limits(&self, state: &str) -> Result<()> {
-        each!(self, s => s.save_limits(state))
-    }
 }
 
 /// What `update_user` changes.

@@ -3,6 +3,7 @@
 //! a request gives up at its deadline.
 
 use super::{NewSession, Resolved, SessionRow, UserChange};
+use crate::auth::limiter::{Address, Count, Key, Slice};
 use crate::auth::{LoginError, User, split_roles};
 use crate::database::postgres::{Pool, PoolError, Pooled, Postgres};
 use anyhow::Result;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::Row;
 
+#[derive(Clone)]
 pub struct PostgresStore {
     database: Arc<Postgres>,
     pool: Arc<Pool>,
@@ -339,24 +341,137 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn load_limits(&self) -> Result<Option<String>> {
-        Ok(self.with(patient(), |c| {
-            Box::pin(async move {
-                let row = c
-                    .query_opt("SELECT state FROM host.sign_in_limits WHERE id = 1", &[])
+    /// Reads the sign-in counts under `keys` and `user`'s familiar
+    /// addresses under row locks, lets `change` change them and writes
+    /// them back, in one transaction: hosts sharing the database count each
+    /// attempt once, and attempts at once take turns. Times are the
+    /// database's clock, one clock for every host.
+    pub fn update_sign_in_counts<R>(
+        &self,
+        keys: &[Key],
+        user: &str,
+        change: impl FnOnce(u64, Vec<(Key, Count)>, Vec<(Address, u64)>) -> (Slice, R),
+    ) -> Result<R> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pool = self.pool.clone();
+        self.database.run(async move {
+            let conn = pool.get(deadline).await?;
+            let work = async {
+                // Every key gets a row to lock, and rows are inserted and
+                // locked in one order: two attempts never wait on each
+                // other in a circle.
+                let mut texts: Vec<String> = keys.iter().map(Key::text).collect();
+                texts.sort();
+                conn.batch_execute("BEGIN").await?;
+                conn.execute(
+                    "INSERT INTO host.sign_in_counts (key, failures, last) \
+                     SELECT k, '{}', 0 FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING",
+                    &[&texts],
+                )
+                .await?;
+                let rows = conn
+                    .query(
+                        "SELECT key, failures, next_try FROM host.sign_in_counts \
+                         WHERE key = ANY($1) ORDER BY key FOR UPDATE",
+                        &[&texts],
+                    )
                     .await?;
-                Ok(row.map(|r| r.get(0)))
-            })
-        })?)
+                let now: i64 = conn
+                    .query_one(
+                        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                let familiar = conn
+                    .query(
+                        "SELECT address, at FROM host.sign_in_familiar WHERE username = $1 ORDER BY at",
+                        &[&user],
+                    )
+                    .await?
+                    .iter()
+                    .filter_map(|r| {
+                        Some((Address::parse(r.get(0))?, r.get::<_, i64>(1).max(0) as u64))
+                    })
+                    .collect();
+                let counts = keys
+                    .iter()
+                    .map(|key| {
+                        let text = key.text();
+                        let count = rows
+                            .iter()
+                            .find(|r| r.get::<_, &str>(0) == text)
+                            .map(|r| Count {
+                                failures: r
+                                    .get::<_, Vec<i64>>(1)
+                                    .into_iter()
+                                    .map(|t| t.max(0) as u64)
+                                    .collect(),
+                                next_try: r.get::<_, Option<i64>>(2).map(|t| t.max(0) as u64),
+                            })
+                            .unwrap_or_default();
+                        (key.clone(), count)
+                    })
+                    .collect();
+                let now = now.max(0) as u64;
+                let (slice, out) = change(now, counts, familiar);
+                for (key, count) in &slice.counts {
+                    if count.live(now) {
+                        let failures: Vec<i64> = count.failures.iter().map(|t| *t as i64).collect();
+                        conn.execute(
+                            "UPDATE host.sign_in_counts SET failures = $2, next_try = $3, last = $4 WHERE key = $1",
+                            &[&key.text(), &failures, &count.next_try.map(|t| t as i64), &(now as i64)],
+                        )
+                        .await?;
+                    } else {
+                        conn.execute("DELETE FROM host.sign_in_counts WHERE key = $1", &[&key.text()])
+                            .await?;
+                    }
+                }
+                if slice.familiar_changed {
+                    conn.execute("DELETE FROM host.sign_in_familiar WHERE username = $1", &[&user])
+                        .await?;
+                    for (address, at) in &slice.familiar {
+                        conn.execute(
+                            "INSERT INTO host.sign_in_familiar (username, address, at) VALUES ($1, $2, $3)",
+                            &[&user, &address.to_string(), &(*at as i64)],
+                        )
+                        .await?;
+                    }
+                }
+                conn.batch_execute("COMMIT").await?;
+                Ok::<_, tokio_postgres::Error>(out)
+            };
+            match tokio::time::timeout_at(deadline.into(), conn.drive(work)).await {
+                Ok(Ok(out)) => Ok(out),
+                Ok(Err(e)) => {
+                    // Its transaction may be open: the connection goes.
+                    conn.discard();
+                    Err(e.into())
+                }
+                Err(_) => {
+                    conn.discard();
+                    Err(PoolError::Busy.into())
+                }
+            }
+        })
     }
 
-    pub fn save_limits(&self, state: &str) -> Result<()> {
-        let state = state.to_owned();
+    /// Deletes the counts no failure of the last `window` is left in, and
+    /// familiar addresses older than `familiar`.
+    pub fn sweep_sign_in_counts(&self, window: Duration, familiar: Duration) -> Result<()> {
+        let (window, familiar) = (window.as_millis() as i64, familiar.as_millis() as i64);
         self.with(patient(), move |c| {
             Box::pin(async move {
+                let now = "(extract(epoch FROM clock_timestamp()) * 1000)::int8";
                 c.execute(
-                    "INSERT INTO host.sign_in_limits (id, state) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-                    &[&state],
+                    &format!("DELETE FROM host.sign_in_counts WHERE last < {now} - $1"),
+                    &[&window],
+                )
+                .await?;
+                c.execute(
+                    &format!("DELETE FROM host.sign_in_familiar WHERE at < {now} - $1"),
+                    &[&familiar],
                 )
                 .await
             })

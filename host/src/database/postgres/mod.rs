@@ -31,11 +31,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-/// The migrations for PostgreSQL, in order, twins of `migrations/`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../../../migrations/postgres/0001_init.sql"),
-)];
+/// The migrations for PostgreSQL, in order: the first is the twin of
+/// `migrations/` up to 0003; the sign-in counts then became rows every host
+/// shares, which only PostgreSQL has.
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_several_hosts",
+        include_str!("../../../../migrations/postgres/0002_several_hosts.sql"),
+    ),
+];
 
 /// The advisory lock `migrate` holds (an arbitrary constant: "RAWALITE").
 const MIGRATE_LOCK: i64 = 0x5241_5741_4c49_5445;
@@ -225,6 +233,27 @@ impl Postgres {
                 tables.insert(table);
             }
             Ok((tables, identity))
+        })
+    }
+
+    /// Whether this host claims the current interval of `every` for job
+    /// `name`: true for exactly one of the hosts that ask within it.
+    pub fn claim(&self, name: &str, every: std::time::Duration) -> Result<bool> {
+        let host = self.host.clone();
+        // A tenth of slack: hosts' timers of the same interval tick apart.
+        let seconds = every.as_secs_f64() * 0.9;
+        let name = name.to_owned();
+        self.run(async move {
+            let client = host.get(deadline()).await?;
+            let claimed = client
+                .drive(client.execute(
+                    "INSERT INTO host.jobs (name, last_run) VALUES ($1, clock_timestamp()) \
+                     ON CONFLICT (name) DO UPDATE SET last_run = excluded.last_run \
+                     WHERE host.jobs.last_run < clock_timestamp() - make_interval(secs => $2)",
+                    &[&name, &seconds],
+                ))
+                .await?;
+            Ok(claimed == 1)
         })
     }
 
