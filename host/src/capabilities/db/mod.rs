@@ -199,7 +199,8 @@ impl View<'_> {
                 "this guest has no db grant ([guest.db] in the manifest)",
             )),
             Some(db) => match &db.backend {
-                Backend::Postgres(pg) => blocking(|| postgres(pg, db, deadline)),
+                // It steps off the worker itself once it has waited a moment.
+                Backend::Postgres(pg) => postgres(pg, db, deadline),
                 Backend::Sqlite { .. } => {
                     let conn = match state.conn.take() {
                         Some(conn) => Ok(conn),

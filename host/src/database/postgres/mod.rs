@@ -95,11 +95,29 @@ impl Postgres {
     /// waits; the database's runtime watches the sockets and timers and
     /// wakes it. Not a task of the runtime's: a round trip then costs one
     /// wake-up of the caller rather than a hand-off to a runtime thread and
-    /// back. Blocks: call it off the async workers.
+    /// back. Blocks: on an async worker it waits a moment ([`INLINE`]) in
+    /// place, then steps off the worker.
     pub fn run<T>(&self, work: impl Future<Output = T>) -> T {
         let runtime = self.runtime.as_ref().expect("taken only when dropped");
-        let _context = runtime.enter();
-        block_on(work)
+        // Unconstrained: a caller inside a runtime's task (a guest rendered
+        // on its thread's runtime) must not spend that task's cooperative
+        // budget here. Once spent, tokio's resources answer Pending and
+        // leave the wake-up to that runtime's scheduler, which cannot run
+        // until this returns: the call would wait for its deadline.
+        let mut work = std::pin::pin!(tokio::task::unconstrained(work));
+        let first = {
+            let _context = runtime.enter();
+            poll_until(work.as_mut(), Some(Instant::now() + INLINE))
+        };
+        // Longer than a moment: off the caller's async worker for the rest
+        // (stepped off outside this runtime's context, so the worker's
+        // replacement comes from the caller's runtime).
+        first.unwrap_or_else(|| {
+            crate::capabilities::blocking(|| {
+                let _context = runtime.enter();
+                poll_until(work.as_mut(), None).expect("polled until done")
+            })
+        })
     }
 
     /// The host's own connections.
@@ -280,9 +298,17 @@ impl Drop for Postgres {
     }
 }
 
-/// Polls `work` on this thread until it is done, parking the thread while
-/// it waits for a wake-up.
-fn block_on<T>(work: impl Future<Output = T>) -> T {
+/// How long a call waits for PostgreSQL on an async worker before it steps
+/// off (`block_in_place`): most answers come back well within it, and
+/// stepping off moves the worker's other tasks to another thread.
+const INLINE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Polls `work` on this thread, parking it while it waits for a wake-up,
+/// until it is done or `until` has passed.
+fn poll_until<F: Future>(
+    mut work: std::pin::Pin<&mut F>,
+    until: Option<Instant>,
+) -> Option<F::Output> {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -294,17 +320,20 @@ fn block_on<T>(work: impl Future<Output = T>) -> T {
     }
     let waker = Arc::new(Unpark(std::thread::current())).into();
     let mut cx = std::task::Context::from_waker(&waker);
-    // Unconstrained: a caller inside a runtime's task (a guest rendered on
-    // its thread's runtime) must not spend that task's cooperative budget
-    // here. Once spent, tokio's resources answer Pending and leave the
-    // wake-up to that runtime's scheduler, which cannot run until this
-    // returns: the call would wait for its deadline.
-    let mut work = std::pin::pin!(tokio::task::unconstrained(work));
     loop {
         if let std::task::Poll::Ready(out) = work.as_mut().poll(&mut cx) {
-            return out;
+            return Some(out);
         }
-        std::thread::park();
+        match until {
+            None => std::thread::park(),
+            Some(until) => {
+                let now = Instant::now();
+                if now >= until {
+                    return None;
+                }
+                std::thread::park_timeout(until - now);
+            }
+        }
     }
 }
 
