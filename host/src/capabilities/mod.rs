@@ -22,7 +22,10 @@ wasmtime::component::bindgen!({
     world: "renderer",
     // Every call may stop the guest (a deadline, a refused call), and a
     // call's `types.error` comes back as `CallError::Guest`.
-    imports: { default: trappable },
+    // `db` is async for the host: on PostgreSQL a call awaits the server
+    // on the worker's own runtime (the guest's fiber waits; the worker
+    // serves other requests meanwhile).
+    imports: { "rawalite:bridge/db": async | trappable, default: trappable },
     trappable_error_type: {
         "rawalite:bridge/types.error" => CallError,
     },

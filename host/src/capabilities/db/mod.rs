@@ -123,7 +123,7 @@ impl GuestDb {
         GuestDb {
             grant: Arc::new(grant),
             limits,
-            backend: Backend::Postgres(postgres::GuestPostgres::new(database, guest, schema)),
+            backend: Backend::Postgres(postgres::GuestPostgres::new(&database, guest, schema)),
         }
     }
 
@@ -173,59 +173,62 @@ impl State {
 }
 
 impl View<'_> {
-    /// Runs one call and writes its audit event. On SQLite it runs on this
-    /// request's connection: a read first where the render runs, and if it
-    /// gives up (it takes more than a moment, or must wait) again in full
-    /// off the async worker; a write off the worker at once (it waits for
-    /// the disk anyway, and it must never run twice). On PostgreSQL it runs
-    /// off the worker on a connection of the guest's pool.
-    fn run<T>(
-        &mut self,
-        op: &'static str,
-        read: bool,
-        sqlite: impl Fn(&mut GuestConnection, &DbLimits, Budget) -> Result<(T, Touched), Error>,
-        postgres: impl FnOnce(
-            &postgres::GuestPostgres,
-            &GuestDb,
-            Instant,
-        ) -> Result<(T, Touched), Error>,
-    ) -> Result<T, CallError> {
+    /// Starts a call: the deadline checked, the clock for its audit event
+    /// started, and the guest's database, unless it has no grant.
+    fn begin(&mut self) -> Result<(Instant, Result<Arc<GuestDb>, Error>), CallError> {
         let started = self.call.begin()?;
-        let deadline = self.call.deadline;
-        let state = &mut *self.state;
-        let result = match &state.db {
-            None => Err(Error::new(
+        let db = self.state.db.clone().ok_or_else(|| {
+            Error::new(
                 ErrorCode::Denied,
                 "this guest has no db grant ([guest.db] in the manifest)",
-            )),
-            Some(db) => match &db.backend {
-                // It steps off the worker itself once it has waited a moment.
-                Backend::Postgres(pg) => postgres(pg, db, deadline),
-                Backend::Sqlite { .. } => {
-                    let conn = match state.conn.take() {
-                        Some(conn) => Ok(conn),
-                        None => db.take(),
-                    };
-                    conn.and_then(|mut conn| {
-                        let full = |conn: &mut GuestConnection| {
-                            blocking(|| sqlite(conn, &db.limits, Budget::full(deadline)))
-                        };
-                        let result = if read {
-                            let first = sqlite(&mut conn, &db.limits, Budget::first(deadline));
-                            if conn.gave_up() {
-                                full(&mut conn)
-                            } else {
-                                first
-                            }
-                        } else {
-                            full(&mut conn)
-                        };
-                        state.conn = Some(conn);
-                        result
-                    })
-                }
-            },
+            )
+        });
+        Ok((started, db))
+    }
+
+    /// Runs a call on SQLite, on this request's connection: a read first
+    /// where the render runs, and if it gives up (it takes more than a
+    /// moment, or must wait) again in full off the async worker; a write
+    /// off the worker at once (it waits for the disk anyway, and it must
+    /// never run twice).
+    fn sqlite<T>(
+        &mut self,
+        db: &GuestDb,
+        read: bool,
+        call: impl Fn(&mut GuestConnection, &DbLimits, Budget) -> Result<(T, Touched), Error>,
+    ) -> Result<(T, Touched), Error> {
+        let deadline = self.call.deadline;
+        let state = &mut *self.state;
+        let conn = match state.conn.take() {
+            Some(conn) => Ok(conn),
+            None => db.take(),
         };
+        conn.and_then(|mut conn| {
+            let full = |conn: &mut GuestConnection| {
+                blocking(|| call(conn, &db.limits, Budget::full(deadline)))
+            };
+            let result = if read {
+                let first = call(&mut conn, &db.limits, Budget::first(deadline));
+                if conn.gave_up() {
+                    full(&mut conn)
+                } else {
+                    first
+                }
+            } else {
+                full(&mut conn)
+            };
+            state.conn = Some(conn);
+            result
+        })
+    }
+
+    /// Ends a call: writes its audit event and hands back its value.
+    fn finish<T>(
+        &mut self,
+        op: &'static str,
+        started: Instant,
+        result: Result<(T, Touched), Error>,
+    ) -> Result<T, CallError> {
         if self.call.audit("db", super::outcome(&result)) {
             let us = started.elapsed().as_micros() as u64;
             let guest = &self.call.guest;
@@ -255,6 +258,30 @@ impl View<'_> {
     }
 }
 
+/// One call on whichever backend the guest's database is: SQLite's
+/// synchronously (`$sqlite`, given the connection, limits and budget), or
+/// PostgreSQL's awaited (`$postgres`, given the guest's access, its
+/// database and the deadline), where the guest's fiber waits and the
+/// worker serves other requests meanwhile.
+macro_rules! call {
+    ($view:ident, $op:literal, $read:literal, |$conn:ident, $limits:ident, $budget:ident| $sqlite:expr, |$pg:ident, $db:ident, $deadline:ident| $postgres:expr) => {{
+        let (started, db) = $view.begin()?;
+        let result = match db {
+            Err(e) => Err(e),
+            Ok($db) => match &$db.backend {
+                Backend::Postgres($pg) => {
+                    let $deadline = $view.call.deadline;
+                    $postgres.await
+                }
+                Backend::Sqlite { .. } => {
+                    $view.sqlite(&$db, $read, |$conn, $limits, $budget| $sqlite)
+                }
+            },
+        };
+        $view.finish($op, started, result)
+    }};
+}
+
 impl Drop for State {
     fn drop(&mut self) {
         if let (Some(db), Some(conn)) = (&self.db, self.conn.take()) {
@@ -264,43 +291,49 @@ impl Drop for State {
 }
 
 impl Host for View<'_> {
-    fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, CallError> {
-        self.run(
+    async fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, CallError> {
+        call!(
+            self,
             "query",
             true,
             |conn, limits, budget| conn.query::<result::Values>(&sql, &params, limits, budget),
-            |pg, db, deadline| {
-                pg.query::<result::Values>(&sql, &params, &db.grant, &db.limits, deadline)
-            },
+            |pg, db, deadline| pg
+                .query::<result::Values>(&sql, &params, &db.grant, &db.limits, deadline)
         )
     }
 
-    fn query_packed(&mut self, sql: String, params: Vec<Value>) -> Result<Vec<u8>, CallError> {
-        self.run(
+    async fn query_packed(
+        &mut self,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Result<Vec<u8>, CallError> {
+        call!(
+            self,
             "query",
             true,
             |conn, limits, budget| conn.query::<result::Packed>(&sql, &params, limits, budget),
-            |pg, db, deadline| {
-                pg.query::<result::Packed>(&sql, &params, &db.grant, &db.limits, deadline)
-            },
+            |pg, db, deadline| pg
+                .query::<result::Packed>(&sql, &params, &db.grant, &db.limits, deadline)
         )
     }
 
-    fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<Outcome, CallError> {
-        self.run(
+    async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<Outcome, CallError> {
+        call!(
+            self,
             "execute",
             false,
             |conn, limits, budget| conn.execute(&sql, &params, limits, budget),
-            |pg, db, deadline| pg.execute(&sql, &params, &db.grant, &db.limits, deadline),
+            |pg, db, deadline| pg.execute(&sql, &params, &db.grant, &db.limits, deadline)
         )
     }
 
-    fn transaction(&mut self, statements: Vec<Statement>) -> Result<Vec<Outcome>, CallError> {
-        self.run(
+    async fn transaction(&mut self, statements: Vec<Statement>) -> Result<Vec<Outcome>, CallError> {
+        call!(
+            self,
             "transaction",
             false,
             |conn, limits, budget| conn.transaction(&statements, limits, budget),
-            |pg, db, deadline| pg.transaction(&statements, &db.grant, &db.limits, deadline),
+            |pg, db, deadline| pg.transaction(&statements, &db.grant, &db.limits, deadline)
         )
     }
 }

@@ -37,7 +37,6 @@ const CHECKED: usize = 256;
 
 /// One guest's access to the database on PostgreSQL.
 pub(in crate::capabilities::db) struct GuestPostgres {
-    database: Arc<Postgres>,
     pool: Arc<Pool>,
     schema: Arc<Schema>,
     checked: Mutex<HashMap<String, Result<Arc<Checked>, Error>>>,
@@ -45,13 +44,12 @@ pub(in crate::capabilities::db) struct GuestPostgres {
 
 impl GuestPostgres {
     pub(in crate::capabilities::db) fn new(
-        database: Arc<Postgres>,
+        database: &Postgres,
         guest: &str,
         schema: Arc<Schema>,
     ) -> Self {
         GuestPostgres {
             pool: database.guest_pool(guest),
-            database,
             schema,
             checked: Mutex::new(HashMap::new()),
         }
@@ -79,7 +77,7 @@ impl GuestPostgres {
         checked
     }
 
-    pub(in crate::capabilities::db) fn query<S: Shape + Send + 'static>(
+    pub(in crate::capabilities::db) async fn query<S: Shape + Send + 'static>(
         &self,
         sql: &str,
         params: &[Value],
@@ -95,20 +93,18 @@ impl GuestPostgres {
             return Err(invalid("this statement changes rows: use db.execute"));
         }
         let params = bind(&checked, params)?;
-        let (pool, limits) = (self.pool.clone(), *limits);
+        let limits = *limits;
         let tables = checked.tables.clone();
-        let result = self.database.run(async move {
-            call(&pool, deadline, false, |conn| {
-                let (checked, params) = (checked.clone(), params.clone());
-                Box::pin(async move { rows::<S>(conn, &checked, &params, &limits).await })
-            })
-            .await
-        })?;
+        let result = call(&self.pool, deadline, false, |conn| {
+            let (checked, params) = (checked.clone(), params.clone());
+            Box::pin(async move { rows::<S>(conn, &checked, &params, &limits).await })
+        })
+        .await?;
         let rows = result.1;
         Ok((result.0, Touched { tables, rows }))
     }
 
-    pub(in crate::capabilities::db) fn execute(
+    pub(in crate::capabilities::db) async fn execute(
         &self,
         sql: &str,
         params: &[Value],
@@ -116,20 +112,22 @@ impl GuestPostgres {
         limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(Outcome, Touched), Error> {
-        let (mut outcomes, touched) = self.transaction(
-            &[Statement {
-                sql: sql.to_owned(),
-                params: params.to_vec(),
-            }],
-            grant,
-            limits,
-            deadline,
-        )?;
+        let (mut outcomes, touched) = self
+            .transaction(
+                &[Statement {
+                    sql: sql.to_owned(),
+                    params: params.to_vec(),
+                }],
+                grant,
+                limits,
+                deadline,
+            )
+            .await?;
         Ok((outcomes.remove(0), touched))
     }
 
     /// All statements or none, in one SERIALIZABLE transaction.
-    pub(in crate::capabilities::db) fn transaction(
+    pub(in crate::capabilities::db) async fn transaction(
         &self,
         statements: &[Statement],
         grant: &DbGrant,
@@ -173,37 +171,34 @@ impl GuestPostgres {
             batch.push((checked, params));
         }
         let batch = Arc::new(batch);
-        let pool = self.pool.clone();
-        let outcomes = self.database.run(async move {
-            call(&pool, deadline, true, |conn| {
-                let batch = batch.clone();
-                Box::pin(async move {
-                    // Sent together, run in order; the first failure is the
-                    // one to report (those after it only say the
-                    // transaction was aborted).
-                    let outcomes = futures_util::future::join_all(
-                        batch
-                            .iter()
-                            .map(|(checked, params)| write(conn, checked, params)),
-                    )
-                    .await;
-                    outcomes
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, outcome)| {
-                            outcome.map_err(|e| match e {
-                                Failure::Error(e) if batch.len() > 1 => Failure::Error(Error {
-                                    message: format!("statement {}: {}", i + 1, e.message),
-                                    ..e
-                                }),
-                                other => other,
-                            })
+        let outcomes = call(&self.pool, deadline, true, |conn| {
+            let batch = batch.clone();
+            Box::pin(async move {
+                // Sent together, run in order; the first failure is the
+                // one to report (those after it only say the
+                // transaction was aborted).
+                let outcomes = futures_util::future::join_all(
+                    batch
+                        .iter()
+                        .map(|(checked, params)| write(conn, checked, params)),
+                )
+                .await;
+                outcomes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, outcome)| {
+                        outcome.map_err(|e| match e {
+                            Failure::Error(e) if batch.len() > 1 => Failure::Error(Error {
+                                message: format!("statement {}: {}", i + 1, e.message),
+                                ..e
+                            }),
+                            other => other,
                         })
-                        .collect::<Result<Vec<_>, _>>()
-                })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
             })
-            .await
-        })?;
+        })
+        .await?;
         let rows = outcomes.iter().map(|o| o.changed as usize).sum();
         let tables = tables.into_iter().collect::<Vec<_>>().join(",").into();
         Ok((outcomes, Touched { tables, rows }))
