@@ -3,7 +3,7 @@
 //! rendering the same HTML from the same database as RawaLite: rusqlite
 //! for a SQLite file, tokio-postgres for a `postgres://` URL.
 //!
-//! Usage: `native-baseline ADDR DATABASE`
+//! Usage: `native-baseline ADDR DATABASE [--pool]`
 
 use anyhow::{Context, Result};
 use axum::extract::Request;
@@ -18,9 +18,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Where the customers come from.
 enum Database {
     Sqlite(PathBuf),
-    /// Connections used in turn, each with the query prepared: tokio-postgres
-    /// pipelines the requests of concurrent callers on one connection.
-    Postgres(Vec<(tokio_postgres::Client, tokio_postgres::Statement)>),
+    /// Connections with the query prepared, used either in turn, shared
+    /// (tokio-postgres pipelines the requests of concurrent callers on one
+    /// connection), or with `--pool` one request per connection at a time,
+    /// as a pool such as deadpool-postgres lends them (and as RawaLite
+    /// does: a call never shares its connection).
+    Postgres {
+        clients: Vec<(tokio_postgres::Client, tokio_postgres::Statement)>,
+        pool: Option<Pool>,
+    },
+}
+
+/// Which connections are free, for `--pool`.
+struct Pool {
+    free: std::sync::Mutex<Vec<usize>>,
+    permits: tokio::sync::Semaphore,
 }
 
 /// As many connections as RawaLite gives one guest on one host.
@@ -37,18 +49,27 @@ thread_local! {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    const USAGE: &str = "usage: native-baseline ADDR DATABASE\n\nServes /hello/... and /customers-page on ADDR (e.g. 127.0.0.1:9000) from\nDATABASE, a SQLite file or a postgres:// URL, for `cargo xtask bench serve`.";
+    const USAGE: &str = "usage: native-baseline ADDR DATABASE [--pool]\n\nServes /hello/... and /customers-page on ADDR (e.g. 127.0.0.1:9000) from\nDATABASE, a SQLite file or a postgres:// URL, for `cargo xtask bench serve`.\nWith --pool, a PostgreSQL connection serves one request at a time.";
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
         return Ok(());
     }
-    let [addr, db] = args.as_slice() else {
-        eprintln!("{USAGE}");
-        std::process::exit(2);
+    let (addr, db, pooled) = match args.as_slice() {
+        [addr, db] => (addr, db, false),
+        [addr, db, flag] if flag == "--pool" => (addr, db, true),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
     };
     let database = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        Database::Postgres(connect(db).await?)
+        let clients = connect(db).await?;
+        let pool = pooled.then(|| Pool {
+            free: std::sync::Mutex::new((0..clients.len()).collect()),
+            permits: tokio::sync::Semaphore::new(clients.len()),
+        });
+        Database::Postgres { clients, pool }
     } else {
         Database::Sqlite(PathBuf::from(db))
     };
@@ -83,9 +104,9 @@ async fn handle(request: Request) -> Response {
     if path == "/customers-page" {
         let page = match DATABASE.get().expect("set in main") {
             Database::Sqlite(path) => sqlite_customers(path).map_err(|e| e.to_string()),
-            Database::Postgres(clients) => {
-                postgres_customers(clients).await.map_err(|e| e.to_string())
-            }
+            Database::Postgres { clients, pool } => postgres_customers(clients, pool.as_ref())
+                .await
+                .map_err(|e| e.to_string()),
         };
         return match page {
             Ok(page) => html(page),
@@ -127,9 +148,28 @@ fn sqlite_customers(path: &PathBuf) -> rusqlite::Result<String> {
 
 async fn postgres_customers(
     clients: &[(tokio_postgres::Client, tokio_postgres::Statement)],
+    pool: Option<&Pool>,
 ) -> Result<String, tokio_postgres::Error> {
-    let (client, statement) = &clients[NEXT.fetch_add(1, Ordering::Relaxed) % clients.len()];
-    let rows = client.query(statement, &[]).await?;
+    let rows = match pool {
+        None => {
+            let (client, statement) =
+                &clients[NEXT.fetch_add(1, Ordering::Relaxed) % clients.len()];
+            client.query(statement, &[]).await?
+        }
+        Some(pool) => {
+            let _permit = pool.permits.acquire().await.expect("never closed");
+            let i = pool
+                .free
+                .lock()
+                .unwrap()
+                .pop()
+                .expect("a permit means a free one");
+            let (client, statement) = &clients[i];
+            let rows = client.query(statement, &[]).await;
+            pool.free.lock().unwrap().push(i);
+            rows?
+        }
+    };
     Ok(pages::customers(rows.iter().map(|r| {
         (
             r.get::<_, i64>(0),

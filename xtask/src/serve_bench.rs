@@ -220,9 +220,22 @@ fn on_postgres(root: &Path, rawalite: &Path, work: &Path) -> Result<Vec<Run>> {
     )?;
     let native = native(root, &url, work)?;
     same_customers(&raw, &native)?;
+    // A connection per request at a time, as a pool lends them (and as
+    // RawaLite's calls hold theirs), beside the shared, pipelined clients.
+    let port = free_port()?;
+    let pooled = Server::start(
+        "native (pool)",
+        Command::new(root.join("target/release/native-baseline"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&url)
+            .arg("--pool"),
+        port,
+        work,
+    )?;
+    same_customers(&raw, &pooled)?;
     let cookie = sign_in(raw.port)?;
     let mut runs = Vec::new();
-    for server in [&raw, &native] {
+    for server in [&raw, &native, &pooled] {
         runs.push(measure(
             server,
             "db 10 rows (PostgreSQL)",
@@ -238,6 +251,81 @@ fn on_postgres(root: &Path, rawalite: &Path, work: &Path) -> Result<Vec<Run>> {
         CONNECTIONS,
         Some(&cookie),
     )?);
+    drop((raw, native, pooled));
+    runs.extend(through_haproxy(root, rawalite, &manifest, work)?);
+    Ok(runs)
+}
+
+/// The database page through HAProxy with the shipped configuration
+/// (`deploy/haproxy.cfg`, its ports rewritten) in front of 1, 2 and 3
+/// hosts on the same database. On one machine the hosts share its cores,
+/// so this shows the balancer's cost and the hosts' sharing, not scaling.
+fn through_haproxy(root: &Path, rawalite: &Path, manifest: &Path, work: &Path) -> Result<Vec<Run>> {
+    super::haproxy::ensure()?;
+    let shipped = std::fs::read_to_string(root.join("deploy/haproxy.cfg"))?;
+    let mut runs = Vec::new();
+    for (n, system) in [(1, "HAProxy + 1 host"), (2, "HAProxy + 2 hosts"), (3, "HAProxy + 3 hosts")] {
+        let mut hosts = Vec::new();
+        let mut config = shipped.clone();
+        for i in 0..3 {
+            let shipped_server = format!("server host{} 127.0.0.1:{}", i + 1, 8081 + i);
+            if !config.contains(&shipped_server) {
+                bail!("deploy/haproxy.cfg has no `{shipped_server}`");
+            }
+            if i < n {
+                let port = free_port()?;
+                hosts.push(Server::start(
+                    "RawaLite host",
+                    &mut rawalite_serve(rawalite, manifest, port, &work.join("cache")),
+                    port,
+                    work,
+                )?);
+                config = config.replace(
+                    &shipped_server,
+                    &format!("server host{} 127.0.0.1:{port}", i + 1),
+                );
+            } else {
+                config = config.replace(&format!("    {shipped_server}\n"), "");
+            }
+        }
+        let (front, stats) = (free_port()?, free_port()?);
+        config = config
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{front}"))
+            .replace("127.0.0.1:8404", &format!("127.0.0.1:{stats}"));
+        let file = work.join(format!("haproxy-{n}.cfg"));
+        std::fs::write(&file, config)?;
+        let balancer = Server::start(
+            system,
+            Command::new(super::haproxy::HAPROXY).arg("-db").arg("-f").arg(&file),
+            front,
+            work,
+        )?;
+        // Every host in the rotation before measuring.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let csv = http_get(stats, "/stats;csv").unwrap_or_default();
+            let up = String::from_utf8_lossy(&csv)
+                .lines()
+                .filter(|l| l.starts_with("hosts,host") && l.contains(",UP,"))
+                .count();
+            if up == n {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("HAProxy saw {up} of {n} hosts up after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        runs.push(measure(
+            &balancer,
+            "db 10 rows (PostgreSQL, via HAProxy)",
+            "/customers-page",
+            CONNECTIONS,
+            None,
+        )?);
+        drop(balancer);
+        drop(hosts);
+    }
     Ok(runs)
 }
 
@@ -703,8 +791,12 @@ impl Report {
             ratio(self.ratio("db 10 rows", "native"))
         );
         md += &format!(
-            "| db 10 rows on PostgreSQL: RawaLite / native (tokio-postgres) | {} | ≥ 0.6x |\n",
+            "| db 10 rows on PostgreSQL: RawaLite / native (tokio-postgres, connections shared) | {} | ≥ 0.6x |\n",
             ratio(self.ratio("db 10 rows (PostgreSQL)", "native"))
+        );
+        md += &format!(
+            "| db 10 rows on PostgreSQL: RawaLite / native (a pool: one request per connection) | {} | |\n",
+            ratio(self.ratio("db 10 rows (PostgreSQL)", "native (pool)"))
         );
         md += &format!(
             "\n| RawaLite | value | target |\n|---|---:|---:|\n| RSS after 5 s of load | {:.1} MiB | |\n| RSS after {LONG_RUN} s of load | {:.1} MiB ({:+.1}%) | within 10% |\n| cold start, warm compile cache (median of 5) | {:.0} ms | ≤ 250 ms |\n| cold start, empty compile cache (median of 3) | {:.0} ms | |\n",
@@ -743,6 +835,7 @@ impl Report {
         let systems = [
             ("RawaLite", "#2f5bd3"),
             ("native", "#1f7a4d"),
+            ("native (pool)", "#7fbf9f"),
             ("wasmtime serve", "#a15c00"),
         ];
         let pages = [
@@ -760,7 +853,7 @@ impl Report {
             .fold(1.0, f64::max);
         let (width, height, left, top, chart_h) = (900.0, 340.0, 70.0, 40.0, 220.0);
         let group_w = (width - left - 20.0) / pages.len() as f64;
-        let bar_w = group_w / 4.5;
+        let bar_w = group_w / 5.5;
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"22\" font-size=\"14\" font-weight=\"bold\">Requests per second (wrk, {CONNECTIONS} connections, loopback)</text>\n"
         );
@@ -776,12 +869,15 @@ impl Report {
         }
         for (g, page) in pages.iter().enumerate() {
             let x0 = left + g as f64 * group_w + bar_w * 0.5;
-            for (s, (system, color)) in systems.iter().enumerate() {
+            // The bars of the systems measured on this page, side by side.
+            let mut placed = 0;
+            for (system, color) in &systems {
                 let Some(run) = self.find(system, page) else {
                     continue;
                 };
                 let h = chart_h * run.requests_per_second / max;
-                let x = x0 + s as f64 * (bar_w + 6.0);
+                let x = x0 + placed as f64 * (bar_w + 6.0);
+                placed += 1;
                 svg += &format!(
                     "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w:.1}\" height=\"{h:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n",
                     top + chart_h - h,
@@ -792,7 +888,7 @@ impl Report {
             }
             svg += &format!(
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-weight=\"bold\">{page}</text>\n",
-                x0 + 1.5 * (bar_w + 6.0),
+                x0 + placed as f64 * (bar_w + 6.0) / 2.0,
                 top + chart_h + 20.0
             );
         }
