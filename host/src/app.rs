@@ -144,8 +144,13 @@ impl App {
         check_apart(&manifest, &std::fs::canonicalize(&data_dir)?, &places)?;
         for (name, path) in &manifest.roots {
             let path = data_dir.join(path);
-            let root = Root::open(&path)
-                .with_context(|| format!("cannot open root `{name}` at {}", path.display()))?;
+            // On PostgreSQL other hosts may share the data directory.
+            let root = if matches!(database, Backend::Postgres(_)) {
+                Root::open_shared(&path)
+            } else {
+                Root::open(&path)
+            }
+            .with_context(|| format!("cannot open root `{name}` at {}", path.display()))?;
             roots.insert(name.clone(), Arc::new(root));
         }
         Ok(App {

@@ -123,7 +123,7 @@ impl GuestDb {
         GuestDb {
             grant: Arc::new(grant),
             limits,
-            backend: Backend::Postgres(postgres::GuestPostgres::new(&database, guest, schema)),
+            backend: Backend::Postgres(postgres::GuestPostgres::new(database, guest, schema)),
         }
     }
 

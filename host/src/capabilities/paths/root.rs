@@ -125,9 +125,21 @@ impl Root {
     /// Opens (creating it if missing) the directory at `path`, sweeps away
     /// temporary files a crash left behind, and measures what it holds.
     pub fn open(path: &Path) -> io::Result<Self> {
+        Self::open_with(path, false)
+    }
+
+    /// [`Root::open`] for a directory other hosts may be writing in at the
+    /// same time (a data directory on a shared volume): only temporary
+    /// files older than [`IN_FLIGHT`] are swept, since a younger one may be
+    /// another host's write in progress.
+    pub fn open_shared(path: &Path) -> io::Result<Self> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, shared: bool) -> io::Result<Self> {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        let usage = sweep_and_measure(&dir)?;
+        let usage = sweep_and_measure(&dir, shared)?;
         Ok(Root {
             dir,
             usage: parking_lot::Mutex::new(usage),
@@ -402,20 +414,33 @@ fn rand_suffix() -> u64 {
     h.finish()
 }
 
-/// Removes the temporary files a crash left in `dir` and below, and
-/// measures what is left. Links are counted, never followed.
-fn sweep_and_measure(dir: &Dir) -> io::Result<Usage> {
+/// How old a temporary file in a shared root must be before a host that
+/// starts removes it: longer than any request may run (`timeout_ms` is at
+/// most 600,000), with a margin.
+pub const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(11 * 60);
+
+/// Removes the temporary files a crash left in `dir` and below (in a
+/// `shared` root only those older than [`IN_FLIGHT`]), and measures what
+/// is left. Links are counted, never followed.
+fn sweep_and_measure(dir: &Dir, shared: bool) -> io::Result<Usage> {
     let mut usage = Usage::default();
     for entry in dir.entries()? {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_file() && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            let _ = dir.remove_file(entry.file_name());
+            let abandoned = !shared
+                || entry
+                    .metadata()?
+                    .modified()
+                    .is_ok_and(|at| at.into_std().elapsed().is_ok_and(|age| age > IN_FLIGHT));
+            if abandoned {
+                let _ = dir.remove_file(entry.file_name());
+            }
             continue;
         }
         usage.entries += 1;
         if kind.is_dir() {
-            let inner = sweep_and_measure(&entry.open_dir()?)?;
+            let inner = sweep_and_measure(&entry.open_dir()?, shared)?;
             usage.bytes += BLOCK + inner.bytes;
             usage.entries += inner.entries;
         } else if kind.is_file() {
@@ -440,6 +465,28 @@ mod tests {
             max_file: 1 << 20,
             deadline: Instant::now() + Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn a_shared_root_keeps_temporary_files_another_host_may_be_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let young = dir.path().join(format!("{TEMP_PREFIX}young"));
+        let old = dir.path().join(format!("{TEMP_PREFIX}old"));
+        std::fs::write(&young, b"in flight").unwrap();
+        std::fs::write(&old, b"abandoned").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - IN_FLIGHT - Duration::from_secs(60))
+            .unwrap();
+        let root = Root::open_shared(dir.path()).unwrap();
+        assert!(young.exists(), "a write in flight elsewhere was swept");
+        assert!(!old.exists(), "an abandoned one stayed");
+        assert_eq!(root.usage(), Usage::default(), "neither is counted");
+        drop(root);
+        Root::open(dir.path()).unwrap();
+        assert!(!young.exists(), "one host alone sweeps every one");
     }
 
     #[test]

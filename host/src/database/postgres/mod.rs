@@ -27,7 +27,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls, Statement};
@@ -73,11 +72,7 @@ impl Postgres {
             .build()
             .context("cannot start the PostgreSQL client")?;
         let postgres = Postgres {
-            host: Arc::new(Pool::new(
-                url.config().clone(),
-                HOST_CONNECTIONS,
-                runtime.handle().clone(),
-            )),
+            host: Arc::new(Pool::new(url.config().clone(), HOST_CONNECTIONS)),
             url: url.clone(),
             runtime: Some(runtime),
         };
@@ -148,12 +143,7 @@ impl Postgres {
             None => ours.to_owned(),
         };
         config.options(&options);
-        let runtime = self.runtime.as_ref().expect("taken only when dropped");
-        Arc::new(Pool::new(
-            config,
-            GUEST_CONNECTIONS,
-            runtime.handle().clone(),
-        ))
+        Arc::new(Pool::new(config, GUEST_CONNECTIONS))
     }
 
     /// Applies the migrations this binary has and brings every guest's
@@ -381,10 +371,6 @@ async fn run_migrations(client: &mut Client) -> Result<Vec<Applied>> {
 /// alone; other guests have pools of their own.
 pub struct Pool {
     config: Config,
-    /// The database's runtime: connections asked for from a runtime of one
-    /// thread are opened there, so their sockets are watched by a runtime
-    /// that always runs, whichever thread polls them later.
-    runtime: tokio::runtime::Handle,
     idle: Mutex<Vec<Conn>>,
     slots: Arc<Semaphore>,
 }
@@ -416,10 +402,9 @@ pub enum PoolError {
 }
 
 impl Pool {
-    fn new(config: Config, max: usize, runtime: tokio::runtime::Handle) -> Self {
+    fn new(config: Config, max: usize) -> Self {
         Pool {
             config,
-            runtime,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(max)),
         }
@@ -436,24 +421,10 @@ impl Pool {
         let conn = match idle.filter(Conn::alive) {
             Some(conn) => conn,
             None => {
-                let config = self.config.clone();
-                let connect = async move { config.connect(NoTls).await };
-                let (client, io) = match tokio::runtime::Handle::try_current() {
-                    // A runtime whose workers always run (serve's, or this
-                    // one's) watches the socket itself: an answer wakes the
-                    // worker that waits for it, with no hop through another
-                    // thread.
-                    Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                        connect.await?
-                    }
-                    // A runtime of one thread runs only while it is polled:
-                    // another thread's call could wait on it for ever.
-                    _ => self
-                        .runtime
-                        .spawn(connect)
-                        .await
-                        .map_err(|_| PoolError::Busy)??,
-                };
+                // Asked for from a runtime whose workers always run (serve's,
+                // or this database's own inside `run`), which watches the
+                // socket from then on.
+                let (client, io) = self.config.connect(NoTls).await?;
                 Conn {
                     client,
                     io: Mutex::new(Some(io)),

@@ -29,6 +29,7 @@ use futures_util::{StreamExt, pin_mut};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::runtime::RuntimeFlavor;
 use tokio_postgres::error::SqlState;
 use values::{Param, Raw, cell};
 
@@ -37,6 +38,7 @@ const CHECKED: usize = 256;
 
 /// One guest's access to the database on PostgreSQL.
 pub(in crate::capabilities::db) struct GuestPostgres {
+    database: Arc<Postgres>,
     pool: Arc<Pool>,
     schema: Arc<Schema>,
     checked: Mutex<HashMap<String, Result<Arc<Checked>, Error>>>,
@@ -44,12 +46,13 @@ pub(in crate::capabilities::db) struct GuestPostgres {
 
 impl GuestPostgres {
     pub(in crate::capabilities::db) fn new(
-        database: &Postgres,
+        database: Arc<Postgres>,
         guest: &str,
         schema: Arc<Schema>,
     ) -> Self {
         GuestPostgres {
             pool: database.guest_pool(guest),
+            database,
             schema,
             checked: Mutex::new(HashMap::new()),
         }
@@ -95,11 +98,12 @@ impl GuestPostgres {
         let params = bind(&checked, params)?;
         let limits = *limits;
         let tables = checked.tables.clone();
-        let result = call(&self.pool, deadline, false, |conn| {
-            let (checked, params) = (checked.clone(), params.clone());
-            Box::pin(async move { rows::<S>(conn, &checked, &params, &limits).await })
-        })
-        .await?;
+        let result = self
+            .awaited(call(&self.pool, deadline, false, |conn| {
+                let (checked, params) = (checked.clone(), params.clone());
+                Box::pin(async move { rows::<S>(conn, &checked, &params, &limits).await })
+            }))
+            .await?;
         let rows = result.1;
         Ok((result.0, Touched { tables, rows }))
     }
@@ -171,37 +175,53 @@ impl GuestPostgres {
             batch.push((checked, params));
         }
         let batch = Arc::new(batch);
-        let outcomes = call(&self.pool, deadline, true, |conn| {
-            let batch = batch.clone();
-            Box::pin(async move {
-                // Sent together, run in order; the first failure is the
-                // one to report (those after it only say the
-                // transaction was aborted).
-                let outcomes = futures_util::future::join_all(
-                    batch
-                        .iter()
-                        .map(|(checked, params)| write(conn, checked, params)),
-                )
-                .await;
-                outcomes
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, outcome)| {
-                        outcome.map_err(|e| match e {
-                            Failure::Error(e) if batch.len() > 1 => Failure::Error(Error {
-                                message: format!("statement {}: {}", i + 1, e.message),
-                                ..e
-                            }),
-                            other => other,
+        let outcomes = self
+            .awaited(call(&self.pool, deadline, true, |conn| {
+                let batch = batch.clone();
+                Box::pin(async move {
+                    // Sent together, run in order; the first failure is the
+                    // one to report (those after it only say the
+                    // transaction was aborted).
+                    let outcomes = futures_util::future::join_all(
+                        batch
+                            .iter()
+                            .map(|(checked, params)| write(conn, checked, params)),
+                    )
+                    .await;
+                    outcomes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, outcome)| {
+                            outcome.map_err(|e| match e {
+                                Failure::Error(e) if batch.len() > 1 => Failure::Error(Error {
+                                    message: format!("statement {}: {}", i + 1, e.message),
+                                    ..e
+                                }),
+                                other => other,
+                            })
                         })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-        })
-        .await?;
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            }))
+            .await?;
         let rows = outcomes.iter().map(|o| o.changed as usize).sum();
         let tables = tables.into_iter().collect::<Vec<_>>().join(",").into();
         Ok((outcomes, Touched { tables, rows }))
+    }
+}
+
+impl GuestPostgres {
+    /// Awaits `work` on the caller's runtime when its workers always run
+    /// (`serve`'s): the guest's fiber waits and the worker serves others.
+    /// A runtime of one thread (`rawalite render`, the tests, the bench)
+    /// runs only while it is polled, so the call waits on this thread with
+    /// the database's runtime watching the socket: an answer then wakes
+    /// this thread, not that runtime's reactor.
+    async fn awaited<T>(&self, work: impl Future<Output = T>) -> T {
+        match tokio::runtime::Handle::try_current() {
+            Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => work.await,
+            _ => self.database.run(work),
+        }
     }
 }
 
