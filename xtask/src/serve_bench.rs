@@ -264,7 +264,11 @@ fn through_haproxy(root: &Path, rawalite: &Path, manifest: &Path, work: &Path) -
     super::haproxy::ensure()?;
     let shipped = std::fs::read_to_string(root.join("deploy/haproxy.cfg"))?;
     let mut runs = Vec::new();
-    for (n, system) in [(1, "HAProxy + 1 host"), (2, "HAProxy + 2 hosts"), (3, "HAProxy + 3 hosts")] {
+    for (n, system) in [
+        (1, "HAProxy + 1 host"),
+        (2, "HAProxy + 2 hosts"),
+        (3, "HAProxy + 3 hosts"),
+    ] {
         let mut hosts = Vec::new();
         let mut config = shipped.clone();
         for i in 0..3 {
@@ -296,7 +300,10 @@ fn through_haproxy(root: &Path, rawalite: &Path, manifest: &Path, work: &Path) -
         std::fs::write(&file, config)?;
         let balancer = Server::start(
             system,
-            Command::new(super::haproxy::HAPROXY).arg("-db").arg("-f").arg(&file),
+            Command::new(super::haproxy::HAPROXY)
+                .arg("-db")
+                .arg("-f")
+                .arg(&file),
             front,
             work,
         )?;
