@@ -42,8 +42,8 @@ pub struct ServeArgs {
     /// On SIGTERM, answer /healthz with 503 for this many seconds while
     /// still serving, so a load balancer takes this host out of rotation
     /// before it stops accepting (0: stop accepting at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
-    drain_grace: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = seconds)]
+    drain_grace: std::time::Duration,
     /// The log's format on stderr: `text` for people, `json` (one object
     /// per line) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -87,9 +87,41 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
             watch: args.watch,
             metrics: args.metrics,
             lock,
-            drain_grace: std::time::Duration::try_from_secs_f64(args.drain_grace)
-                .context("--drain-grace takes a number of seconds, e.g. 2")?,
+            drain_grace: args.drain_grace,
         },
     )?;
     Ok(Exit::Ok)
+}
+
+/// A number of seconds from 0 to 600, e.g. `2` or `0.5`.
+fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=600.0).contains(s))
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{text}` is not a number of seconds from 0 to 600, e.g. 2"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn drain_grace_takes_seconds_from_0_to_600() {
+        assert_eq!(seconds("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["", "-1", "601", "inf", "NaN", "2s", "1e9"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_bounded_grace_or_an_error(text in ".{0,24}") {
+            if let Ok(grace) = seconds(&text) {
+                proptest::prop_assert!(grace <= Duration::from_secs(600));
+            }
+        }
+    }
 }
