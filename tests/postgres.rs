@@ -14,7 +14,6 @@ use rawalite_host::capabilities::session::Caller;
 use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
 use rawalite_host::runtime::{Guest, Outcome};
 use serde_json::json;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const GUESTS: &str = r#"
@@ -81,21 +80,7 @@ fn as_role(f: &ProbeApp, role: &str, sql: &str) -> Result<String, String> {
             .clone()
             .unwrap()
             .replacen("postgres@", &format!("{role}@"), 1);
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
+    let out = common::psql(&url, sql);
     if out.status.success() {
         Ok(stdout(&out))
     } else {

@@ -156,13 +156,10 @@ pub fn pg_database() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let out = Command::new("psql")
-        .args([
-            "-X", "-q", "-h", &socket, "-U", "postgres", "-d", "postgres", "-c",
-        ])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .expect("psql runs");
+    let out = psql(
+        &format!("postgres://postgres@/postgres?host={socket}"),
+        &format!("CREATE DATABASE {name}"),
+    );
     assert!(out.status.success(), "CREATE DATABASE: {}", stderr(&out));
     format!("postgres://postgres@/{name}?host={socket}")
 }
@@ -571,6 +568,26 @@ pub fn connect_from(
     socket.into()
 }
 
+/// `psql` of `sql` on `url`: rows unaligned, no headers, stopping at the
+/// first error.
+pub fn psql(url: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs")
+}
+
 /// Runs `sql` on the database of the app of `manifest` (data in `data`)
 /// behind its back, as the database's owner: PostgreSQL when the manifest
 /// names one (with the host's and the app's schemas on the search path, so
@@ -580,21 +597,7 @@ pub fn sql_behind(manifest: &Path, data: &Path, sql: &str) -> Vec<String> {
     let manifest = Manifest::load(manifest).expect("the manifest");
     match &manifest.database {
         Some(url) => {
-            let out = Command::new("psql")
-                .args([
-                    "-X",
-                    "-q",
-                    "-A",
-                    "-t",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-d",
-                    url,
-                    "-c",
-                ])
-                .arg(format!("SET search_path = host, app; {sql}"))
-                .output()
-                .expect("psql runs");
+            let out = psql(url, &format!("SET search_path = host, app; {sql}"));
             assert!(out.status.success(), "{sql}: {}", stderr(&out));
             stdout(&out).lines().map(str::to_owned).collect()
         }
