@@ -54,13 +54,7 @@ impl PostgresStore {
         let pool = self.pool.clone();
         self.database.run(async move {
             let conn = pool.get(deadline).await.map_err(StoreError::Pool)?;
-            match tokio::time::timeout_at(deadline.into(), conn.drive(work(&conn))).await {
-                Ok(result) => result.map_err(StoreError::Db),
-                Err(_) => {
-                    conn.discard();
-                    Err(StoreError::Pool(PoolError::Busy))
-                }
-            }
+            until(deadline, &conn, work(&conn)).await
         })
     }
 
@@ -355,7 +349,7 @@ impl PostgresStore {
         let deadline = Instant::now() + Duration::from_secs(5);
         let pool = self.pool.clone();
         self.database.run(async move {
-            let conn = pool.get(deadline).await?;
+            let conn = pool.get(deadline).await.map_err(StoreError::Pool)?;
             let work = async {
                 // Every key gets a row to lock, and rows are inserted and
                 // locked in one order: two attempts never wait on each
@@ -440,20 +434,9 @@ impl PostgresStore {
                     }
                 }
                 conn.batch_execute("COMMIT").await?;
-                Ok::<_, tokio_postgres::Error>(out)
+                Ok(out)
             };
-            match tokio::time::timeout_at(deadline.into(), conn.drive(work)).await {
-                Ok(Ok(out)) => Ok(out),
-                Ok(Err(e)) => {
-                    // Its transaction may be open: the connection goes.
-                    conn.discard();
-                    Err(e.into())
-                }
-                Err(_) => {
-                    conn.discard();
-                    Err(PoolError::Busy.into())
-                }
-            }
+            Ok(until(deadline, &conn, work).await?)
         })
     }
 
@@ -477,6 +460,24 @@ impl PostgresStore {
             })
         })?;
         Ok(())
+    }
+}
+
+/// Runs `work` on `conn` no later than `deadline`. A connection whose work
+/// failed or ran out of time is not given back to the pool: a transaction
+/// of it may still be open (or aborted), and the next caller would meet it.
+async fn until<T>(
+    deadline: Instant,
+    conn: &Pooled,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    let outcome = tokio::time::timeout_at(deadline.into(), conn.drive(work)).await;
+    if !matches!(outcome, Ok(Ok(_))) {
+        conn.discard();
+    }
+    match outcome {
+        Ok(result) => result.map_err(StoreError::Db),
+        Err(_) => Err(StoreError::Pool(PoolError::Busy)),
     }
 }
 
