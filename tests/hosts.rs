@@ -1,7 +1,8 @@
 //! Several `rawalite serve` hosts on one PostgreSQL database, as behind a
 //! load balancer: a session opened on one works on all and ends on all at
 //! once; the sign-in limiter counts every host's attempts together, also
-//! when they come at once, and keeps them across a host's crash.
+//! when they come at once, and keeps them across a host's crash; a root on
+//! a data directory the hosts share is held to one quota.
 
 mod common;
 
@@ -145,4 +146,82 @@ fn sessions_and_sign_in_limits_are_shared_by_every_host() {
     // shared volume): a fourth host on the first one's starts and serves.
     let beside = Served::start(&file, &dir.path().join("data0"), &common::shared_cache());
     assert_eq!(sign_in(&beside.base, "198.51.100.3", &password).0, 303);
+}
+
+/// A write of `kib` KiB to `path` in root `exports` through the probe on
+/// the host at `base`: its status and body.
+fn write_file(base: &str, path: &str, kib: usize) -> (u16, String) {
+    let mut r = agent()
+        .post(format!("{base}/probe/paths/write?root=exports&path={path}"))
+        .header("Origin", base)
+        .send(vec![b'x'; kib << 10])
+        .expect("the host answers");
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (r.status().as_u16(), body)
+}
+
+fn remove_file(base: &str, path: &str) -> u16 {
+    agent()
+        .post(format!(
+            "{base}/probe/paths/remove?root=exports&path={path}"
+        ))
+        .header("Origin", base)
+        .send_empty()
+        .expect("the host answers")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_root_on_a_shared_volume_is_held_to_one_quota_by_every_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_on_shared_postgres(dir.path(), true);
+    // The probe, the manifest's last guest, may keep 64 KiB in `exports`.
+    let mut manifest = std::fs::read_to_string(&file).unwrap();
+    manifest += "\n[guest.paths]\nexports = { access = \"read-write\", quota = \"64 KiB\" }\n";
+    std::fs::write(&file, manifest).unwrap();
+    let data = dir.path().join("shared");
+    let start = || Served::start(&file, &data, &common::shared_cache());
+    let hosts = [start(), start()];
+    let [a, b] = [hosts[0].base.as_str(), hosts[1].base.as_str()];
+
+    // 40 KiB through one host leaves no room for 40 KiB through the other.
+    let (status, body) = write_file(a, "a", 40);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = write_file(b, "b", 40);
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("over this guest's quota of 65536"), "{body}");
+    // Room freed through one host is there on the other.
+    assert_eq!(remove_file(b, "a"), 200);
+    let (status, body) = write_file(a, "b", 40);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(remove_file(b, "b"), 200);
+
+    // Eight writers at once, four on each host, 20 KiB each: three fit.
+    let outcomes: Vec<(u16, String)> = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let base = [a, b][i % 2];
+                s.spawn(move || write_file(base, &format!("f{i}"), 20))
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let written = outcomes.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(written, 3, "{outcomes:?}");
+    for (status, body) in &outcomes {
+        assert!(*status == 200 || body.contains("quota"), "{body}");
+    }
+    let on_disk: Vec<_> = std::fs::read_dir(data.join("exports"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert_eq!(on_disk, vec![20 << 10; 3]);
+
+    // A host that starts measures the root again and agrees.
+    let third = start();
+    let (status, body) = write_file(&third.base, "g", 20);
+    assert!(body.contains("quota"), "{status}: {body}");
+    let (status, body) = write_file(&third.base, "g", 4);
+    assert_eq!(status, 200, "{body}");
 }

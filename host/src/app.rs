@@ -9,7 +9,7 @@ use crate::auth::{Auth, Policy};
 use crate::capabilities::Grants;
 use crate::capabilities::db::portable::Schema;
 use crate::capabilities::db::{DbLimits, GuestDb};
-use crate::capabilities::paths::{GuestPaths, Root};
+use crate::capabilities::paths::{GuestPaths, Root, SharedUsage};
 use crate::database::postgres::Postgres;
 use crate::database::{Applied, Backend, Database, MigrationState};
 use crate::manifest::{GuestEntry, Manifest};
@@ -145,10 +145,9 @@ impl App {
         for (name, path) in &manifest.roots {
             let path = data_dir.join(path);
             // On PostgreSQL other hosts may share the data directory.
-            let root = if matches!(database, Backend::Postgres(_)) {
-                Root::open_shared(&path)
-            } else {
-                Root::open(&path)
+            let root = match &database {
+                Backend::Postgres(pg) => Root::open_shared(&path, SharedUsage::new(pg, name)),
+                Backend::Sqlite(_) => Root::open(&path),
             }
             .with_context(|| format!("cannot open root `{name}` at {}", path.display()))?;
             roots.insert(name.clone(), Arc::new(root));

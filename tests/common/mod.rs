@@ -127,7 +127,7 @@ pub fn manifest_on(dir: &Path, guests: &str, postgres: bool) -> PathBuf {
 }
 
 /// Whether this pass of the suites runs on PostgreSQL: `cargo xtask test`
-/// runs the db, session, hostile, crash and browser suites a second time
+/// runs the db, session, hostile, crash, paths and browser suites a second time
 /// with `RAWALITE_TEST_BACKEND=postgres`.
 pub fn on_postgres() -> bool {
     std::env::var("RAWALITE_TEST_BACKEND").as_deref() == Ok("postgres")

@@ -41,7 +41,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// The suites `cargo xtask test` runs a second time with PostgreSQL as the
 /// database (`RAWALITE_TEST_BACKEND=postgres`).
-const POSTGRES_SUITES: &[&str] = &["db", "session", "hostile", "crash", "e2e"];
+const POSTGRES_SUITES: &[&str] = &["db", "session", "hostile", "crash", "paths", "e2e"];
 
 /// Tests of those suites that are about SQLite itself, left out of the
 /// PostgreSQL pass, each with the test that covers the same ground there.

@@ -8,11 +8,13 @@
 
 mod grant;
 mod root;
+mod shared;
 
 pub use grant::{
     Access as GrantAccess, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE, PathsGrant, RootGrant,
 };
 pub use root::{BLOCK, Root, TEMP_PREFIX, Usage};
+pub use shared::SharedUsage;
 
 use super::rawalite::bridge::paths::{Access, Entry, EntryKind, Host, HostRoot};
 use super::{Call, CallError, Error, ErrorCode, blocking};
@@ -346,6 +348,15 @@ fn error(e: RootError, h: &RootHandle, path: &str) -> Error {
                 "writing `{path}` did not finish before this request's deadline; the file is unchanged"
             ),
         ),
+        RootError::Shared(why) => {
+            tracing::error!(root = ?root, path = ?path, error = %why, "the usage hosts share could not be read or written");
+            Error::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "root `{root}` could not be changed: the database that counts it for every host did not answer; try again later"
+                ),
+            )
+        }
         RootError::NoSpace => {
             tracing::error!(root = ?root, path = ?path, "no space left to write: the disk is full or a file size limit was reached");
             Error::new(

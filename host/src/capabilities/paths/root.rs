@@ -7,8 +7,11 @@
 //! The root keeps its own [`Usage`]: measured once when it is opened, then
 //! updated by every change the host makes, so checking a quota costs no
 //! walk of the tree. Changes are serialized on it, and a change waits for
-//! the lock only until its request's deadline.
+//! the lock only until its request's deadline. A root other hosts write
+//! too keeps its usage in PostgreSQL ([`SharedUsage`]), where changes on
+//! every host take turns.
 
+use super::shared::SharedUsage;
 use cap_std::fs::{Dir, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -62,6 +65,8 @@ pub enum RootError {
     },
     /// Another change held the root until the request's deadline.
     Busy,
+    /// The usage hosts share could not be read or written; says why.
+    Shared(String),
     /// The request's deadline came before the write was done.
     Deadline,
     /// The disk is full, or a file size limit was reached: nothing written.
@@ -117,36 +122,57 @@ fn cost(len: u64) -> u64 {
 pub struct Root {
     dir: Dir,
     /// Changes are serialized on the usage, so the quota check and the
-    /// change it allows cannot interleave with another.
+    /// change it allows cannot interleave with another. (On a shared root,
+    /// the usage as this host last saw it.)
     usage: parking_lot::Mutex<Usage>,
+    /// Where the usage every host sees is kept, for a shared root.
+    shared: Option<SharedUsage>,
 }
 
 impl Root {
     /// Opens (creating it if missing) the directory at `path`, sweeps away
     /// temporary files a crash left behind, and measures what it holds.
     pub fn open(path: &Path) -> io::Result<Self> {
-        Self::open_with(path, false)
+        Self::open_with(path, None)
     }
 
     /// [`Root::open`] for a directory other hosts may be writing in at the
-    /// same time (a data directory on a shared volume): only temporary
-    /// files older than [`IN_FLIGHT`] are swept, since a younger one may be
-    /// another host's write in progress.
-    pub fn open_shared(path: &Path) -> io::Result<Self> {
-        Self::open_with(path, true)
+    /// same time (a data directory on a shared volume), its usage kept in
+    /// `shared`. It is measured under the lock other hosts' changes take,
+    /// and only temporary files older than [`IN_FLIGHT`] are swept: a
+    /// younger one may be the write of a host that lost its connection to
+    /// the database and with it the lock.
+    pub fn open_shared(path: &Path, shared: SharedUsage) -> io::Result<Self> {
+        Self::open_with(path, Some(shared))
     }
 
-    fn open_with(path: &Path, shared: bool) -> io::Result<Self> {
+    fn open_with(path: &Path, shared: Option<SharedUsage>) -> io::Result<Self> {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        let usage = sweep_and_measure(&dir, shared)?;
+        let usage = match &shared {
+            None => sweep_and_measure(&dir, false)?,
+            Some(shared) => {
+                shared
+                    .change(Instant::now() + MEASURE_WAIT, |_| {
+                        let usage = sweep_and_measure(&dir, true)?;
+                        Ok((usage, usage))
+                    })
+                    .map_err(|e| {
+                        io::Error::other(format!(
+                            "cannot measure it under the lock other hosts share: {e:?}"
+                        ))
+                    })?
+                    .0
+            }
+        };
         Ok(Root {
             dir,
             usage: parking_lot::Mutex::new(usage),
+            shared,
         })
     }
 
-    /// What the root holds now.
+    /// What the root holds now (on a shared root, as this host last saw it).
     pub fn usage(&self) -> Usage {
         *self.usage.lock()
     }
@@ -185,9 +211,21 @@ impl Root {
         Ok((file.into_std(), meta.len()))
     }
 
-    /// Waits for the root's other changes until `deadline`.
-    fn lock(&self, deadline: Instant) -> Result<parking_lot::MutexGuard<'_, Usage>, RootError> {
-        self.usage.try_lock_until(deadline).ok_or(RootError::Busy)
+    /// Runs `change` with what the root holds, once the root's other
+    /// changes (on every host sharing it) are done, waiting no later than
+    /// `deadline`; keeps the usage it returns.
+    fn change<T>(
+        &self,
+        deadline: Instant,
+        change: impl FnOnce(Usage) -> Result<(T, Usage), RootError>,
+    ) -> Result<T, RootError> {
+        let mut usage = self.usage.try_lock_until(deadline).ok_or(RootError::Busy)?;
+        let (value, after) = match &self.shared {
+            None => change(*usage)?,
+            Some(shared) => shared.change(deadline, change)?,
+        };
+        *usage = after;
+        Ok(value)
     }
 
     /// Replaces the file at `path` with `contents`, all or nothing, if the
@@ -200,35 +238,36 @@ impl Root {
             });
         }
         let (parent, name) = split_parent(path);
-        let mut usage = self.lock(bounds.deadline)?;
-        let dir = match parent {
-            Some(parent) => self.dir.open_dir(parent)?,
-            None => self.dir.try_clone()?,
-        };
-        // Follows a symlink inside the root; one that leads out is refused
-        // here. A write never goes through a link: the rename replaces the
-        // link itself.
-        match dir.metadata(name) {
-            Ok(meta) if meta.is_dir() => return Err(RootError::IsDirectory),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        // What the name costs now (a link it replaces costs a block).
-        let old = match dir.symlink_metadata(name) {
-            Ok(meta) if meta.is_file() => Some(cost(meta.len())),
-            Ok(_) => Some(BLOCK),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
-        let after = Usage {
-            bytes: usage.bytes - old.unwrap_or(0).min(usage.bytes) + cost(contents.len() as u64),
-            entries: usage.entries + u64::from(old.is_none()),
-        };
-        check(&after, bounds)?;
-        write_atomically(&dir, name, contents, bounds.deadline)?;
-        *usage = after;
-        Ok(())
+        self.change(bounds.deadline, |usage| {
+            let dir = match parent {
+                Some(parent) => self.dir.open_dir(parent)?,
+                None => self.dir.try_clone()?,
+            };
+            // Follows a symlink inside the root; one that leads out is
+            // refused here. A write never goes through a link: the rename
+            // replaces the link itself.
+            match dir.metadata(name) {
+                Ok(meta) if meta.is_dir() => return Err(RootError::IsDirectory),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            // What the name costs now (a link it replaces costs a block).
+            let old = match dir.symlink_metadata(name) {
+                Ok(meta) if meta.is_file() => Some(cost(meta.len())),
+                Ok(_) => Some(BLOCK),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e.into()),
+            };
+            let after = Usage {
+                bytes: usage.bytes - old.unwrap_or(0).min(usage.bytes)
+                    + cost(contents.len() as u64),
+                entries: usage.entries + u64::from(old.is_none()),
+            };
+            check(&after, bounds)?;
+            write_atomically(&dir, name, contents, bounds.deadline)?;
+            Ok(((), after))
+        })
     }
 
     /// The entries of the directory at `path` (the root when empty), at
@@ -275,35 +314,38 @@ impl Root {
     /// Removes a file, or a directory that is empty.
     pub fn remove(&self, path: &str, deadline: Instant) -> Result<(), RootError> {
         let path = check_path(path)?;
-        let mut usage = self.lock(deadline)?;
-        let meta = self.dir.symlink_metadata(path)?;
-        if meta.is_dir() {
-            self.dir.remove_dir(path)?;
-        } else {
-            self.dir.remove_file(path)?;
-        }
-        let freed = if meta.is_file() {
-            cost(meta.len())
-        } else {
-            BLOCK
-        };
-        usage.bytes = usage.bytes.saturating_sub(freed);
-        usage.entries = usage.entries.saturating_sub(1);
-        Ok(())
+        self.change(deadline, |usage| {
+            let meta = self.dir.symlink_metadata(path)?;
+            if meta.is_dir() {
+                self.dir.remove_dir(path)?;
+            } else {
+                self.dir.remove_file(path)?;
+            }
+            let freed = if meta.is_file() {
+                cost(meta.len())
+            } else {
+                BLOCK
+            };
+            let after = Usage {
+                bytes: usage.bytes.saturating_sub(freed),
+                entries: usage.entries.saturating_sub(1),
+            };
+            Ok(((), after))
+        })
     }
 
     /// Creates a directory, if the root stays within its bounds.
     pub fn create_dir(&self, path: &str, bounds: &Bounds) -> Result<(), RootError> {
         let path = check_path(path)?;
-        let mut usage = self.lock(bounds.deadline)?;
-        let after = Usage {
-            bytes: usage.bytes + BLOCK,
-            entries: usage.entries + 1,
-        };
-        check(&after, bounds)?;
-        self.dir.create_dir(path)?;
-        *usage = after;
-        Ok(())
+        self.change(bounds.deadline, |usage| {
+            let after = Usage {
+                bytes: usage.bytes + BLOCK,
+                entries: usage.entries + 1,
+            };
+            check(&after, bounds)?;
+            self.dir.create_dir(path)?;
+            Ok(((), after))
+        })
     }
 }
 
@@ -419,6 +461,9 @@ fn rand_suffix() -> u64 {
 /// most 600,000), with a margin.
 pub const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(11 * 60);
 
+/// How long opening a shared root waits for other hosts' changes.
+const MEASURE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Removes the temporary files a crash left in `dir` and below (in a
 /// `shared` root only those older than [`IN_FLIGHT`]), and measures what
 /// is left. Links are counted, never followed.
@@ -480,11 +525,11 @@ mod tests {
             .unwrap()
             .set_modified(std::time::SystemTime::now() - IN_FLIGHT - Duration::from_secs(60))
             .unwrap();
-        let root = Root::open_shared(dir.path()).unwrap();
+        let shared = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        let usage = sweep_and_measure(&shared, true).unwrap();
         assert!(young.exists(), "a write in flight elsewhere was swept");
         assert!(!old.exists(), "an abandoned one stayed");
-        assert_eq!(root.usage(), Usage::default(), "neither is counted");
-        drop(root);
+        assert_eq!(usage, Usage::default(), "neither is counted");
         Root::open(dir.path()).unwrap();
         assert!(!young.exists(), "one host alone sweeps every one");
     }

@@ -32,8 +32,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 /// The migrations for PostgreSQL, in order: the first is the twin of
-/// `migrations/` up to 0003; the sign-in counts then became rows every host
-/// shares, which only PostgreSQL has.
+/// `migrations/` up to 0003; then what several hosts share, which only
+/// PostgreSQL has: the sign-in counts as rows, jobs, roots' usage.
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_init",
@@ -42,6 +42,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_several_hosts",
         include_str!("../../../../migrations/postgres/0002_several_hosts.sql"),
+    ),
+    (
+        "0003_root_usage",
+        include_str!("../../../../migrations/postgres/0003_root_usage.sql"),
     ),
 ];
 

@@ -1,0 +1,123 @@
+//! A root's usage when several hosts share its directory (the data
+//! directory on one shared volume, the database on PostgreSQL): one row of
+//! `host.root_usage` per root. A change holds the row's lock from reading
+//! the usage to writing back what it made of it, so changes on every host
+//! take turns as changes within one host do, and a quota counts what all
+//! of them wrote.
+//!
+//! A host that dies mid-change leaves the row as it was (its transaction
+//! ends with its connection). If the file had already been renamed into
+//! place, the row is short by that file until a host opens the root again:
+//! every host measures the directory when it starts, under the same lock.
+
+use super::root::{RootError, Usage};
+use crate::database::postgres::{Pool, Pooled, Postgres};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long writing back the usage may take after the change itself: the
+/// change is on disk by then, so the count should follow even when the
+/// request's deadline has just passed.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// One root's row, and the connections to change it with.
+pub struct SharedUsage {
+    database: Arc<Postgres>,
+    pool: Arc<Pool>,
+    root: String,
+}
+
+impl SharedUsage {
+    /// The usage of the root named `root` in the manifest, in `database`.
+    pub fn new(database: &Arc<Postgres>, root: &str) -> Self {
+        SharedUsage {
+            database: database.clone(),
+            pool: database.host(),
+            root: root.to_owned(),
+        }
+    }
+
+    /// Runs `change` with the usage every host has left, and writes back
+    /// the usage it returns (nothing when it fails). Every other host's
+    /// change of this root waits meanwhile; this one waits for theirs
+    /// until `deadline`.
+    pub fn change<T>(
+        &self,
+        deadline: Instant,
+        change: impl FnOnce(Usage) -> Result<(T, Usage), RootError>,
+    ) -> Result<(T, Usage), RootError> {
+        let wait_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .max(1);
+        let (conn, usage) = self.database.run(async {
+            let conn = self.pool.get(deadline).await.map_err(|_| RootError::Busy)?;
+            let row = step(deadline, &conn, async {
+                conn.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = {wait_ms}"))
+                    .await?;
+                // Creates the row the first time, and locks it.
+                conn.query_one(
+                    "INSERT INTO host.root_usage (root, bytes, entries) VALUES ($1, 0, 0) \
+                     ON CONFLICT (root) DO UPDATE SET root = excluded.root \
+                     RETURNING bytes, entries",
+                    &[&self.root],
+                )
+                .await
+            })
+            .await?;
+            let usage = Usage {
+                bytes: row.get::<_, i64>(0).max(0) as u64,
+                entries: row.get::<_, i64>(1).max(0) as u64,
+            };
+            Ok::<_, RootError>((conn, usage))
+        })?;
+        let outcome = change(usage);
+        let settled = self
+            .database
+            .run(step(Instant::now() + SETTLE, &conn, async {
+                match &outcome {
+                    Ok((_, after)) => {
+                        conn.execute(
+                            "UPDATE host.root_usage SET bytes = $2, entries = $3 WHERE root = $1",
+                            &[&self.root, &(after.bytes as i64), &(after.entries as i64)],
+                        )
+                        .await?;
+                        conn.batch_execute("COMMIT").await
+                    }
+                    Err(_) => conn.batch_execute("ROLLBACK").await,
+                }
+            }));
+        if let (Ok(_), Err(e)) = (&outcome, settled) {
+            // The change is made; only its count is missing until a host
+            // measures the root again.
+            tracing::warn!(root = %self.root, error = ?e, "a change of a shared root is not counted");
+        }
+        outcome
+    }
+}
+
+/// Runs `work` on `conn` no later than `deadline`. A connection whose work
+/// failed or ran out of time is closed rather than given back: its
+/// transaction may still be open.
+async fn step<T>(
+    deadline: Instant,
+    conn: &Pooled,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, RootError> {
+    let outcome = tokio::time::timeout_at(deadline.into(), conn.drive(work)).await;
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            conn.discard();
+            if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                Err(RootError::Busy)
+            } else {
+                Err(RootError::Shared(e.to_string()))
+            }
+        }
+        Err(_) => {
+            conn.discard();
+            Err(RootError::Busy)
+        }
+    }
+}
