@@ -2,7 +2,8 @@
 //! load balancer: a session opened on one works on all and ends on all at
 //! once; the sign-in limiter counts every host's attempts together, also
 //! when they come at once, and keeps them across a host's crash; a root on
-//! a data directory the hosts share is held to one quota.
+//! a data directory the hosts share is held to one quota; `--watch` reloads
+//! a deployed component on each host.
 
 mod common;
 
@@ -224,4 +225,55 @@ fn a_root_on_a_shared_volume_is_held_to_one_quota_by_every_host() {
     assert!(body.contains("quota"), "{status}: {body}");
     let (status, body) = write_file(&third.base, "g", 4);
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn each_host_reloads_a_replaced_component_under_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_on_shared_postgres(dir.path(), true);
+    // The probe from a file of the test's, which a deploy then replaces.
+    let component = dir.path().join("probe.wasm");
+    std::fs::copy(common::guest("probe"), &component).unwrap();
+    let manifest = std::fs::read_to_string(&file).unwrap().replace(
+        &common::guest("probe").display().to_string(),
+        &component.display().to_string(),
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let hosts: Vec<Served> = (0..2)
+        .map(|i| {
+            Served::start_with(
+                &file,
+                &dir.path().join(format!("data{i}")),
+                &common::shared_cache(),
+                &["--watch"],
+                &[],
+                std::process::Stdio::null(),
+            )
+        })
+        .collect();
+    let page = |host: &Served| {
+        let mut r = agent().get(host.url("/probe/greet")).call().unwrap();
+        r.body_mut().read_to_string().unwrap_or_default()
+    };
+    for host in &hosts {
+        assert!(
+            !page(host).contains("<p>GET /greet</p>"),
+            "the probe serves"
+        );
+    }
+
+    let partial = component.with_extension("partial");
+    std::fs::copy(common::guest("hello"), &partial).unwrap();
+    std::fs::rename(&partial, &component).unwrap();
+    for host in &hosts {
+        let waited = std::time::Instant::now();
+        while !page(host).contains("<p>GET /greet</p>") {
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "{} never reloaded",
+                host.base
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
