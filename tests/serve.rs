@@ -932,7 +932,7 @@ fn watch_reports_a_guest_that_never_loaded_as_unhealthy_and_logs_json() {
         &dir.path().join("data"),
         &common::shared_cache(),
         &["--watch", "--log-format", "json"],
-        &[],
+        &[("RUST_LOG", "info")],
         log.into(),
     );
     assert_eq!(get(&served, "/healthz", None).status, 200);
@@ -951,14 +951,28 @@ fn watch_reports_a_guest_that_never_loaded_as_unhealthy_and_logs_json() {
     };
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("\"ghost\":\"not loaded\""), "{}", r.body);
-    // Every log line is one JSON object.
-    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
-    assert!(log.contains("reload failed"), "{log}");
-    for line in log.lines() {
+    // Every log line is one JSON object (the log is written out within a
+    // moment, not at once).
+    let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let waited = std::time::Instant::now();
+    while !log().contains("reload failed") {
+        assert!(waited.elapsed() < Duration::from_secs(10), "{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(&served, "/page/last", None).status, 200);
+    drop(served);
+    for line in log().lines() {
         let event: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(event["level"].is_string(), "{line}");
     }
+    // The request just before SIGTERM is logged: the log is written out
+    // at exit.
+    assert!(
+        log().contains(r#""method":"GET","path":"/page/last","status":200"#),
+        "{}",
+        log()
+    );
 }
 
 #[test]
@@ -1025,6 +1039,8 @@ fn metrics_count_requests_renders_stops_denials_and_sign_in_failures_on_their_ow
     assert_eq!(value("rawalite_sign_in_failures_total"), 1.0);
     assert!(value("rawalite_database_bytes") > 0.0);
     value(r#"rawalite_root_bytes{root="exports"}"#);
+    // The log's file keeps up: no line dropped.
+    assert_eq!(value("rawalite_log_lines_dropped_total"), 0.0);
 
     // The metrics listener answers only loopback names on loopback...
     let evil = agent()
@@ -1103,4 +1119,35 @@ fn the_compile_cache_keeps_what_is_served_and_drops_the_rest_past_its_cap() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(artifacts(), 1, "only the probe's artifact is left");
+}
+
+#[test]
+fn a_log_nobody_reads_never_holds_up_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::guest("hello"), dir.path().join("page.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("rawalite.toml"),
+        "[app]\nname = \"h\"\ndata_dir = \"data\"\n\n[[guest]]\nname = \"page\"\ncomponent = \"page.wasm\"\nroute = \"/page\"\n",
+    )
+    .unwrap();
+    // stderr is a pipe this test never reads: it is full after a few
+    // hundred access lines, and a write to it would wait forever.
+    let mut served = Served::start_with(
+        &dir.path().join("rawalite.toml"),
+        &dir.path().join("data"),
+        &common::shared_cache(),
+        &[],
+        &[("RUST_LOG", "info")],
+        std::process::Stdio::piped(),
+    );
+    let agent = agent();
+    for i in 0..3000 {
+        let r = agent
+            .get(served.url(&format!("/page/{i}")))
+            .call()
+            .expect("the server answers");
+        assert_eq!(r.status(), 200);
+    }
+    // Nor its exit: the last write is given a few seconds, not forever.
+    assert!(served.stop().success());
 }

@@ -22,6 +22,7 @@ pub mod backup;
 pub mod capabilities;
 pub mod database;
 pub mod limits;
+pub mod log_queue;
 pub mod manifest;
 pub mod metrics;
 pub mod runtime;

@@ -3,10 +3,16 @@
 mod cli;
 
 use clap::Parser;
+use rawalite_host::log_queue::{self, LogQueue};
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer, filter};
+
+/// What `serve`'s log may hold for a destination that does not keep up:
+/// some 20,000 access lines.
+const LOG_QUEUE_BYTES: usize = 4 << 20;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -32,7 +38,16 @@ fn main() -> ExitCode {
     }
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
-    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // `serve` logs a line per request, through a queue a thread of its own
+    // writes out (see log_queue.rs).
+    let (writer, flush) = if cli.is_server() {
+        let (queue, flush) = LogQueue::start(LOG_QUEUE_BYTES, std::io::stderr());
+        log_queue::install(queue.clone(), cli.wants_json_log());
+        (BoxMakeWriter::new(queue), Some(flush))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
+    let log = tracing_subscriber::fmt::layer().with_writer(writer);
     let log = if cli.wants_json_log() {
         log.json().with_filter(filter).boxed()
     } else {
@@ -48,7 +63,16 @@ fn main() -> ExitCode {
             }))
         }))
         .init();
-    match cli.run() {
+    let outcome = cli.run();
+    let dropped = log_queue::dropped();
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "log lines were dropped because the log's destination did not keep up"
+        );
+    }
+    drop(flush);
+    match outcome {
         Ok(exit) => exit.into(),
         Err(e) => {
             // One line: the whole cause chain, never a panic or a backtrace.

@@ -57,6 +57,10 @@ fn describe() {
         "rawalite_root_bytes",
         "What each root holds, as its quota counts it."
     );
+    describe_counter!(
+        "rawalite_log_lines_dropped_total",
+        "Log lines dropped because the log's destination did not keep up."
+    );
 }
 
 fn on() -> bool {
@@ -108,5 +112,6 @@ pub fn sizes<'a>(database: u64, roots: impl Iterator<Item = (&'a str, u64)>) {
         for (root, bytes) in roots {
             metrics::gauge!("rawalite_root_bytes", "root" => root.to_owned()).set(bytes as f64);
         }
+        metrics::counter!("rawalite_log_lines_dropped_total").absolute(crate::log_queue::dropped());
     }
 }

@@ -9,6 +9,7 @@
 //! headers. Static assets are served from the app's `static` directory
 //! without a guest.
 
+mod access_log;
 mod health;
 mod isolation;
 mod jobs;
@@ -444,15 +445,15 @@ async fn handle(
     let routes = server.routes();
     let (status, guest, response) = respond(&server, &routes, client, request, &id).await;
     crate::metrics::request(guest, status.as_u16());
-    tracing::info!(
-        target: "rawalite::access",
-        request = %id,
-        method = %method,
-        path = ?uri.path(),
-        status = status.as_u16(),
-        guest = guest.unwrap_or("-"),
-        us = started.elapsed().as_micros() as u64,
-    );
+    access_log::Access {
+        id: &id,
+        method: &method,
+        path: uri.path(),
+        status: status.as_u16(),
+        guest: guest.unwrap_or("-"),
+        us: started.elapsed().as_micros() as u64,
+    }
+    .record();
     response
 }
 
