@@ -6,11 +6,17 @@
 //! 10 customers (RawaLite guest through `db`, native axum + rusqlite). wrk
 //! drives each page with 32 connections. RawaLite also serves the demo's
 //! dashboard to a signed-in user (the session cookie, a user lookup, two
-//! queries) and hello to 1,000 connections at once. Then the app moves to
-//! a throwaway PostgreSQL cluster and the 10-row page (against the native
-//! server on tokio-postgres) and the dashboard are measured again. The figures, the
-//! ratios, the cold start and the RSS over a long run go to the terminal,
-//! to BENCHMARKS.md and to docs/bench-serve.svg.
+//! queries), hello to 1,000 connections at once, and hello with its access
+//! log on (text and JSON, to a file). Then the app moves to a throwaway
+//! PostgreSQL cluster and the 10-row page (against the native server on
+//! tokio-postgres) and the dashboard are measured again.
+//!
+//! A machine's throughput drifts by tens of percent over minutes, so every
+//! page is measured in [`ROUNDS`] rounds, the systems taking turns within
+//! each round; a figure is the median of its rounds and a ratio is the
+//! median of the ratios within each round, both with their range. The
+//! figures, the ratios, the cold start and the RSS over a long run go to
+//! the terminal, to BENCHMARKS.md and to docs/bench-serve.svg.
 
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
@@ -22,21 +28,65 @@ use std::time::{Duration, Instant};
 const CONNECTIONS: usize = 32;
 /// The many-connections run: hello, RawaLite only.
 const MANY: usize = 1000;
-const DURATION: &str = "10s";
+/// Rounds of every measurement, and one wrk run's length in each.
+const ROUNDS: usize = 3;
+const DURATION: &str = "5s";
+/// Before a system's first round.
 const WARM_UP: &str = "2s";
 const LONG_RUN: u64 = 60;
 const WASMTIME_VERSION: &str = "48.0.8";
 const SEED_CUSTOMERS: usize = 20;
 
-/// One measurement of one page on one system.
+/// One page on one system, measured in each round.
 struct Run {
     system: &'static str,
     page: &'static str,
     connections: usize,
-    requests_per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+    rounds: Vec<Load>,
     peak_rss_mib: f64,
+}
+
+impl Run {
+    /// The round with the median requests/s.
+    fn median(&self) -> &Load {
+        let mut rounds: Vec<&Load> = self.rounds.iter().collect();
+        rounds.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+        rounds[rounds.len() / 2]
+    }
+
+    fn requests_per_second(&self) -> f64 {
+        self.median().requests_per_second
+    }
+
+    fn range(&self) -> (f64, f64) {
+        spread(self.rounds.iter().map(|r| r.requests_per_second))
+    }
+}
+
+/// The smallest and largest of `values`.
+fn spread(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+/// What to measure: `path` on `server`, with `connections` (and a cookie).
+struct Measure<'a> {
+    server: &'a Server,
+    page: &'static str,
+    path: &'static str,
+    connections: usize,
+    cookie: Option<&'a str>,
+}
+
+impl<'a> Measure<'a> {
+    fn new(server: &'a Server, page: &'static str, path: &'static str) -> Self {
+        Measure {
+            server,
+            page,
+            path,
+            connections: CONNECTIONS,
+            cookie: None,
+        }
+    }
 }
 
 /// What wrk measured.
@@ -103,24 +153,38 @@ pub fn run(root: &Path) -> Result<()> {
     }
     same_customers(&raw, &native)?;
 
-    let cookie = sign_in(raw.port)?;
-    let mut runs = Vec::new();
-    for (page, path) in [("hello", "/hello/bench"), ("db 10 rows", "/customers-page")] {
-        for server in [&raw, &native, &wasmtime_serve] {
-            if server.name == "wasmtime serve" && page != "hello" {
-                continue;
-            }
-            runs.push(measure(server, page, path, CONNECTIONS, None)?);
-        }
+    // The same app with its access log on, as users run it: to a file,
+    // as text and as JSON.
+    let mut logging = Vec::new();
+    for (name, log) in [
+        ("RawaLite (access log, text)", Log::Text),
+        ("RawaLite (access log, JSON)", Log::Json),
+    ] {
+        let port = free_port()?;
+        let mut command = rawalite_serve(&rawalite, &manifest, port, &cache);
+        log.apply(&mut command);
+        logging.push(Server::start(name, &mut command, port, &work)?);
     }
-    runs.push(measure(
-        &raw,
-        "dashboard (signed in)",
-        "/dashboard/",
-        CONNECTIONS,
-        Some(&cookie),
-    )?);
-    runs.push(measure(&raw, "hello", "/hello/bench", MANY, None)?);
+
+    let cookie = sign_in(raw.port)?;
+    let mut plan = Vec::new();
+    for server in [&raw, &native, &wasmtime_serve, &logging[0], &logging[1]] {
+        plan.push(Measure::new(server, "hello", "/hello/bench"));
+    }
+    for server in [&raw, &native] {
+        plan.push(Measure::new(server, "db 10 rows", "/customers-page"));
+    }
+    plan.push(Measure {
+        cookie: Some(&cookie),
+        ..Measure::new(&raw, "dashboard (signed in)", "/dashboard/")
+    });
+    plan.push(Measure {
+        connections: MANY,
+        ..Measure::new(&raw, "hello", "/hello/bench")
+    });
+    let mut runs = measure(&plan, ROUNDS)?;
+    drop(plan);
+    drop(logging);
 
     super::step(&format!(
         "RawaLite · db 10 rows for {LONG_RUN} s: RSS after 5 s and at the end"
@@ -150,29 +214,37 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One wrk run of `path` on `server`, after a warm-up.
-fn measure(
-    server: &Server,
-    page: &'static str,
-    path: &str,
-    connections: usize,
-    cookie: Option<&str>,
-) -> Result<Run> {
-    super::step(&format!(
-        "{} · {page}: wrk -c{connections} -d{DURATION}",
-        server.name
-    ));
-    wrk(&server.url(path), WARM_UP, connections, cookie)?;
-    let load = wrk(&server.url(path), DURATION, connections, cookie)?;
-    Ok(Run {
-        system: server.name,
-        page,
-        connections,
-        requests_per_second: load.requests_per_second,
-        p50_ms: load.p50_ms,
-        p99_ms: load.p99_ms,
-        peak_rss_mib: status_kib(server.child.id(), "VmHWM")? as f64 / 1024.0,
-    })
+/// Everything in `plan`, in `rounds` rounds: within a round each in turn,
+/// so a drift of the machine's speed falls on all of them alike.
+fn measure(plan: &[Measure], rounds: usize) -> Result<Vec<Run>> {
+    let mut runs: Vec<Run> = plan
+        .iter()
+        .map(|m| Run {
+            system: m.server.name,
+            page: m.page,
+            connections: m.connections,
+            rounds: Vec::new(),
+            peak_rss_mib: 0.0,
+        })
+        .collect();
+    for round in 1..=rounds {
+        for (m, run) in plan.iter().zip(&mut runs) {
+            super::step(&format!(
+                "round {round}/{rounds} · {} · {}: wrk -c{} -d{DURATION}",
+                m.server.name, m.page, m.connections
+            ));
+            let url = m.server.url(m.path);
+            if round == 1 {
+                wrk(&url, WARM_UP, m.connections, m.cookie)?;
+            }
+            run.rounds
+                .push(wrk(&url, DURATION, m.connections, m.cookie)?);
+        }
+    }
+    for (m, run) in plan.iter().zip(&mut runs) {
+        run.peak_rss_mib = status_kib(m.server.child.id(), "VmHWM")? as f64 / 1024.0;
+    }
+    Ok(runs)
 }
 
 /// The native baseline serving from `database` (a file or a URL).
@@ -234,23 +306,16 @@ fn on_postgres(root: &Path, rawalite: &Path, work: &Path) -> Result<Vec<Run>> {
     )?;
     same_customers(&raw, &pooled)?;
     let cookie = sign_in(raw.port)?;
-    let mut runs = Vec::new();
-    for server in [&raw, &native, &pooled] {
-        runs.push(measure(
-            server,
-            "db 10 rows (PostgreSQL)",
-            "/customers-page",
-            CONNECTIONS,
-            None,
-        )?);
-    }
-    runs.push(measure(
-        &raw,
-        "dashboard (signed in, PostgreSQL)",
-        "/dashboard/",
-        CONNECTIONS,
-        Some(&cookie),
-    )?);
+    let mut plan: Vec<Measure> = [&raw, &native, &pooled]
+        .into_iter()
+        .map(|server| Measure::new(server, "db 10 rows (PostgreSQL)", "/customers-page"))
+        .collect();
+    plan.push(Measure {
+        cookie: Some(&cookie),
+        ..Measure::new(&raw, "dashboard (signed in, PostgreSQL)", "/dashboard/")
+    });
+    let mut runs = measure(&plan, ROUNDS)?;
+    drop(plan);
     drop((raw, native, pooled));
     runs.extend(through_haproxy(root, rawalite, &manifest, work)?);
     Ok(runs)
@@ -323,12 +388,15 @@ fn through_haproxy(root: &Path, rawalite: &Path, manifest: &Path, work: &Path) -
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        runs.push(measure(
-            &balancer,
-            "db 10 rows (PostgreSQL, via HAProxy)",
-            "/customers-page",
-            CONNECTIONS,
-            None,
+        // Its rounds one after another: the hosts differ from one system
+        // to the next.
+        runs.extend(measure(
+            &[Measure::new(
+                &balancer,
+                "db 10 rows (PostgreSQL, via HAProxy)",
+                "/customers-page",
+            )],
+            ROUNDS,
         )?);
         drop(balancer);
         drop(hosts);
@@ -689,6 +757,24 @@ fn long_run(server: &Server, path: &str) -> Result<(f64, f64)> {
     Ok((early, late))
 }
 
+/// RawaLite's log in a run: warnings only, as the other servers log
+/// nothing either, or its default (the access log too) as text or JSON.
+#[derive(Clone, Copy)]
+enum Log {
+    Text,
+    Json,
+}
+
+impl Log {
+    /// Turns `serve`'s default log on in `command`, in this format.
+    fn apply(self, command: &mut Command) {
+        command.env_remove("RUST_LOG");
+        if let Log::Json = self {
+            command.args(["--log-format", "json"]);
+        }
+    }
+}
+
 /// `rawalite serve` of `manifest` on `port` with its compile cache in
 /// `cache`, logging only warnings (the other servers log nothing either).
 fn rawalite_serve(rawalite: &Path, manifest: &Path, port: u16, cache: &Path) -> Command {
@@ -761,49 +847,86 @@ impl Report {
             .find(|r| r.system == system && r.page == page && r.connections == CONNECTIONS)
     }
 
-    fn ratio(&self, page: &str, other: &str) -> Option<f64> {
-        Some(
-            self.find("RawaLite", page)?.requests_per_second
-                / self.find(other, page)?.requests_per_second,
-        )
+    /// `system` over `other` on `page`, round by round: the median ratio
+    /// and the range.
+    fn ratio(&self, system: &str, other: &str, page: &str) -> Option<(f64, f64, f64)> {
+        let (a, b) = (self.find(system, page)?, self.find(other, page)?);
+        let mut ratios: Vec<f64> = a
+            .rounds
+            .iter()
+            .zip(&b.rounds)
+            .map(|(a, b)| a.requests_per_second / b.requests_per_second)
+            .collect();
+        let (lo, hi) = spread(ratios.iter().copied());
+        ratios.sort_by(f64::total_cmp);
+        Some((ratios[ratios.len() / 2], lo, hi))
     }
 
     fn markdown(&self) -> String {
-        let mut md = String::new();
-        md += "| system | page | connections | requests/s | p50 | p99 | peak RSS |\n|---|---|---:|---:|---:|---:|---:|\n";
+        let mut md = format!(
+            "Settings: `wrk -t2 -c{CONNECTIONS}` (and `-c{MANY}` where the table says), {ROUNDS} rounds of {DURATION} after a {WARM_UP} warm-up, the systems taking turns within each round; figures are the median round with the range of all rounds. RawaLite: `rawalite serve` with its defaults (workers: one per core; renders at once: 8 per core), its log at `warn` like the other servers except in the rows that say access log (its default log, to a file). Native: axum on tokio's default multi-thread runtime with rusqlite (a connection per worker thread) or tokio-postgres. wasmtime serve {WASMTIME_VERSION} with the pooling allocator. Everything, wrk included, shares this machine's {} cores. The database is seeded through the app's own migrations.\n\n",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        md += "| system | page | connections | requests/s (median, range) | p50 | p99 | peak RSS |\n|---|---|---:|---:|---:|---:|---:|\n";
         for r in &self.runs {
+            let (lo, hi) = r.range();
+            let median = r.median();
             md += &format!(
-                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.1} MiB |\n",
+                "| {} | {} | {} | {:.0} ({:.0}–{:.0}) | {:.2} ms | {:.2} ms | {:.1} MiB |\n",
                 r.system,
                 r.page,
                 r.connections,
-                r.requests_per_second,
-                r.p50_ms,
-                r.p99_ms,
+                median.requests_per_second,
+                lo,
+                hi,
+                median.p50_ms,
+                median.p99_ms,
                 r.peak_rss_mib
             );
         }
-        md += "\n| ratio (requests/s) | value | target |\n|---|---:|---:|\n";
-        let ratio = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}x"));
-        md += &format!(
-            "| hello: RawaLite / wasmtime serve | {} | ≥ 4x |\n",
-            ratio(self.ratio("hello", "wasmtime serve"))
+        md += "\n| ratio (requests/s, within each round) | median | range | target |\n|---|---:|---:|---:|\n";
+        let mut row = |what: &str, ratio: Option<(f64, f64, f64)>, target: &str| {
+            md += &match ratio {
+                Some((median, lo, hi)) => {
+                    format!("| {what} | {median:.2}x | {lo:.2}–{hi:.2}x | {target} |\n")
+                }
+                None => format!("| {what} | - | - | {target} |\n"),
+            };
+        };
+        row(
+            "hello: RawaLite / wasmtime serve",
+            self.ratio("RawaLite", "wasmtime serve", "hello"),
+            "≥ 4x",
         );
-        md += &format!(
-            "| hello: RawaLite / native | {} | ≥ 0.4x |\n",
-            ratio(self.ratio("hello", "native"))
+        row(
+            "hello: RawaLite / native",
+            self.ratio("RawaLite", "native", "hello"),
+            "≥ 0.5x",
         );
-        md += &format!(
-            "| db 10 rows: RawaLite / native | {} | ≥ 0.6x |\n",
-            ratio(self.ratio("db 10 rows", "native"))
+        row(
+            "hello: access log (text, to a file) / log at warn",
+            self.ratio("RawaLite (access log, text)", "RawaLite", "hello"),
+            "≥ 0.95x",
         );
-        md += &format!(
-            "| db 10 rows on PostgreSQL: RawaLite / native (tokio-postgres, connections shared) | {} | ≥ 0.6x |\n",
-            ratio(self.ratio("db 10 rows (PostgreSQL)", "native"))
+        row(
+            "hello: access log (JSON, to a file) / log at warn",
+            self.ratio("RawaLite (access log, JSON)", "RawaLite", "hello"),
+            "≥ 0.95x",
         );
-        md += &format!(
-            "| db 10 rows on PostgreSQL: RawaLite / native (a pool: one request per connection) | {} | |\n",
-            ratio(self.ratio("db 10 rows (PostgreSQL)", "native (pool)"))
+        row(
+            "db 10 rows: RawaLite / native",
+            self.ratio("RawaLite", "native", "db 10 rows"),
+            "≥ 0.7x",
+        );
+        row(
+            "db 10 rows on PostgreSQL: RawaLite / native (tokio-postgres, connections shared)",
+            self.ratio("RawaLite", "native", "db 10 rows (PostgreSQL)"),
+            "≥ 0.6x",
+        );
+        row(
+            "db 10 rows on PostgreSQL: RawaLite / native (a pool: one request per connection)",
+            self.ratio("RawaLite", "native (pool)", "db 10 rows (PostgreSQL)"),
+            "",
         );
         md += &format!(
             "\n| RawaLite | value | target |\n|---|---:|---:|\n| RSS after 5 s of load | {:.1} MiB | |\n| RSS after {LONG_RUN} s of load | {:.1} MiB ({:+.1}%) | within 10% |\n| cold start, warm compile cache (median of 5) | {:.0} ms | ≤ 250 ms |\n| cold start, empty compile cache (median of 3) | {:.0} ms | |\n",
@@ -856,7 +979,7 @@ impl Report {
             .runs
             .iter()
             .filter(|r| r.connections == CONNECTIONS)
-            .map(|r| r.requests_per_second)
+            .map(Run::requests_per_second)
             .fold(1.0, f64::max);
         let (width, height, left, top, chart_h) = (900.0, 340.0, 70.0, 40.0, 220.0);
         let group_w = (width - left - 20.0) / pages.len() as f64;
@@ -882,7 +1005,7 @@ impl Report {
                 let Some(run) = self.find(system, page) else {
                     continue;
                 };
-                let h = chart_h * run.requests_per_second / max;
+                let h = chart_h * run.requests_per_second() / max;
                 let x = x0 + placed as f64 * (bar_w + 6.0);
                 placed += 1;
                 svg += &format!(
@@ -890,7 +1013,7 @@ impl Report {
                     top + chart_h - h,
                     x + bar_w / 2.0,
                     top + chart_h - h - 4.0,
-                    run.requests_per_second
+                    run.requests_per_second()
                 );
             }
             svg += &format!(
