@@ -35,6 +35,39 @@ struct Pool {
     permits: tokio::sync::Semaphore,
 }
 
+impl Pool {
+    /// A free connection's index, given back when the loan is dropped,
+    /// also when a client hangs up and its request is cancelled midway.
+    async fn lend(&self) -> Lent<'_> {
+        let permit = self.permits.acquire().await.expect("never closed");
+        let index = self
+            .free
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("a permit means a free one");
+        Lent {
+            pool: self,
+            index,
+            _permit: permit,
+        }
+    }
+}
+
+/// A connection lent by [`Pool::lend`].
+struct Lent<'a> {
+    pool: &'a Pool,
+    index: usize,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        // Before the permit goes (fields drop after this).
+        self.pool.free.lock().unwrap().push(self.index);
+    }
+}
+
 /// As many connections as RawaLite gives one guest on one host.
 const POSTGRES_CONNECTIONS: usize = 8;
 
@@ -157,17 +190,9 @@ async fn postgres_customers(
             client.query(statement, &[]).await?
         }
         Some(pool) => {
-            let _permit = pool.permits.acquire().await.expect("never closed");
-            let i = pool
-                .free
-                .lock()
-                .unwrap()
-                .pop()
-                .expect("a permit means a free one");
-            let (client, statement) = &clients[i];
-            let rows = client.query(statement, &[]).await;
-            pool.free.lock().unwrap().push(i);
-            rows?
+            let lent = pool.lend().await;
+            let (client, statement) = &clients[lent.index];
+            client.query(statement, &[]).await?
         }
     };
     Ok(pages::customers(rows.iter().map(|r| {
