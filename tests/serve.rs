@@ -917,15 +917,20 @@ fn healthz_says_the_database_migrations_and_guests_are_ready() {
     assert_security_headers(&r);
 }
 
-#[test]
-fn watch_reports_a_guest_that_never_loaded_as_unhealthy_and_logs_json() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::guest("hello"), dir.path().join("page.wasm")).unwrap();
+/// An app in `dir` with hello at `/page`, from a copy of its component.
+fn hello_app(dir: &std::path::Path) {
+    std::fs::copy(common::guest("hello"), dir.join("page.wasm")).unwrap();
     std::fs::write(
-        dir.path().join("rawalite.toml"),
+        dir.join("rawalite.toml"),
         "[app]\nname = \"h\"\ndata_dir = \"data\"\n\n[[guest]]\nname = \"page\"\ncomponent = \"page.wasm\"\nroute = \"/page\"\n",
     )
     .unwrap();
+}
+
+#[test]
+fn watch_reports_a_guest_that_never_loaded_as_unhealthy_and_logs_json() {
+    let dir = tempfile::tempdir().unwrap();
+    hello_app(dir.path());
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let served = Served::start_with(
         &dir.path().join("rawalite.toml"),
@@ -1124,12 +1129,7 @@ fn the_compile_cache_keeps_what_is_served_and_drops_the_rest_past_its_cap() {
 #[test]
 fn a_log_nobody_reads_never_holds_up_a_request() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::guest("hello"), dir.path().join("page.wasm")).unwrap();
-    std::fs::write(
-        dir.path().join("rawalite.toml"),
-        "[app]\nname = \"h\"\ndata_dir = \"data\"\n\n[[guest]]\nname = \"page\"\ncomponent = \"page.wasm\"\nroute = \"/page\"\n",
-    )
-    .unwrap();
+    hello_app(dir.path());
     // stderr is a pipe this test never reads: it is full after a few
     // hundred access lines, and a write to it would wait forever.
     let mut served = Served::start_with(

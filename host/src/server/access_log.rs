@@ -70,41 +70,31 @@ impl Access<'_> {
 
     /// As tracing's text formatter writes an event without colours.
     fn text(&self, line: &mut Vec<u8>, prefix: &str, micros: u32) -> std::io::Result<()> {
-        let Access {
-            id,
-            method,
-            path,
-            status,
-            guest,
-            us,
-        } = self;
         writeln!(
             line,
-            "{prefix}.{micros:06}Z  INFO rawalite::access: request={id} method={method} path={path:?} status={status} guest={guest:?} us={us}"
+            "{prefix}.{micros:06}Z  INFO rawalite::access: request={} method={} path={:?} status={} guest={:?} us={}",
+            self.id, self.method, self.path, self.status, self.guest, self.us
         )
     }
 
     /// As tracing's JSON formatter writes an event, except that the path is
     /// a JSON string of its own rather than its quoted Rust form.
     fn json(&self, line: &mut Vec<u8>, prefix: &str, micros: u32) -> std::io::Result<()> {
-        let Access {
-            id,
-            method,
-            path,
-            status,
-            guest,
-            us,
-        } = self;
         write!(
             line,
-            "{{\"timestamp\":\"{prefix}.{micros:06}Z\",\"level\":\"INFO\",\"fields\":{{\"request\":\"{id}\",\"method\":"
+            "{{\"timestamp\":\"{prefix}.{micros:06}Z\",\"level\":\"INFO\",\"fields\":{{\"request\":\"{}\",\"method\":",
+            self.id
         )?;
-        serde_json::to_writer(&mut *line, method.as_str())?;
+        serde_json::to_writer(&mut *line, self.method.as_str())?;
         line.extend_from_slice(b",\"path\":");
-        serde_json::to_writer(&mut *line, path)?;
-        write!(line, ",\"status\":{status},\"guest\":")?;
-        serde_json::to_writer(&mut *line, guest)?;
-        writeln!(line, ",\"us\":{us}}},\"target\":\"rawalite::access\"}}")
+        serde_json::to_writer(&mut *line, self.path)?;
+        write!(line, ",\"status\":{},\"guest\":", self.status)?;
+        serde_json::to_writer(&mut *line, self.guest)?;
+        writeln!(
+            line,
+            ",\"us\":{}}},\"target\":\"rawalite::access\"}}",
+            self.us
+        )
     }
 }
 
