@@ -13,8 +13,8 @@ use std::time::SystemTime;
 type Target = (&'static str, &'static str, fn(f64, f64) -> bool);
 
 const TARGETS: &[Target] = &[
-    ("hello/guest", "median ≤ 10 µs", |median, _| {
-        median <= 10_000.0
+    ("hello/guest", "median ≤ 6 µs", |median, _| {
+        median <= 6_000.0
     }),
     ("db-query/guest", "≤ 2x native", |median, native| {
         median <= 2.0 * native
