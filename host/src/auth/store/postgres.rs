@@ -463,21 +463,15 @@ impl PostgresStore {
     }
 }
 
-/// Runs `work` on `conn` no later than `deadline`. A connection whose work
-/// failed or ran out of time is not given back to the pool: a transaction
-/// of it may still be open (or aborted), and the next caller would meet it.
+/// Runs `work` on `conn` no later than `deadline` ([`Pooled::until`]).
 async fn until<T>(
     deadline: Instant,
     conn: &Pooled,
     work: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, StoreError> {
-    let outcome = tokio::time::timeout_at(deadline.into(), conn.drive(work)).await;
-    if !matches!(outcome, Ok(Ok(_))) {
-        conn.discard();
-    }
-    match outcome {
-        Ok(result) => result.map_err(StoreError::Db),
-        Err(_) => Err(StoreError::Pool(PoolError::Busy)),
+    match conn.until(deadline, work).await {
+        Some(result) => result.map_err(StoreError::Db),
+        None => Err(StoreError::Pool(PoolError::Busy)),
     }
 }
 

@@ -96,28 +96,19 @@ impl SharedUsage {
     }
 }
 
-/// Runs `work` on `conn` no later than `deadline`. A connection whose work
-/// failed or ran out of time is closed rather than given back: its
-/// transaction may still be open.
+/// Runs `work` on `conn` no later than `deadline` ([`Pooled::until`]):
+/// a lock not had in time is [`RootError::Busy`].
 async fn step<T>(
     deadline: Instant,
     conn: &Pooled,
     work: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, RootError> {
-    let outcome = tokio::time::timeout_at(deadline.into(), conn.drive(work)).await;
-    match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            conn.discard();
-            if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
-                Err(RootError::Busy)
-            } else {
-                Err(RootError::Shared(e.to_string()))
-            }
-        }
-        Err(_) => {
-            conn.discard();
+    match conn.until(deadline, work).await {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
             Err(RootError::Busy)
         }
+        Some(Err(e)) => Err(RootError::Shared(e.to_string())),
+        None => Err(RootError::Busy),
     }
 }

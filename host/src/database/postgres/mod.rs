@@ -489,6 +489,24 @@ impl Pooled {
         self.broken.store(true, Ordering::Relaxed);
     }
 
+    /// [`Pooled::drive`] no later than `deadline` (`None` when it ran out
+    /// of time). A connection whose work failed or ran out of time is
+    /// closed rather than given back: a transaction of it may still be
+    /// open (or aborted), and the next caller would meet it.
+    pub async fn until<T>(
+        &self,
+        deadline: Instant,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Option<Result<T, tokio_postgres::Error>> {
+        let outcome = tokio::time::timeout_at(deadline.into(), self.drive(work))
+            .await
+            .ok();
+        if !matches!(outcome, Some(Ok(_))) {
+            self.discard();
+        }
+        outcome
+    }
+
     /// Runs `work`, which uses this connection, polling the connection's
     /// I/O beside it: requests go out from the calling thread, with no
     /// task between it and the socket.
