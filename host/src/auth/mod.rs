@@ -381,8 +381,27 @@ impl Auth {
     /// and its user may still sign in. An expired session is deleted.
     pub fn resolve(&self, token: &Token) -> Option<Signed> {
         let hash = token.hash();
+        let found = self.store.resolve(&hash);
+        self.admit(token, &hash, found)
+    }
+
+    /// [`Auth::resolve`] for a request of `serve`'s, whose worker serves
+    /// other requests while the database answers.
+    pub async fn resolve_async(&self, token: &Token) -> Option<Signed> {
+        let hash = token.hash();
+        let found = self.store.resolve_async(&hash).await;
+        self.admit(token, &hash, found)
+    }
+
+    /// The signed-in user, if the session `found` for `hash` is one.
+    fn admit(
+        &self,
+        token: &Token,
+        hash: &[u8],
+        found: anyhow::Result<Option<store::Resolved>>,
+    ) -> Option<Signed> {
         let now = now();
-        let found = match self.store.resolve(&hash) {
+        let found = match found {
             Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
@@ -390,18 +409,18 @@ impl Auth {
                 return None;
             }
         };
-        if !bool::from(found.token_hash.as_slice().ct_eq(hash.as_slice())) {
+        if !bool::from(found.token_hash.as_slice().ct_eq(hash)) {
             return None;
         }
         let idle = self.policy.idle.as_secs() as i64;
         if now >= found.expires_at || now - found.last_seen_at >= idle || found.user.disabled {
-            self.store.try_expire(&hash);
+            self.store.try_expire(hash);
             return None;
         }
         // Touch at most once a minute: a write per request would cost an
         // fsync per page view.
         if now - found.last_seen_at >= 60 {
-            self.store.try_touch(&hash, now);
+            self.store.try_touch(hash, now);
         }
         Some(Signed {
             user: found.user,

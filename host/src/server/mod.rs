@@ -574,7 +574,10 @@ async fn respond<'s>(
     // The render runs right here, on the async worker: the guest yields at
     // every epoch tick and its blocking calls step off the worker, so no
     // request waits behind it (and none pays a hand-off to another thread).
-    let signed = token.and_then(|t| server.app.auth.resolve(&t));
+    let signed = match token {
+        Some(token) => server.app.auth.resolve_async(&token).await,
+        None => None,
+    };
     let caller = Caller {
         user: signed.as_ref().map(|s| s.user.clone()),
         token: signed.map(|s| s.token),

@@ -134,6 +134,16 @@ impl Store {
         each!(self, s => s.resolve(token_hash))
     }
 
+    /// [`Store::resolve`] for a request of `serve`'s: on PostgreSQL its
+    /// worker serves other requests while the database answers (SQLite's
+    /// readers answer in a few microseconds).
+    pub async fn resolve_async(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
+        match self {
+            Store::Sqlite(s) => s.resolve(token_hash),
+            Store::Postgres(s) => s.resolve_async(token_hash).await,
+        }
+    }
+
     /// Deletes an expired session, or notes that a session was used at
     /// `now`, if that can be done at once; otherwise a later request does.
     pub fn try_expire(&self, token_hash: &[u8]) {

@@ -51,11 +51,21 @@ impl PostgresStore {
         deadline: Instant,
         work: impl for<'c> FnOnce(&'c Pooled) -> Work<'c, T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.database.run(self.on_connection(deadline, work))
+    }
+
+    /// `work` on one of the host's connections, waited for no later than
+    /// `deadline`, as a future.
+    fn on_connection<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        work: impl for<'c> FnOnce(&'c Pooled) -> Work<'c, T> + Send + 'static,
+    ) -> impl Future<Output = Result<T, StoreError>> {
         let pool = self.pool.clone();
-        self.database.run(async move {
+        async move {
             let conn = pool.get(deadline).await.map_err(StoreError::Pool)?;
             until(deadline, &conn, work(&conn)).await
-        })
+        }
     }
 
     pub fn add_user(
@@ -265,8 +275,21 @@ impl PostgresStore {
     }
 
     pub fn resolve(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
+        Ok(self.database.run(self.resolving(token_hash))?)
+    }
+
+    /// [`PostgresStore::resolve`] for a request of `serve`'s: its worker
+    /// serves other requests while the database answers.
+    pub async fn resolve_async(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
+        Ok(self.database.awaited(self.resolving(token_hash)).await?)
+    }
+
+    fn resolving(
+        &self,
+        token_hash: &[u8],
+    ) -> impl Future<Output = Result<Option<Resolved>, StoreError>> {
         let hash = token_hash.to_vec();
-        Ok(self.with(patient(), move |c| {
+        self.on_connection(patient(), move |c| {
             Box::pin(async move {
                 // Every signed-in request: prepared once per connection.
                 let statement = c
@@ -291,7 +314,7 @@ impl PostgresStore {
                     },
                 }))
             })
-        })?)
+        })
     }
 
     pub fn try_expire(&self, token_hash: &[u8]) {

@@ -124,6 +124,21 @@ impl Postgres {
         })
     }
 
+    /// Awaits `work` on the caller's runtime when its workers always run
+    /// (`serve`'s): the caller's task (a guest's fiber, a request) waits
+    /// and the worker serves others. A runtime of one thread (`rawalite
+    /// render`, the tests, the bench) runs only while it is polled, so
+    /// there the call waits on this thread ([`Postgres::run`]) with the
+    /// database's runtime watching the socket: an answer then wakes this
+    /// thread, not that runtime's reactor.
+    pub async fn awaited<T>(&self, work: impl Future<Output = T>) -> T {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => work.await,
+            _ => self.run(work),
+        }
+    }
+
     /// The host's own connections.
     pub fn host(&self) -> Arc<Pool> {
         self.host.clone()

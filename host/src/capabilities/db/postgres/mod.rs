@@ -29,7 +29,6 @@ use futures_util::{StreamExt, pin_mut};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::runtime::RuntimeFlavor;
 use tokio_postgres::error::SqlState;
 use values::{Param, Raw, cell};
 
@@ -99,6 +98,7 @@ impl GuestPostgres {
         let limits = *limits;
         let tables = checked.tables.clone();
         let result = self
+            .database
             .awaited(call(&self.pool, deadline, false, |conn| {
                 let (checked, params) = (checked.clone(), params.clone());
                 Box::pin(async move { rows::<S>(conn, &checked, &params, &limits).await })
@@ -176,6 +176,7 @@ impl GuestPostgres {
         }
         let batch = Arc::new(batch);
         let outcomes = self
+            .database
             .awaited(call(&self.pool, deadline, true, |conn| {
                 let batch = batch.clone();
                 Box::pin(async move {
@@ -207,21 +208,6 @@ impl GuestPostgres {
         let rows = outcomes.iter().map(|o| o.changed as usize).sum();
         let tables = tables.into_iter().collect::<Vec<_>>().join(",").into();
         Ok((outcomes, Touched { tables, rows }))
-    }
-}
-
-impl GuestPostgres {
-    /// Awaits `work` on the caller's runtime when its workers always run
-    /// (`serve`'s): the guest's fiber waits and the worker serves others.
-    /// A runtime of one thread (`rawalite render`, the tests, the bench)
-    /// runs only while it is polled, so the call waits on this thread with
-    /// the database's runtime watching the socket: an answer then wakes
-    /// this thread, not that runtime's reactor.
-    async fn awaited<T>(&self, work: impl Future<Output = T>) -> T {
-        match tokio::runtime::Handle::try_current() {
-            Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => work.await,
-            _ => self.database.run(work),
-        }
     }
 }
 
