@@ -301,3 +301,23 @@ fn log_write_is_held_to_the_output_caps() {
     assert_eq!(lines, 64, "{err}");
     assert!(err.contains("was not logged"), "one summary: {err}");
 }
+
+#[test]
+fn the_time_and_entropy_are_the_hosts_on_every_request() {
+    let first = json(render("python-probe", &get("/fresh")));
+    let second = json(render("python-probe", &get("/fresh")));
+    for key in ["random", "urandom", "token", "system"] {
+        assert_ne!(first[key], second[key], "{key} repeated: {first} {second}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for row in [&first, &second] {
+        let time = row["time"].as_f64().unwrap();
+        assert!((now - time).abs() < 60.0, "{time} is not now ({now})");
+        let ns = row["time_ns"].as_u64().unwrap() as f64 / 1e9;
+        assert!((ns - time).abs() < 60.0, "{row}");
+    }
+    assert!(second["time_ns"].as_u64() >= first["time_ns"].as_u64());
+}

@@ -269,3 +269,44 @@ fn an_artifact_not_made_from_this_component_or_not_private_is_recompiled_not_run
     load(&restarted, "hello", Limits::default());
     assert_eq!(restarted.cache_stats().compiled, 1, "a hard link");
 }
+
+#[test]
+fn a_rust_guest_reads_the_hosts_clock_and_fresh_entropy_on_every_request() {
+    let (rt, _cache) = runtime();
+    let probe = load(&rt, "probe", Limits::default());
+    let fresh = || -> serde_json::Value {
+        let res = response(probe.render(&get("/fresh"), Caller::default()).outcome);
+        serde_json::from_slice(&res.body).unwrap()
+    };
+    let (first, second) = (fresh(), fresh());
+    assert_ne!(first["seeded"], second["seeded"], "{first} {second}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        now.abs_diff(first["time"].as_u64().unwrap()) < 60,
+        "{first}"
+    );
+}
+
+#[test]
+fn random_bytes_are_bounded_per_call() {
+    let (rt, _cache) = runtime();
+    let probe = load(&rt, "probe", Limits::default());
+    let random = |n: u32| {
+        probe
+            .render(
+                &common::get_with("/random", &[("n", &n.to_string())]),
+                Caller::default(),
+            )
+            .outcome
+    };
+    let res = response(random(65536));
+    assert_eq!(res.body, br#"{"len":65536}"#);
+    let why = stopped(random(65537));
+    assert!(
+        format!("{why:?}").contains("at most 65536 per call"),
+        "{why:?}"
+    );
+}

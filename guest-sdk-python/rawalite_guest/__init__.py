@@ -22,21 +22,30 @@ the host answers with the matching status. Any other exception is a bug: its
 traceback goes to the log and the host stops the guest with its message and
 line (``rawalite render`` exits 4).
 
-The guest has no clock, no entropy and no files outside ``paths``: WASI is
-stubbed out. With a ``db`` grant, SQLite has the time and random numbers:
-``db.query("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now, random() AS r")``. Everything a page needs is imported when the component is built
+The guest has no files outside ``paths``: WASI is stubbed out. The time and
+entropy come from the host on every request instead (the bridge's ``clock``
+and ``random``): ``time.time()``, ``time.time_ns()``, ``os.urandom()``,
+``secrets`` and ``random.SystemRandom`` ask the host each call, and
+``random``'s module-level generator is reseeded from the host before every
+request. For a ``datetime``, use ``datetime.fromtimestamp(time.time(),
+timezone.utc)`` (``datetime.now()`` reads WASI's stubbed clock). Everything a page needs is imported when the component is built
 (here, at the top of this module); a module first imported while rendering
 may need the file system and stops the guest.
 """
 
 import json
+import os
+import random
 import struct
 import sys
+import time
 import traceback
 from urllib.parse import parse_qsl
 
 from componentize_py_types import Err
+from wit_world.imports import clock as _clock
 from wit_world.imports import log as _log
+from wit_world.imports import random as _host_random
 from wit_world.imports import session as _session
 from wit_world.imports import types as _types
 
@@ -464,6 +473,28 @@ sys.stdout = _Output(_log.Output.STDOUT)
 sys.stderr = _Output(_log.Output.STDERR)
 
 
+# --- time and entropy -----------------------------------------------------------
+# WASI is stubbed out, so the interpreter's own clock and entropy are the
+# build's, frozen into the component: they come from the host instead.
+
+def _urandom(n: int) -> bytes:
+    """``os.urandom``: ``n`` bytes from the host's secure generator."""
+    if n < 0:
+        raise ValueError("negative argument not allowed")
+    chunks = []
+    while n > 0:
+        take = min(n, 65536)
+        chunks.append(bytes(_host_random.bytes(take)))
+        n -= take
+    return b"".join(chunks)
+
+
+os.urandom = _urandom
+random._urandom = _urandom  # random.SystemRandom and secrets draw from it
+time.time = lambda: _clock.now_micros() / 1_000_000
+time.time_ns = lambda: _clock.now_micros() * 1000
+
+
 def _source(filename: str) -> str:
     # componentize-py files its sources under /<n>/; the rest is the
     # developer's own path.
@@ -500,6 +531,9 @@ def export(render):
 
     class WitWorld:
         def render(self, raw: _types.Request) -> _types.Response:
+            # Each request starts from the build's snapshot: without this,
+            # random.random() would give every request the same numbers.
+            random.seed(_urandom(32))
             try:
                 response = render(Request(raw))
             except Error as e:

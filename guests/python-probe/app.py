@@ -1,6 +1,11 @@
 """The Python test instrument: each route exercises one part of the Python
 SDK so the host's tests can check it from outside (tests/python.rs)."""
 
+import os
+import random
+import secrets
+import time
+
 from rawalite_guest import NotFound, Request, Response, db, escape, export, paths, session
 
 
@@ -38,9 +43,21 @@ def values(req: Request) -> Response:
 
 
 def now(req: Request) -> Response:
-    # No WASI clock or entropy in a Python guest: SQLite has both.
+    # SQLite's clock and random numbers, through db.
     row = db.query("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now, random() AS r").first()
     return Response.json(row)
+
+
+def fresh(req: Request) -> Response:
+    # The interpreter's own clock and entropy: the host's, on every request.
+    return Response.json({
+        "time": time.time(),
+        "time_ns": time.time_ns(),
+        "random": random.random(),
+        "urandom": os.urandom(16).hex(),
+        "token": secrets.token_hex(16),
+        "system": random.SystemRandom().random(),
+    })
 
 
 def customers(req: Request) -> Response:
@@ -91,6 +108,7 @@ ROUTES = {
     "/values": values,
     "/customers": customers,
     "/now": now,
+    "/fresh": fresh,
     "/denied": denied,
     "/user": user,
     "/files": files,

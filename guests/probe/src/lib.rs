@@ -56,6 +56,23 @@ impl Renderer for Probe {
                 ok()
             }
             "/paths/access" => Ok(Response::json(&access_name(open_root(&req)?.access()))),
+            // The clock and entropy std reads through WASI: the host's.
+            "/fresh" => {
+                use std::hash::BuildHasher;
+                let time = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let seeded = std::hash::RandomState::new().hash_one(0u8);
+                Ok(Response::json(&json!({"time": time, "seeded": seeded})))
+            }
+            // The bridge's `random`, as a guest without WASI calls it.
+            "/random" => {
+                let n: u32 = param(&req, "n")?
+                    .parse()
+                    .map_err(|_| Error::invalid_input("`n` must be a whole number"))?;
+                let bytes = rawalite_guest::bindings::rawalite::bridge::random::bytes(n);
+                Ok(Response::json(&json!({"len": bytes.len()})))
+            }
             "/session/current" => Ok(Response::json(&session::current().map(user_json))),
             "/session/has-role" => Ok(Response::json(&session::has_role(param(&req, "role")?))),
             "/session/login" => {

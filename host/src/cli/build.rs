@@ -220,7 +220,7 @@ fn guest_world(capabilities: &[&str]) -> String {
         .collect();
     format!(
         "package rawalite:bridge@0.1.0;\n\n\
-         world guest {{\n{imports}  import log;\n\n  use types.{{request, response, error}};\n\n  \
+         world guest {{\n{imports}  import log;\n  import clock;\n  import random;\n\n  use types.{{request, response, error}};\n\n  \
          export render: func(req: request) -> result<response, error>;\n}}\n"
     )
 }

@@ -362,8 +362,10 @@ fn readme(name: &str, lang: Lang, caps: Caps) -> String {
             "The Python SDK (`rawalite_guest`) and the WIT come from the `rawalite` binary at \
              build time, so the guest always matches the host that runs it; each build leaves a copy \
              in `target/rawalite-sdk/` to read (its docstrings) and to point an editor at. The component is built \
-             with WASI stubbed out: no clock, no entropy, no files but the granted roots, and \
-             every module it uses must be imported at the top of a file.",
+             with WASI stubbed out: no files but the granted roots, and every module it uses must \
+             be imported at the top of a file. The time and entropy are the host's, on every \
+             request (`time.time()`, `os.urandom`, `secrets`, `random`; for a `datetime`, \
+             `datetime.fromtimestamp(time.time(), timezone.utc)`).",
         ),
     };
     let mut uses = Vec::new();

@@ -13,6 +13,8 @@ const BRIDGE: &[&str] = &[
     "rawalite:bridge/paths",
     "rawalite:bridge/session",
     "rawalite:bridge/log",
+    "rawalite:bridge/clock",
+    "rawalite:bridge/random",
 ];
 const BRIDGE_VERSION: &str = "0.1.";
 
@@ -100,13 +102,14 @@ impl Surface {
     }
 
     /// The capabilities this component imports (`db`, `paths`, `session`):
-    /// the bridge interfaces a grant governs, not `types` or `log`.
+    /// the bridge interfaces a grant governs, not `types`, `log`, `clock`
+    /// or `random`.
     pub fn capabilities(&self) -> impl Iterator<Item = &str> {
         self.imports.iter().filter_map(|i| {
             let (interface, _) = split_version(&i.item.name);
             interface
                 .strip_prefix("rawalite:bridge/")
-                .filter(|name| !matches!(*name, "types" | "log"))
+                .filter(|name| !matches!(*name, "types" | "log" | "clock" | "random"))
         })
     }
 }
@@ -187,6 +190,8 @@ mod tests {
     fn bridge_and_inert_wasi_are_allowed() {
         assert_eq!(verdict("rawalite:bridge/db@0.1.0"), None);
         assert_eq!(verdict("rawalite:bridge/log@0.1.0"), None);
+        assert_eq!(verdict("rawalite:bridge/clock@0.1.0"), None);
+        assert_eq!(verdict("rawalite:bridge/random@0.1.0"), None);
         assert_eq!(verdict("rawalite:bridge/types@0.1.3"), None);
         assert_eq!(verdict("wasi:cli/stdout@0.2.6"), None);
         assert_eq!(verdict("wasi:random/insecure-seed@0.2.0"), None);

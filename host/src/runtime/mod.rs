@@ -5,6 +5,7 @@
 //! inert WASI subset.
 
 mod cache;
+mod clock_random;
 mod engine;
 mod guest;
 mod imports;
@@ -107,6 +108,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker)?;
         log::add_to_linker(&mut linker)?;
+        clock_random::add_to_linker(&mut linker)?;
         capabilities::add_to_linker(&mut linker)?;
         Ok(Runtime {
             cache: cache::ComponentCache::new(&engine, cache_dir),
