@@ -28,7 +28,8 @@ and ``random``): ``time.time()``, ``time.time_ns()``, ``os.urandom()``,
 ``secrets`` and ``random.SystemRandom`` ask the host each call, and
 ``random``'s module-level generator is reseeded from the host before every
 request. For a ``datetime``, use ``datetime.fromtimestamp(time.time(),
-timezone.utc)`` (``datetime.now()`` reads WASI's stubbed clock). Everything a page needs is imported when the component is built
+timezone.utc)``: ``datetime.now()``, ``time.monotonic()`` and
+``time.perf_counter()`` read WASI's stubbed clocks and stop the guest. Everything a page needs is imported when the component is built
 (here, at the top of this module); a module first imported while rendering
 may need the file system and stops the guest.
 """
