@@ -2,7 +2,7 @@
 //! `wit/` and its doc comments (which also say what the host enforces).
 //! `cargo xtask test` checks that the file is what this would write.
 
-use super::StatusOk;
+use super::{StatusOk, dts};
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,20 +12,22 @@ use wit_parser::{
 
 const OUT: &str = "docs/WIT.md";
 
-/// Writes docs/WIT.md.
+/// Writes docs/WIT.md and the TypeScript SDK's declarations.
 pub fn write(root: &Path) -> Result<()> {
-    let text = generate(root)?;
-    std::fs::write(root.join(OUT), text)?;
-    println!("wrote {}", root.join(OUT).display());
+    for (out, text) in [(OUT, generate(root)?), (dts::OUT, dts::generate(root)?)] {
+        std::fs::write(root.join(out), text)?;
+        println!("wrote {}", root.join(out).display());
+    }
     Ok(())
 }
 
-/// Fails when docs/WIT.md is not what `cargo xtask docs` would write.
+/// Fails when either file is not what `cargo xtask docs` would write.
 pub fn check(root: &Path) -> Result<()> {
-    let want = generate(root)?;
-    let have = std::fs::read_to_string(root.join(OUT)).unwrap_or_default();
-    if have != want {
-        bail!("{OUT} is out of date with wit/: run `cargo xtask docs` and commit it");
+    for (out, want) in [(OUT, generate(root)?), (dts::OUT, dts::generate(root)?)] {
+        let have = std::fs::read_to_string(root.join(out)).unwrap_or_default();
+        if have != want {
+            bail!("{out} is out of date with wit/: run `cargo xtask docs` and commit it");
+        }
     }
     Ok(())
 }
