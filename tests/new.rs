@@ -14,9 +14,10 @@ fn rawalite_in(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env("RAWALITE_CACHE_DIR", dir.join("cache"))
-        // One componentize-py and one Cargo target for every run of the
-        // tests, so a rerun builds nothing it built before.
+        // One componentize-py, one set of npm tools and one Cargo target for
+        // every run of the tests, so a rerun builds nothing it built before.
         .env("RAWALITE_PYTHON_ENV", workspace().join("target/python"))
+        .env("RAWALITE_TS_TOOLS", workspace().join("target/typescript"))
         .env("CARGO_TARGET_DIR", workspace().join("target/new-projects"))
         .env_remove("RUST_LOG")
         .output()
@@ -115,6 +116,11 @@ fn a_new_python_project_builds_and_renders_outside_the_repository() {
 }
 
 #[test]
+fn a_new_typescript_project_builds_and_renders_outside_the_repository() {
+    new_build_render("typescript");
+}
+
+#[test]
 fn new_refuses_a_bad_name_and_an_existing_directory() {
     let parent = tempfile::tempdir().unwrap();
     let out = rawalite_in(parent.path(), &["new", "../escape"]);
@@ -154,4 +160,35 @@ fn a_python_guest_with_a_bug_fails_to_build_with_pythons_error() {
     let out = rawalite_in(&dir, &["build"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("SyntaxError"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_typescript_guest_with_a_type_error_fails_to_build_with_tscs_error() {
+    let parent = tempfile::tempdir().unwrap();
+    ok(rawalite_in(
+        parent.path(),
+        &[
+            "new",
+            "typo",
+            "--lang",
+            "typescript",
+            "--capabilities",
+            "db",
+        ],
+    ));
+    let dir = parent.path().join("typo");
+    let app = std::fs::read_to_string(dir.join("src/app.ts")).unwrap();
+    // A column typed as a number, used as a string: tsc's job to catch.
+    let broken = app.replace("${n} customers", "${n.toUpperCase()} customers");
+    assert_ne!(app, broken);
+    std::fs::write(dir.join("src/app.ts"), broken).unwrap();
+    let out = rawalite_in(&dir, &["build"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("src/app.ts") && err.contains("toUpperCase"),
+        "{err}"
+    );
+    assert!(err.contains("does not type-check"), "{err}");
+    assert!(!dir.join("target/typo.wasm").exists());
 }

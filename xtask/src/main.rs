@@ -10,9 +10,10 @@ mod apt;
 mod bench;
 mod browser;
 mod docs;
+mod dts;
 mod haproxy;
 mod postgres;
-mod python;
+mod sdk_guests;
 mod serve_bench;
 
 const USAGE: &str = "\
@@ -21,11 +22,14 @@ usage: cargo xtask <command> [args]
 commands:
   build          add the wasm32-wasip2 target if missing, build every guest into
                  target/guests/<name>.wasm (Rust guests with cargo, Python guests
-                 with componentize-py, installed into target/python when missing)
-                 and the host into target/release/rawalite
+                 with componentize-py, installed into target/python when missing,
+                 TypeScript guests with the npm tools of guest-sdk-ts/tools,
+                 installed into target/typescript) and the host into
+                 target/release/rawalite
   run [ARGS]     build, then serve the app of ./rawalite.toml with ./data
                  (ARGS go to `rawalite serve`, e.g. --listen 127.0.0.1:9000)
-  docs           write docs/WIT.md, the WIT reference, from wit/ and its doc comments
+  docs           write docs/WIT.md, the WIT reference, and guest-sdk-ts/bridge.d.ts,
+                 the TypeScript declarations, from wit/ and its doc comments
   test [ARGS]    check docs/WIT.md is current and the SDK's docs complete, build, install Chromium and ChromeDriver for the browser tests and HAProxy for the balancer test if
                  missing (apt-get), then run the whole workspace's tests
                  (ARGS go to cargo test)
@@ -158,7 +162,7 @@ fn build(root: &Path) -> Result<()> {
 }
 
 /// The Rust guests, `cargo build --release` of what `packages` selects, then
-/// the Python guests.
+/// the Python and TypeScript guests.
 fn build_with(root: &Path, packages: &[&str]) -> Result<()> {
     ensure_wasm_target()?;
     build_guests(root)?;
@@ -170,8 +174,8 @@ fn build_with(root: &Path, packages: &[&str]) -> Result<()> {
         .args(["build", "--release"])
         .args(packages)
         .status_ok()?;
-    // Python guests are built by the host's own `rawalite build`.
-    python::build(root)
+    // Python and TypeScript guests are built by the host's own `rawalite build`.
+    sdk_guests::build(root)
 }
 
 fn ensure_wasm_target() -> Result<()> {

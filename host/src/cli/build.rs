@@ -1,6 +1,7 @@
 //! `rawalite build`: a guest project into a component. Rust projects build
-//! with cargo for `wasm32-wasip2`; Python projects with componentize-py,
-//! WASI stubbed out so the component imports nothing but the bridge.
+//! with cargo for `wasm32-wasip2`; Python projects with componentize-py and
+//! TypeScript ones with componentize-qjs (typescript.rs), WASI stubbed out
+//! so the component imports nothing but the bridge.
 
 use super::{Exit, sdk};
 use anyhow::{Context, Result, bail};
@@ -17,15 +18,19 @@ pub const COMPONENTIZE_PY: &str = "0.25.1";
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Build a guest project into a component: a Cargo crate (Rust) or a
-/// directory with `app.py` (Python).
+/// Build a guest project into a component: a Cargo crate (Rust), a
+/// directory with `app.py` (Python) or with `src/app.ts` (TypeScript).
 ///
 /// Rust: adds the wasm32-wasip2 target when missing, then `cargo build
 /// --release`. Python: installs componentize-py into a virtual environment
-/// (`DIR/target/python`, or `$RAWALITE_PYTHON_ENV`) when missing, and
-/// imports only the capabilities the manifest grants the guest named like
-/// the directory (all three when it names none). Exit codes: 0 built, 1
-/// the build failed, 2 not a guest project.
+/// (`DIR/target/python`, or `$RAWALITE_PYTHON_ENV`) when missing.
+/// TypeScript: installs its pinned tools (tsc, rolldown, componentize-qjs)
+/// with npm into the cache directory (or `$RAWALITE_TS_TOOLS`) when
+/// missing, runs `npm ci` for the project's own dependencies, type-checks,
+/// bundles and componentizes. Python and TypeScript guests import only the
+/// capabilities the manifest grants the guest named like the directory (all
+/// three when it names none). Exit codes: 0 built, 1 the build failed, 2 not
+/// a guest project.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  rawalite build\n  rawalite build guests/reports -o target/guests/reports.wasm --manifest rawalite.toml"
@@ -37,7 +42,7 @@ pub struct BuildArgs {
     /// Where to write the component; default: DIR/target/<DIR's name>.wasm.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// The manifest whose grants a Python guest's imports follow; default: DIR/rawalite.toml.
+    /// The manifest whose grants a Python or TypeScript guest's imports follow; default: DIR/rawalite.toml.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
 }
@@ -64,12 +69,19 @@ pub fn run(args: BuildArgs) -> Result<Exit> {
     let partial = output.with_extension("wasm.partial");
     let built = if dir.join("Cargo.toml").is_file() {
         build_rust(&dir, &partial)
-    } else if dir.join("app.py").is_file() {
+    } else if dir.join("app.py").is_file() || dir.join("src/app.ts").is_file() {
         let manifest = args.manifest.unwrap_or_else(|| dir.join("rawalite.toml"));
-        build_python(&dir, &name, &partial, &manifest)
+        granted_capabilities(&manifest, &name).and_then(|capabilities| {
+            if dir.join("app.py").is_file() {
+                build_python(&dir, &partial, &capabilities)
+            } else {
+                super::typescript::build(&dir, &partial, &capabilities)
+            }
+        })
     } else {
         eprintln!(
-            "error: {} is not a guest project: it has neither Cargo.toml (Rust) nor app.py (Python)\n\
+            "error: {} is not a guest project: it has none of Cargo.toml (Rust), app.py (Python) \
+             and src/app.ts (TypeScript)\n\
              create one with `rawalite new NAME`",
             dir.display()
         );
@@ -160,7 +172,7 @@ fn ensure_wasm_target() -> Result<()> {
     run_ok(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
-fn build_python(dir: &Path, name: &str, output: &Path, manifest: &Path) -> Result<()> {
+fn build_python(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> {
     let componentize = componentize_py(dir)?;
     // The SDK and the WIT come from this binary; the copy stays for the
     // developer to read and for editors.
@@ -168,8 +180,7 @@ fn build_python(dir: &Path, name: &str, output: &Path, manifest: &Path) -> Resul
     let _ = std::fs::remove_dir_all(&sdk_dir);
     sdk::write(&sdk_dir, sdk::WIT)?;
     sdk::write(&sdk_dir, sdk::PYTHON)?;
-    let capabilities = granted_capabilities(manifest, name)?;
-    std::fs::write(sdk_dir.join("wit/guest.wit"), guest_world(&capabilities))?;
+    std::fs::write(sdk_dir.join("wit/guest.wit"), guest_world(capabilities))?;
     step(&format!(
         "componentize-py --stub-wasi (imports {})",
         capabilities.join(", ")
@@ -213,7 +224,7 @@ fn granted_capabilities(manifest: &Path, name: &str) -> Result<Vec<&'static str>
 }
 
 /// A world with the renderer's export and exactly these imports.
-fn guest_world(capabilities: &[&str]) -> String {
+pub(super) fn guest_world(capabilities: &[&str]) -> String {
     let imports: String = capabilities
         .iter()
         .map(|c| format!("  import {c};\n"))
@@ -255,11 +266,11 @@ fn componentize_py(dir: &Path) -> Result<PathBuf> {
     Ok(tool)
 }
 
-fn step(what: &str) {
+pub(super) fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-fn run_ok(command: &mut Command) -> Result<()> {
+pub(super) fn run_ok(command: &mut Command) -> Result<()> {
     let status = command
         .status()
         .with_context(|| format!("cannot run {}", command.get_program().to_string_lossy()))?;

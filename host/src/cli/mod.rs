@@ -12,6 +12,7 @@ mod sdk;
 mod serve;
 mod session;
 pub mod trace;
+mod typescript;
 mod user;
 
 use anyhow::{Result, bail};

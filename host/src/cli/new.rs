@@ -1,5 +1,5 @@
-//! `rawalite new`: a renderer project in a new directory, in Rust or
-//! Python, with a page that uses each capability asked for, a manifest that
+//! `rawalite new`: a renderer project in a new directory, in Rust,
+//! Python or TypeScript, with a page that uses each capability asked for, a manifest that
 //! grants exactly those, and a README with the build → render → serve loop.
 
 use super::{Exit, sdk};
@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 /// The project builds with `rawalite build` and runs with `rawalite render`
 /// or `rawalite serve`; it never needs this tool's source. A Rust project
 /// carries its copy of the SDK and the WIT in `rawalite-sdk/` (cargo needs
-/// them on disk); a Python project gets them from `rawalite build`.
+/// them on disk); Python and TypeScript projects get them from `rawalite build`.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rawalite new greeter\n  rawalite new reports --lang python --capabilities db,session"
+    after_help = "Examples:\n  rawalite new greeter\n  rawalite new reports --lang python --capabilities db,session\n  rawalite new invoices --lang typescript --capabilities db"
 )]
 pub struct NewArgs {
     /// The guest's name (a-z, 0-9 and -, starting with a letter); also the directory.
@@ -36,6 +36,7 @@ pub struct NewArgs {
 enum Lang {
     Rust,
     Python,
+    Typescript,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -99,6 +100,7 @@ impl Lang {
         match self {
             Lang::Rust => "Rust",
             Lang::Python => "Python",
+            Lang::Typescript => "TypeScript",
         }
     }
 }
@@ -112,7 +114,14 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
     let fill = |text: &str| text.replace("@NAME@", name);
     let mut files: Vec<(String, String)> = vec![
         ("rawalite.toml".into(), manifest(name, caps)),
-        (".gitignore".into(), "/target\n/data\n".into()),
+        (
+            ".gitignore".into(),
+            match lang {
+                Lang::Typescript => "/target\n/data\n/node_modules\n",
+                _ => "/target\n/data\n",
+            }
+            .into(),
+        ),
     ];
     match lang {
         Lang::Rust => {
@@ -122,6 +131,10 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
             sdk::write(&dir.join("rawalite-sdk"), sdk::RUST)?;
         }
         Lang::Python => files.push(("app.py".into(), fill(&page(&PYTHON, caps)))),
+        Lang::Typescript => {
+            files.push(("src/app.ts".into(), fill(&page(&TYPESCRIPT, caps))));
+            files.push(("tsconfig.json".into(), TSCONFIG.into()));
+        }
     }
     files.push(("README.md".into(), readme(name, lang, caps)));
     for (path, text) in files {
@@ -220,6 +233,24 @@ const PYTHON: Template = Template {
     page: PYTHON_PAGE,
     marker: "    # capabilities\n",
 };
+
+const TYPESCRIPT: Template = Template {
+    head: "// @NAME@: a RawaLite renderer. `rawalite build` makes target/@NAME@.wasm,\n\
+           // `rawalite render --guest @NAME@ /` runs it once.\n\n\
+           import { @USES@ } from 'rawalite-guest';\n",
+    uses: &["GuestError", "Request", "Response", "escape"],
+    parts: [
+        (&["db"], TS_DB),
+        (&["paths"], TS_PATHS),
+        (&["session"], TS_SESSION),
+    ],
+    page: TS_PAGE,
+    marker: "  // capabilities\n",
+};
+
+/// For editors: the checks `rawalite build` runs, from the copy of the SDK
+/// it writes into target/ (so the types resolve after the first build).
+const TSCONFIG: &str = "{ \"extends\": \"./target/rawalite-sdk/tsconfig.json\" }\n";
 
 /// The page of `template` with the code of each capability in `caps`.
 fn page(template: &Template, caps: Caps) -> String {
@@ -346,6 +377,51 @@ const PYTHON_SESSION: &str = r#"
         body += "<p>Nobody is signed in.</p>"
 "#;
 
+const TS_PAGE: &str = r#"
+export function render(req: Request): Response {
+  if (req.path !== '/') {
+    throw new GuestError('not-found', 'no such page');
+  }
+  const name = req.query.get('name') ?? 'world';
+  let body = `<h1>Hello, ${escape(name)}!</h1>`;
+  // capabilities
+  return Response.html(
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">' +
+      `<title>@NAME@</title></head><body>${body}</body></html>`,
+  );
+}
+"#;
+
+const TS_DB: &str = r#"
+  // db: the tables [guest.db] grants; parameters are bound, never spliced.
+  const { n } = db.query<{ n: number }>('SELECT count(*) AS n FROM customers').first()!;
+  body += `<p>${n} customers in the database.</p>`;
+"#;
+
+const TS_PATHS: &str = r#"
+  // paths: the roots [guest.paths] grants; a path cannot leave its root.
+  const files = paths.open('files');
+  if (req.isPost) {
+    files.write('note.txt', req.form().text('note'));
+    return Response.redirect(req.link('/'));
+  }
+  let note = '';
+  try {
+    note = files.readText('note.txt');
+  } catch (e) {
+    if (!(e instanceof GuestError && e.code === 'not-found')) throw e;
+  }
+  body +=
+    `<form method="post"><label>Note <input name="note" value="${escape(note)}"></label> ` +
+    '<button>Save</button></form>';
+"#;
+
+const TS_SESSION: &str = r#"
+  // session: who is signed in ([guest.session] can require someone).
+  const user = session.current();
+  body += user ? `<p>Signed in as ${escape(user.displayName)}.</p>` : '<p>Nobody is signed in.</p>';
+"#;
+
 fn readme(name: &str, lang: Lang, caps: Caps) -> String {
     let (source, needs, sdk) = match lang {
         Lang::Rust => (
@@ -367,6 +443,21 @@ fn readme(name: &str, lang: Lang, caps: Caps) -> String {
              request (`time.time()`, `os.urandom`, `secrets`, `random`; for a `datetime`, \
              `datetime.fromtimestamp(time.time(), timezone.utc)`).",
         ),
+        Lang::Typescript => (
+            "src/app.ts",
+            "Node.js 20 or later with npm (`rawalite build` installs its pinned tools, tsc, \
+             rolldown and componentize-qjs, into its cache directory the first time)",
+            "The TypeScript SDK (`rawalite-guest`) and the WIT come from the `rawalite` binary at \
+             build time, so the guest always matches the host that runs it; each build leaves a \
+             copy in `target/rawalite-sdk/` (tsconfig.json points your editor at it, so run \
+             `rawalite build` once before opening the project). `rawalite build` type-checks with \
+             tsc, bundles `src/app.ts` and its npm dependencies (add a package.json; the build \
+             runs `npm ci`) and makes a QuickJS component whose only imports are the bridge. \
+             Render synchronously: no `async`, no `setTimeout`, `fetch` or DOM. `Date`, \
+             `Math.random()` and `crypto.getRandomValues()` read the host's clock and entropy on \
+             every call; `console.log` goes to the log (`rawalite render --trace`). A stack's \
+             lines are those of the bundle, `target/rawalite-sdk/app.js`.",
+        ),
     };
     let mut uses = Vec::new();
     if caps.db {
@@ -386,12 +477,13 @@ fn readme(name: &str, lang: Lang, caps: Caps) -> String {
     format!(
         r#"# {name}
 
-A [RawaLite](https://github.com/rawalite) renderer in {lang}, created by
-`rawalite new`. Its page ({source}) {uses}.
+A RawaLite renderer in {lang}, created by `rawalite new`. Its page
+({source}) {uses}.
 
 ## Build and run
 
-Needs {needs} and the `rawalite` binary.
+Needs {needs} and the `rawalite` binary on your `PATH` (from a RawaLite
+checkout: `cargo install --path host`).
 
 ```sh
 rawalite build                        # target/{name}.wasm
@@ -480,6 +572,18 @@ mod tests {
             python.contains("db.query")
                 && !python.contains("paths.")
                 && !python.contains("session.")
+        );
+        let typescript = super::page(&TYPESCRIPT, only_db);
+        assert!(
+            typescript.contains("db.query")
+                && !typescript.contains("paths.")
+                && !typescript.contains("session.")
+        );
+        assert!(
+            typescript.contains(
+                "import { GuestError, Request, Response, db, escape } from 'rawalite-guest';"
+            ),
+            "{typescript}"
         );
         let manifest = manifest("x", only_db);
         assert!(manifest.contains("[guest.db]") && !manifest.contains("[guest.paths]"));

@@ -1,6 +1,7 @@
 //! The guest SDKs and the WIT they are written against, built into the
 //! binary: `rawalite new` copies the Rust SDK into each Rust project, and
-//! `rawalite build` hands the Python SDK to componentize-py. A guest never
+//! `rawalite build` hands the Python SDK to componentize-py and the
+//! TypeScript one to its bundler. A guest never
 //! needs this repository's checkout, and it is always built against the
 //! bridge of the host that will run it.
 
@@ -35,6 +36,15 @@ pub const RUST: &[File] = files![
 /// The Python SDK (`rawalite_guest`).
 pub const PYTHON: &[File] = files!["guest-sdk-python/rawalite_guest/__init__.py"];
 
+/// The TypeScript SDK (`rawalite-guest`); `rawalite build` adds the rest.
+pub const TYPESCRIPT: &[File] = files![
+    "guest-sdk-ts/bridge.d.ts",
+    "guest-sdk-ts/globals.d.ts",
+    "guest-sdk-ts/granted.ts",
+    "guest-sdk-ts/index.ts",
+    "guest-sdk-ts/runtime.ts",
+];
+
 /// Writes `files` under `dir`.
 pub fn write(dir: &Path, files: &[File]) -> Result<()> {
     for (path, text) in files {
@@ -57,16 +67,24 @@ mod tests {
     #[test]
     fn every_sdk_source_is_embedded() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let embedded: Vec<&str> = [WIT, RUST, PYTHON].concat().iter().map(|f| f.0).collect();
+        let embedded: Vec<&str> = [WIT, RUST, PYTHON, TYPESCRIPT]
+            .concat()
+            .iter()
+            .map(|f| f.0)
+            .collect();
         for dir in [
             "wit",
             "guest-sdk/src",
             "location/src",
             "guest-sdk-python/rawalite_guest",
+            "guest-sdk-ts",
         ] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {
                 let name = entry.unwrap().file_name().into_string().unwrap();
-                if name.ends_with(".rs") || name.ends_with(".py") || name.ends_with(".wit") {
+                if [".rs", ".py", ".wit", ".ts"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext))
+                {
                     let path = format!("{dir}/{name}");
                     assert!(embedded.contains(&path.as_str()), "{path} is not in sdk.rs");
                 }
