@@ -76,6 +76,8 @@ async fn browser(driver: &Driver, profile: &Path, downloads: &Path) -> Client {
             "prefs": {
                 "download.default_directory": downloads.display().to_string(),
                 "download.prompt_for_download": false,
+                // A PDF is saved, to read it back with pdftotext.
+                "plugins.always_open_pdf_externally": true,
             },
         }),
     );
@@ -156,10 +158,15 @@ async fn text(c: &Client, css: &str) -> String {
 }
 
 fn wait_for_file(path: &Path) -> String {
+    String::from_utf8(wait_for_bytes(path)).expect("a text file")
+}
+
+/// The file once the browser has finished it (it writes `.crdownload`, then renames).
+fn wait_for_bytes(path: &Path) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return text;
+        if let Ok(bytes) = std::fs::read(path) {
+            return bytes;
         }
         assert!(
             Instant::now() < deadline,
@@ -250,6 +257,36 @@ async fn a_user_signs_in_bills_a_customer_exports_and_signs_out() {
         "{csv}"
     );
     assert!(csv.ends_with(",total,,,482.55\r\n"), "{csv}");
+
+    // The invoice as a PDF, from the screen written in TypeScript: it
+    // opens, and names the customer, the lines and the total.
+    c.goto(&served.url("/invoices/1")).await.unwrap();
+    click(&c, "a[href='/invoices/pdf/1']").await;
+    let pdf = downloads.join("invoice-1.pdf");
+    assert!(wait_for_bytes(&pdf).starts_with(b"%PDF-1.4"));
+    let read = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils, installed by `cargo xtask test`)");
+    assert!(read.status.success(), "{}", common::stderr(&read));
+    let printed = common::stdout(&read);
+    for part in [
+        "Invoice 1",
+        "Ada Lovelace",
+        "Consulting",
+        "360.00",
+        "Tax 19 %",
+        "482.55",
+    ] {
+        assert!(printed.contains(part), "`{part}` not in the PDF: {printed}");
+    }
+    let total = printed
+        .lines()
+        .find(|l| l.contains("Total"))
+        .unwrap_or_default();
+    assert!(total.trim_end().ends_with("482.55"), "{printed}");
 
     // The Reports screen, written in Python, has the invoice in its month
     // and under its customer; the nav marks it.

@@ -331,6 +331,7 @@ fn view(req: &Request, id: i64) -> Result<Response, Error> {
                         button.primary type="submit" { "Mark paid" }
                     }
                 }
+                a.button href={ "/invoices/pdf/" (id) } { "PDF" }
                 form.inline method="post" action="/exports/invoice" {
                     input type="hidden" name="invoice" value=(id);
                     button type="submit" { "Export CSV" }
