@@ -3,7 +3,8 @@
 //!
 //! - `hello`: a full request to the `hello` guest (new store, instantiate
 //!   from the `InstancePre`, render, drop) against the same HTML from a
-//!   plain function; `hello/python` is the same page from a Python guest;
+//!   plain function; `hello/python` and `hello/typescript` are the same
+//!   page from a Python and a TypeScript guest;
 //! - `db-10-rows`: a request to the `bench-customers` guest (one 10-row
 //!   `db.query`, rendered as an HTML table) against the same query through
 //!   rusqlite and the same page function in the host;
@@ -81,12 +82,23 @@ fn render(c: &mut Criterion) {
             Grants::default(),
         )
         .expect("python-hello.wasm is built by `cargo xtask build`");
+    let typescript = runtime
+        .load(
+            "ts-hello",
+            &guests_dir().join("ts-hello.wasm"),
+            Limits::default(),
+            Grants::default(),
+        )
+        .expect("ts-hello.wasm is built by `cargo xtask build`");
     let req = request();
-    assert_eq!(
-        expect_response(&python, &req),
-        expect_response(&hello, &req),
-        "the Python and Rust hello pages differ"
-    );
+    for other in [&python, &typescript] {
+        assert_eq!(
+            expect_response(other, &req),
+            expect_response(&hello, &req),
+            "the {} and Rust hello pages differ",
+            other.name()
+        );
+    }
 
     let mut group = c.benchmark_group("hello");
     group.bench_function("guest", |b| {
@@ -94,6 +106,9 @@ fn render(c: &mut Criterion) {
     });
     group.bench_function("python", |b| {
         b.iter(|| expect_response(&python, black_box(&req)))
+    });
+    group.bench_function("typescript", |b| {
+        b.iter(|| expect_response(&typescript, black_box(&req)))
     });
     group.bench_function("native", |b| {
         b.iter(|| {

@@ -16,6 +16,9 @@ const TARGETS: &[Target] = &[
     ("hello/guest", "median ≤ 6 µs", |median, _| {
         median <= 6_000.0
     }),
+    ("hello/typescript", "median ≤ 300 µs", |median, _| {
+        median <= 300_000.0
+    }),
     ("db-query/guest", "≤ 2x native", |median, native| {
         median <= 2.0 * native
     }),

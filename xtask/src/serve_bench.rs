@@ -151,6 +151,21 @@ pub fn run(root: &Path) -> Result<()> {
             );
         }
     }
+    // The same page from a TypeScript and a Python guest, in a server of
+    // their own (a Python guest's compile would change the cold start).
+    let languages = {
+        let work = work.join("languages");
+        std::fs::create_dir_all(&work)?;
+        let manifest = languages_manifest(root, &work)?;
+        let port = free_port()?;
+        let command = &mut rawalite_serve(&rawalite, &manifest, port, &cache);
+        Server::start("RawaLite (other languages)", command, port, &work)?
+    };
+    for language in ["ts-hello", "python-hello"] {
+        if languages.get(&format!("/{language}/bench"))? != hello {
+            bail!("the {language} guest's page differs from the Rust hello's");
+        }
+    }
     same_customers(&raw, &native)?;
 
     // The same app with its access log on, as users run it: to a file,
@@ -175,6 +190,16 @@ pub fn run(root: &Path) -> Result<()> {
     for server in [&raw, &native, &wasmtime_serve, &logging[0], &logging[1]] {
         plan.push(Measure::new(server, "hello", "/hello/bench"));
     }
+    plan.push(Measure::new(
+        &languages,
+        "hello, TypeScript guest",
+        "/ts-hello/bench",
+    ));
+    plan.push(Measure::new(
+        &languages,
+        "hello, Python guest",
+        "/python-hello/bench",
+    ));
     for server in [&raw, &native] {
         plan.push(Measure::new(server, "db 10 rows", "/customers-page"));
     }
@@ -189,6 +214,7 @@ pub fn run(root: &Path) -> Result<()> {
     let mut runs = measure(&plan, ROUNDS)?;
     drop(plan);
     drop(logging);
+    drop(languages);
 
     super::step(&format!(
         "RawaLite · db 10 rows for {LONG_RUN} s: RSS after 5 s and at the end"
@@ -496,6 +522,24 @@ write = ["customers", "invoices"]
         data = work.join("data").display(),
         guests = guests.display()
     );
+    let file = work.join("rawalite.toml");
+    std::fs::write(&file, text)?;
+    Ok(file)
+}
+
+/// The hello page from a TypeScript and a Python guest.
+fn languages_manifest(root: &Path, work: &Path) -> Result<PathBuf> {
+    let guests = root.join("target/guests");
+    let mut text = format!(
+        "[app]\nname = \"RawaLite bench\"\ndata_dir = \"{}\"\n",
+        work.join("data").display()
+    );
+    for name in ["ts-hello", "python-hello"] {
+        text += &format!(
+            "\n[[guest]]\nname = \"{name}\"\ncomponent = \"{}/{name}.wasm\"\nroute = \"/{name}\"\n",
+            guests.display()
+        );
+    }
     let file = work.join("rawalite.toml");
     std::fs::write(&file, text)?;
     Ok(file)
