@@ -917,6 +917,65 @@ fn healthz_says_the_database_migrations_and_guests_are_ready() {
     assert_security_headers(&r);
 }
 
+#[test]
+fn a_guest_still_compiling_answers_503_with_retry_after_until_it_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("rawalite.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[app]\nname = \"c\"\ndata_dir = \"data\"\n\n\
+             [[guest]]\nname = \"big\"\ncomponent = \"{}\"\nroute = \"/big\"\n\n\
+             [[guest]]\nname = \"small\"\ncomponent = \"{}\"\nroute = \"/\"\n",
+            common::guest("python-hello").display(),
+            common::guest("ts-hello").display()
+        ),
+    )
+    .unwrap();
+    // An empty compile cache: the Python guest takes seconds to compile.
+    let cache = dir.path().join("cache");
+    let served = Served::start_compiling(&manifest, &dir.path().join("data"), &cache);
+    let r = get(&served, "/big/page", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert!(r.body.contains("still compiling"), "{}", r.body);
+    let health = get(&served, "/healthz", None);
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert!(
+        health.body.contains("\"big\":\"compiling\""),
+        "{}",
+        health.body
+    );
+    // Ready once compiled: /healthz says so, and the route answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while get(&served, "/healthz", None).status != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&served, "/big/page", None).status, 200);
+    assert_eq!(get(&served, "/other", None).status, 200);
+    drop(served);
+
+    // `rawalite compile` fills another cache ahead of a start: every route
+    // answers at once.
+    let cache = dir.path().join("cache-2");
+    let out = std::process::Command::new(common::bin())
+        .args(["compile", "--manifest"])
+        .arg(&manifest)
+        .env("RAWALITE_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let printed = common::stdout(&out);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        printed.contains("big: compiled in") && printed.contains("small: compiled in"),
+        "{printed}"
+    );
+    let served = Served::start_compiling(&manifest, &dir.path().join("data"), &cache);
+    assert_eq!(get(&served, "/healthz", None).status, 200);
+    assert_eq!(get(&served, "/big/page", None).status, 200);
+}
+
 /// An app in `dir` with hello at `/page`, from a copy of its component.
 fn hello_app(dir: &std::path::Path) {
     std::fs::copy(common::guest("hello"), dir.join("page.wasm")).unwrap();

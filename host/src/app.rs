@@ -187,6 +187,13 @@ impl App {
             .load(&entry.name, &entry.component, entry.limits, grants)?)
     }
 
+    /// Checks what `load_entry` checks before compiling (grants, the
+    /// component and its imports); returns whether it is compiled already.
+    pub fn check_entry(&self, entry: &GuestEntry) -> Result<bool> {
+        self.grants(entry)?;
+        Ok(self.runtime.check(&entry.component)?)
+    }
+
     /// Loads every guest of the manifest.
     pub fn load_all(&self) -> Result<Vec<Guest>> {
         self.manifest

@@ -377,6 +377,19 @@ impl Served {
         Self::start_at(manifest, data, cache, "127.0.0.1:0", args, envs, log)
     }
 
+    /// `start`, without waiting for guests that compile in the background.
+    pub fn start_compiling(manifest: &Path, data: &Path, cache: &Path) -> Served {
+        Self::launch(
+            manifest,
+            data,
+            cache,
+            "127.0.0.1:0",
+            &[],
+            &[],
+            std::process::Stdio::null(),
+        )
+    }
+
     /// `start`, listening on `listen` (a port a load balancer names),
     /// with more arguments to `serve`; its log goes to the test's stderr
     /// with `RAWALITE_TEST_LOG`.
@@ -395,8 +408,23 @@ impl Served {
         Self::start_at(manifest, data, cache, listen, args, &[], log)
     }
 
-    #[allow(clippy::zombie_processes)]
     fn start_at(
+        manifest: &Path,
+        data: &Path,
+        cache: &Path,
+        listen: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: std::process::Stdio,
+    ) -> Served {
+        let served = Self::launch(manifest, data, cache, listen, args, envs, log);
+        served.wait_until_compiled();
+        served
+    }
+
+    /// Starts `serve` and returns once it listens.
+    #[allow(clippy::zombie_processes)]
+    fn launch(
         manifest: &Path,
         data: &Path,
         cache: &Path,
@@ -452,6 +480,32 @@ impl Served {
                     stdout: rx,
                 };
             }
+        }
+    }
+
+    /// Waits while a guest compiles in the background (an empty compile
+    /// cache): `/healthz` lists it as `compiling` until it is ready.
+    fn wait_until_compiled(&self) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let health = agent
+                .get(self.url("/healthz"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .unwrap_or_default();
+            if !health.contains("\"compiling\"") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "guests still compiling after 180 s: {health}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 

@@ -56,7 +56,9 @@ fn generate(root: &Path) -> Result<String> {
         "Each function below says what the host enforces for it. A renderer \
          sees these interfaces through its SDK: Rust `rawalite-guest` \
          (`cargo doc -p rawalite-guest`), Python `rawalite_guest` \
-         (`rawalite new --lang python`).\n\n## Contents\n\n",
+         (`rawalite new --lang python`), TypeScript `rawalite-guest` \
+         (`rawalite new --lang typescript`; its declarations of these \
+         interfaces are [guest-sdk-ts/bridge.d.ts](../guest-sdk-ts/bridge.d.ts)).\n\n## Contents\n\n",
     );
     for (name, _) in &pkg.worlds {
         let _ = writeln!(out, "- [world `{name}`](#world-{name})");

@@ -634,8 +634,15 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         let mut server = Server { name, child, port };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while server.get("/hello/ready").is_err() {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        // RawaLite is ready when /healthz says every guest compiled; the
+        // others (no /healthz) when they answer.
+        let ready = |server: &Server| match server.get("/healthz") {
+            Ok(_) => true,
+            Err(e) if e.to_string().contains(" 404") => server.get("/hello/ready").is_ok(),
+            Err(_) => false,
+        };
+        while !ready(&server) {
             let exited = server.child.try_wait()?;
             if exited.is_some() || Instant::now() > deadline {
                 let output = std::fs::read_to_string(&log).unwrap_or_default();

@@ -4,6 +4,7 @@
 mod audit;
 mod backup;
 mod build;
+mod compile;
 mod doctor;
 mod inspect;
 mod new;
@@ -64,6 +65,7 @@ enum Command {
     Audit(audit::AuditArgs),
     New(new::NewArgs),
     Build(build::BuildArgs),
+    Compile(compile::CompileArgs),
     Migrate(MigrateArgs),
     #[command(subcommand)]
     User(user::UserCommand),
@@ -83,6 +85,7 @@ impl Cli {
             Command::Audit(args) => audit::run(args),
             Command::New(args) => new::run(args),
             Command::Build(args) => build::run(args),
+            Command::Compile(args) => compile::run(args),
             Command::Migrate(args) => migrate(args),
             Command::User(command) => user::run(command),
             Command::Session(command) => session::run(command),

@@ -94,11 +94,11 @@ impl ComponentCache {
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, [u8; 32])> {
         let hash: [u8; 32] = Sha256::digest(bytes).into();
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(component) = loaded.get(&hash) {
+        if let Some(component) = self.lock().get(&hash) {
             self.from_memory.fetch_add(1, Ordering::Relaxed);
             return Ok((component.clone(), hash));
         }
+        // Not under the lock: `serve` compiles several guests at once.
         let component = match self.read_artifact(engine, &hash) {
             Some(component) => {
                 self.from_disk.fetch_add(1, Ordering::Relaxed);
@@ -111,8 +111,23 @@ impl ComponentCache {
                 component
             }
         };
-        loaded.insert(hash, component.clone());
+        self.lock().insert(hash, component.clone());
         Ok((component, hash))
+    }
+
+    /// Whether `bytes` are compiled already, in memory or on disk: loading
+    /// them takes milliseconds rather than seconds.
+    pub(crate) fn has(&self, bytes: &[u8]) -> bool {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        self.lock().contains_key(&hash)
+            || self
+                .dir
+                .as_ref()
+                .is_some_and(|dir| dir.path.join(self.artifact_name(&hash)).is_file())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Removes artifacts of components not in `in_use`, oldest first, until
@@ -152,10 +167,7 @@ impl ComponentCache {
                 removed += 1;
             }
         }
-        self.loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|hash, _| in_use.contains(hash));
+        self.lock().retain(|hash, _| in_use.contains(hash));
         (removed, total)
     }
 

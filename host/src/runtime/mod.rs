@@ -130,6 +130,18 @@ impl Runtime {
         self.cache.stats()
     }
 
+    /// Checks the component at `path` as `load` does before compiling (it
+    /// is a component whose imports are all allowed); returns whether it is
+    /// compiled already, so that loading it is quick.
+    pub fn check(&self, path: &Path) -> Result<bool, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        check_component(path, &bytes)?;
+        Ok(self.cache.has(&bytes))
+    }
+
     /// Loads the component at `path` as the guest `name`: checks that it is
     /// a component, checks its imports, compiles it (or finds it compiled),
     /// and pre-instantiates it against the bridge.

@@ -1,7 +1,7 @@
 //! `GET /healthz`: whether this server can do its work, for a load
 //! balancer or a monitor: the database answers, its migrations are the
-//! ones this binary knows, and every routed guest is loaded. 200 when all
-//! hold, 503 otherwise; the body says which. While the server drains
+//! ones this binary knows, and every routed guest is loaded (not still
+//! compiling). 200 when all hold, 503 otherwise; the body says which. While the server drains
 //! (after SIGTERM) it is 503 `draining`, so a balancer stops sending.
 
 use super::Server;
@@ -31,6 +31,12 @@ pub(super) async fn check(server: &Server) -> Response<Body> {
     let guests: serde_json::Map<String, Value> = routes
         .guests()
         .map(|guest| (guest.name().to_owned(), json!("loaded")))
+        .chain(
+            routes
+                .loading
+                .iter()
+                .map(|(_, name)| (name.clone(), json!("compiling"))),
+        )
         .chain(
             routes
                 .missing

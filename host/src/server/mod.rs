@@ -10,6 +10,7 @@
 //! without a guest.
 
 mod access_log;
+mod compile;
 mod health;
 mod isolation;
 mod jobs;
@@ -59,6 +60,8 @@ const OUTGOING_WAIT: Duration = Duration::from_secs(1);
 /// How long a stopping server waits for its requests beyond the longest
 /// guest deadline before it cuts them.
 const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+/// Seconds a client is told to wait for a guest that is still compiling.
+const RETRY_AFTER: &str = "5";
 pub use rules::{COOKIE, SECURE_COOKIE};
 
 /// Where and how to serve.
@@ -125,14 +128,20 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     }
     let _lock = options.lock;
     first_run(&app)?;
+    // Guests compiled already load now (milliseconds); the others are
+    // checked now and compile once the server listens (compile.rs).
     let mut guests = Vec::new();
+    let mut later = Vec::new();
     for entry in &app.manifest.guests {
-        if let Some(route) = &entry.route {
+        let Some(route) = &entry.route else { continue };
+        if app.check_entry(entry)? {
             guests.push((
                 route.clone(),
-                Arc::new(app.load(&entry.name)?),
+                Arc::new(app.load_entry(entry)?),
                 entry.browser.clone(),
             ));
+        } else {
+            later.push(entry.clone());
         }
     }
     let login = app
@@ -155,8 +164,13 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     // Each guest may take half the pool: a guest whose requests all wait
     // (sleep, a busy database) leaves the other half to everyone else.
     let share = (pool / 2).max(1);
+    let mut routes = Routes::new(guests, share, None);
+    routes.loading = later
+        .iter()
+        .map(|e| (e.route.clone().expect("routed"), e.name.clone()))
+        .collect();
     let server = Arc::new(Server {
-        routes: parking_lot::RwLock::new(Arc::new(Routes::new(guests, share, None))),
+        routes: parking_lot::RwLock::new(Arc::new(routes)),
         login,
         static_root,
         renders: Semaphore::new(pool),
@@ -165,9 +179,23 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         draining: std::sync::atomic::AtomicBool::new(false),
         app,
     });
-    server.prune_cache();
     let caps = listen::Caps::for_this_process();
     println!("Serving {} on http://{addr}/", server.app.manifest.app_name);
+    if later.is_empty() {
+        server.prune_cache();
+    } else {
+        let names: Vec<&str> = later.iter().map(|e| e.name.as_str()).collect();
+        println!(
+            "compiling {} in the background: {} answer 503 until ready (`rawalite compile` fills the cache ahead of a start)",
+            names.join(", "),
+            if names.len() == 1 {
+                "its route"
+            } else {
+                "their routes"
+            }
+        );
+        compile::start(server.clone(), later, share);
+    }
     println!("data: {}   (Ctrl-C to stop)", server.app.data_dir.display());
     tracing::info!(%addr, guests = server.routes().len(), pool, share, connections = caps.total, "serving");
 
@@ -305,6 +333,12 @@ impl Server {
 
     fn swap_routes(&self, routes: Routes) {
         *self.routes.write() = Arc::new(routes);
+    }
+
+    /// Replaces the routes with `change` of them, atomically.
+    fn update_routes(&self, change: impl FnOnce(&Routes) -> Routes) {
+        let mut routes = self.routes.write();
+        *routes = Arc::new(change(&routes));
     }
 }
 
@@ -491,6 +525,19 @@ async fn respond<'s>(
     if let Some(asset) = path.strip_prefix("/static/") {
         let response = page::static_asset(server.static_root.as_ref(), &parts.method, asset, id);
         return (response.status(), None, response);
+    }
+    if let Some(name) = routes.loading(path) {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = page::error(
+            status,
+            "This page is starting: its guest is still compiling. Try again in a few seconds.",
+            id,
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER),
+        );
+        return (status, Some(name), response);
     }
     let Some(route) = routes.find(path) else {
         let status = StatusCode::NOT_FOUND;

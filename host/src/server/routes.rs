@@ -2,7 +2,8 @@
 //! path segments (`/customers` matches `/customers` and `/customers/7`,
 //! never `/customersx`). A route of `/` catches what nothing else does.
 //! Each route has its share of the render threads, so one guest's slow or
-//! sleeping requests cannot take every thread from the others.
+//! sleeping requests cannot take every thread from the others. A route
+//! whose guest is still compiling is in the table too, as `loading`.
 
 use crate::manifest::BrowserGrant;
 use crate::runtime::Guest;
@@ -22,8 +23,12 @@ pub struct Route {
 
 pub struct Routes {
     routes: Vec<Route>,
+    /// Routes (prefix, guest) whose guest is still compiling: answered 503
+    /// until it is ready.
+    pub loading: Vec<(String, String)>,
     /// Guests of the manifest with a route that failed to load and had no
-    /// earlier version to keep (`serve --watch`): not served.
+    /// earlier version to keep (`serve --watch`, or a compile at start
+    /// that failed): not served.
     pub missing: Vec<String>,
 }
 
@@ -49,8 +54,43 @@ impl Routes {
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
         Routes {
             routes,
+            loading: Vec::new(),
             missing: Vec::new(),
         }
+    }
+
+    /// This table with `name` no longer loading: served by `guest` when
+    /// it loaded, else missing.
+    pub fn loaded(
+        &self,
+        name: &str,
+        guest: Option<(Arc<Guest>, BrowserGrant)>,
+        share: usize,
+    ) -> Routes {
+        let mut table: Vec<(String, Arc<Guest>, BrowserGrant)> = self
+            .routes
+            .iter()
+            .map(|r| (r.prefix.clone(), r.guest.clone(), r.browser.clone()))
+            .collect();
+        let mut missing = self.missing.clone();
+        let prefix = self
+            .loading
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(p, _)| p.clone());
+        match (guest, prefix) {
+            (Some((guest, browser)), Some(prefix)) => table.push((prefix, guest, browser)),
+            _ => missing.push(name.to_owned()),
+        }
+        let mut routes = Routes::new(table, share, Some(self));
+        routes.loading = self
+            .loading
+            .iter()
+            .filter(|(_, n)| n != name)
+            .cloned()
+            .collect();
+        routes.missing = missing;
+        routes
     }
 
     /// The routed guests.
@@ -67,11 +107,34 @@ impl Routes {
         self.routes.iter().find(|route| route.guest.name() == name)
     }
 
-    /// The route for `path`.
+    /// The route for `path`; none while the longest prefix that matches
+    /// is a guest still loading.
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes
+        let route = self
+            .routes
             .iter()
-            .find(|route| matches(&route.prefix, path))
+            .find(|route| matches(&route.prefix, path))?;
+        match self.loading_prefix(path) {
+            Some((prefix, _)) if prefix.len() > route.prefix.len() => None,
+            _ => Some(route),
+        }
+    }
+
+    /// The guest that would answer `path` but is still loading.
+    pub fn loading(&self, path: &str) -> Option<&str> {
+        let (prefix, name) = self.loading_prefix(path)?;
+        match self.routes.iter().find(|r| matches(&r.prefix, path)) {
+            Some(route) if route.prefix.len() >= prefix.len() => None,
+            _ => Some(name),
+        }
+    }
+
+    fn loading_prefix(&self, path: &str) -> Option<(&str, &str)> {
+        self.loading
+            .iter()
+            .filter(|(prefix, _)| matches(prefix, path))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(prefix, name)| (prefix.as_str(), name.as_str()))
     }
 }
 

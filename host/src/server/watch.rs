@@ -44,6 +44,11 @@ pub(super) async fn run(server: Arc<Server>, share: usize) {
         .map(|g| (g.name.clone(), Version::of(g)))
         .collect();
     let mut seen = files(&manifest);
+    // Guests compiling since the start are swapped in by compile.rs; a
+    // change made meanwhile is seen (and reloaded) once they are done.
+    while !server.routes().loading.is_empty() {
+        tokio::time::sleep(POLL).await;
+    }
     loop {
         tokio::time::sleep(POLL).await;
         let now = files(&manifest);
