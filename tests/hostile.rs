@@ -529,15 +529,22 @@ fn off_loopback_serve_needs_its_host_names_and_refuses_others() {
             break line[at + 15..].trim().trim_end_matches('/').to_owned();
         }
     };
-    let ask = |host: &str| {
+    let ask_for = |path: &str, host: &str| {
         agent()
-            .get(format!("http://127.0.0.1:{port}/hello"))
+            .get(format!("http://127.0.0.1:{port}{path}"))
             .header("Host", host)
             .call()
             .unwrap()
             .status()
             .as_u16()
     };
+    // An empty compile cache: hello compiles once the server listens.
+    let waited = std::time::Instant::now();
+    while ask_for("/healthz", "invoices.example") != 200 {
+        assert!(waited.elapsed() < Duration::from_secs(60), "hello never compiled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ask = |host: &str| ask_for("/hello", host);
     assert_eq!(ask("invoices.example"), 200);
     assert_eq!(ask(&format!("INVOICES.example:{port}")), 200);
     assert_eq!(ask("rebound.attacker.example"), 421);
