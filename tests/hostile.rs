@@ -541,7 +541,10 @@ fn off_loopback_serve_needs_its_host_names_and_refuses_others() {
     // An empty compile cache: hello compiles once the server listens.
     let waited = std::time::Instant::now();
     while ask_for("/healthz", "invoices.example") != 200 {
-        assert!(waited.elapsed() < Duration::from_secs(60), "hello never compiled");
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "hello never compiled"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let ask = |host: &str| ask_for("/hello", host);

@@ -127,7 +127,15 @@ fn tools() -> Result<PathBuf> {
         }
     };
     let ready = dir.join("node_modules/.installed");
-    if std::fs::read_to_string(&ready).is_ok_and(|lock| lock == TOOLS[1].1) {
+    let installed = || std::fs::read_to_string(&ready).is_ok_and(|lock| lock == TOOLS[1].1);
+    if installed() {
+        return Ok(dir);
+    }
+    // Two builds at once: the second waits for the first's install.
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.join(".installing"))?;
+    lock.lock()?;
+    if installed() {
         return Ok(dir);
     }
     step(&format!(
