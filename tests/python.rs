@@ -306,7 +306,7 @@ fn log_write_is_held_to_the_output_caps() {
 fn the_time_and_entropy_are_the_hosts_on_every_request() {
     let first = json(render("python-probe", &get("/fresh")));
     let second = json(render("python-probe", &get("/fresh")));
-    for key in ["random", "urandom", "token", "system"] {
+    for key in ["random", "early", "urandom", "token", "system"] {
         assert_ne!(first[key], second[key], "{key} repeated: {first} {second}");
     }
     let now = std::time::SystemTime::now()

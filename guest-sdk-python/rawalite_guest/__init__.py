@@ -26,8 +26,9 @@ The guest has no files outside ``paths``: WASI is stubbed out. The time and
 entropy come from the host on every request instead (the bridge's ``clock``
 and ``random``): ``time.time()``, ``time.time_ns()``, ``os.urandom()``,
 ``secrets`` and ``random.SystemRandom`` ask the host each call, and
-``random``'s module-level generator is reseeded from the host before every
-request. For a ``datetime``, use ``datetime.fromtimestamp(time.time(),
+``random``'s module-level generator is reseeded from the host on a
+request's first call into it (a ``random.Random()`` made at import time is
+the build's: make it inside ``render``). For a ``datetime``, use ``datetime.fromtimestamp(time.time(),
 timezone.utc)``: ``datetime.now()``, ``time.monotonic()`` and
 ``time.perf_counter()`` read WASI's stubbed clocks and stop the guest. Everything a page needs is imported when the component is built
 (here, at the top of this module); a module first imported while rendering
@@ -495,6 +496,52 @@ random._urandom = _urandom  # random.SystemRandom and secrets draw from it
 time.time = lambda: _clock.now_micros() / 1_000_000
 time.time_ns = lambda: _clock.now_micros() * 1000
 
+# Each request starts from the build's snapshot, so `random`'s generator
+# must be reseeded from the host in every request that uses it. Seeding
+# costs ~0.2-0.5 ms (more than the rest of a small page), so it happens on
+# a request's first call into `random`, not before every request.
+_seeded = True  # at build time nothing is seeded; `render` clears it
+
+
+def _reseed() -> None:
+    global _seeded
+    _seeded = True
+    random._inst.seed(int.from_bytes(_urandom(32), "little"))
+
+
+def _seeding(name, method):
+    def call(*args, **kwargs):
+        if not _seeded:
+            if name in ("seed", "setstate"):
+                # The guest's own seed: honoured, never replaced.
+                globals()["_seeded"] = True
+            else:
+                _reseed()
+        return method(*args, **kwargs)
+
+    call.__name__ = name
+    call.__doc__ = method.__doc__
+    return call
+
+
+for _name in dir(random):
+    _method = getattr(random, _name)
+    if getattr(_method, "__self__", None) is random._inst:
+        setattr(random, _name, _seeding(_name, _method))
+del _name, _method  # no unwrapped method left behind in this module
+
+
+def _rewrap_random_taken_early() -> None:
+    """``from random import choice`` ahead of importing this SDK took the
+    unwrapped function: give that module the wrapped one."""
+    for module in list(sys.modules.values()):
+        names = getattr(module, "__dict__", None)
+        if module is random or names is None:
+            continue
+        for key, value in list(names.items()):
+            if getattr(value, "__self__", None) is random._inst:
+                names[key] = getattr(random, value.__name__)
+
 
 def _source(filename: str) -> str:
     # componentize-py files its sources under /<n>/; the rest is the
@@ -530,11 +577,16 @@ def export(render):
     """Makes ``render(req) -> Response`` the component's renderer:
     ``WitWorld = export(render)`` at the end of the app module."""
 
+    # At build time, once the app has imported what it uses.
+    _rewrap_random_taken_early()
+
     class WitWorld:
         def render(self, raw: _types.Request) -> _types.Response:
-            # Each request starts from the build's snapshot: without this,
-            # random.random() would give every request the same numbers.
-            random.seed(_urandom(32))
+            global _seeded
+            # Each request starts from the build's snapshot: without a
+            # reseed, random.random() would give every request the same
+            # numbers. The first call into `random` reseeds it.
+            _seeded = False
             try:
                 response = render(Request(raw))
             except Error as e:

@@ -1,6 +1,9 @@
 """The Python test instrument: each route exercises one part of the Python
 SDK so the host's tests can check it from outside (tests/python.rs)."""
 
+# Taken before the SDK is imported: the SDK must still keep it fresh.
+from random import randint as early_randint
+
 import os
 import random
 import secrets
@@ -53,6 +56,8 @@ def fresh(req: Request) -> Response:
     return Response.json({
         "time": time.time(),
         "time_ns": time.time_ns(),
+        # First: nothing else in this request has reseeded `random` yet.
+        "early": early_randint(0, 2**62),
         "random": random.random(),
         "urandom": os.urandom(16).hex(),
         "token": secrets.token_hex(16),
