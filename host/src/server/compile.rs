@@ -3,23 +3,29 @@
 //! guests that are ready answer at once, the others 503 with `Retry-After`
 //! until theirs is done, and `/healthz` says not ready until all are. A
 //! big guest takes seconds and hundreds of megabytes to compile, so they
-//! compile a few at a time, never more than the cores.
+//! compile a few at a time: no more than the cores, 4, or the memory
+//! available allows.
 
 use super::Server;
 use crate::manifest::GuestEntry;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// At most this many compiles at once: each may take ~400 MB.
+/// At most this many compiles at once.
 const AT_ONCE: usize = 4;
+/// What one compile of a big guest may take (Python: ~360 MB at its peak).
+const COMPILE_MEMORY: u64 = 512 << 20;
 
 /// Compiles `entries` on threads of their own, swapping each guest into
 /// the routes as it is ready.
 pub(super) fn start(server: Arc<Server>, entries: Vec<GuestEntry>, share: usize) {
+    let memory = available_memory().map_or(AT_ONCE, |bytes| (bytes / COMPILE_MEMORY) as usize);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(AT_ONCE)
-        .min(entries.len());
+        .min(memory)
+        .min(entries.len())
+        .max(1);
     let queue = Arc::new(Mutex::new(entries));
     for _ in 0..threads {
         let (server, queue) = (server.clone(), queue.clone());
@@ -47,4 +53,12 @@ fn compile(server: &Server, entry: &GuestEntry, share: usize) {
     if server.routes().loading.is_empty() {
         server.prune_cache();
     }
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes (Linux).
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
