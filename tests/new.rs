@@ -192,3 +192,62 @@ fn a_typescript_guest_with_a_type_error_fails_to_build_with_tscs_error() {
     assert!(err.contains("does not type-check"), "{err}");
     assert!(!dir.join("target/typo.wasm").exists());
 }
+
+#[test]
+fn a_typescript_guest_bundles_its_own_npm_dependencies() {
+    let parent = tempfile::tempdir().unwrap();
+    ok(rawalite_in(
+        parent.path(),
+        &[
+            "new",
+            "deps",
+            "--lang",
+            "typescript",
+            "--capabilities",
+            "session",
+        ],
+    ));
+    let dir = parent.path().join("deps");
+    // A package of the project's own, as any npm dependency (a local one,
+    // so the test needs no registry).
+    std::fs::create_dir_all(dir.join("shout")).unwrap();
+    std::fs::write(
+        dir.join("shout/package.json"),
+        r#"{"name": "shout", "version": "1.0.0", "main": "index.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("shout/index.js"),
+        "module.exports = (text) => text.toUpperCase() + '!';\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name": "deps", "private": true, "dependencies": {"shout": "file:./shout"}}"#,
+    )
+    .unwrap();
+    let locked = Command::new("npm")
+        .current_dir(&dir)
+        .args(["install", "--package-lock-only", "--no-audit", "--no-fund"])
+        .output()
+        .expect("npm runs");
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    let app = std::fs::read_to_string(dir.join("src/app.ts")).unwrap();
+    let app = app
+        .replacen(
+            "from 'rawalite-guest';\n",
+            "from 'rawalite-guest';\n// @ts-ignore: the package has no types\nimport shout from 'shout';\n",
+            1,
+        )
+        .replace("escape(name)", "escape(shout(name))");
+    std::fs::write(dir.join("src/app.ts"), app).unwrap();
+
+    // `build` runs `npm ci` for it, then bundles it into the component.
+    ok(rawalite_in(&dir, &["build"]));
+    assert!(dir.join("node_modules/shout/index.js").exists());
+    let page = ok(rawalite_in(
+        &dir,
+        &["render", "--guest", "deps", "/?name=ada"],
+    ));
+    assert!(page.contains("<h1>Hello, ADA!!</h1>"), "{page}");
+}
