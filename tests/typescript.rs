@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ProbeApp, assert_code, body, get, get_with, guest, json, rawalite, stderr};
+use common::{ProbeApp, assert_code, get, get_with, guest, json, rawalite, stderr};
 use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::capabilities::session::Caller;
 use rawalite_host::runtime::{Outcome, Stopped};
@@ -39,36 +39,12 @@ fn render(guest: &str, req: &rawalite_host::capabilities::Request) -> Outcome {
 
 #[test]
 fn request_query_form_and_headers_read_as_in_rust() {
-    let mut req = get_with("/echo", &[("q", "1"), ("name", "  Ada "), ("q", "2")]);
-    req.method = "POST".into();
-    req.base = "/p".into();
-    req.headers = vec![("user-agent".into(), "tester".into())];
-    req.body = b"city=K%C3%B6ln&tag=a+b&tag=&broken=%zz".to_vec();
-    let page = json(render("ts-probe", &req));
-    assert_eq!(page["query"], serde_json::json!(["1", "2"]));
-    assert_eq!(page["name"], "Ada");
-    assert_eq!(page["post"], true);
-    assert_eq!(page["agent"], "tester");
-    assert_eq!(page["link"], "/p/x");
-    assert_eq!(
-        page["form"],
-        serde_json::json!([
-            ["city", "Köln"],
-            ["tag", "a b"],
-            ["tag", ""],
-            ["broken", "%zz"]
-        ])
-    );
+    common::sdk::request_reads_as_in_rust(app(), "ts-probe");
 }
 
 #[test]
 fn escape_matches_the_rust_sdk() {
-    let text = r#"<script>alert('x' & "y")</script>"#;
-    let out = body(render("ts-probe", &get_with("/escape", &[("text", text)])));
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        "&lt;script&gt;alert(&#39;x&#39; &amp; &quot;y&quot;)&lt;/script&gt;"
-    );
+    common::sdk::escape_matches_rust(app(), "ts-probe");
 }
 
 #[test]
@@ -142,21 +118,7 @@ fn a_capability_error_is_a_typed_error_that_names_the_grant() {
 
 #[test]
 fn paths_and_session_work_through_the_sdk() {
-    let files = json(render(
-        "ts-probe",
-        &get_with("/files", &[("text", "grüße")]),
-    ));
-    assert_eq!(files["read"], "grüße");
-    assert_eq!(files["granted"], serde_json::json!(["scratch"]));
-    assert_eq!(files["writable"], true);
-    assert_eq!(files["entries"][0]["name"], "note.txt");
-    assert_eq!(files["entries"][0]["kind"], "file");
-    assert_eq!(
-        std::fs::read_to_string(app().data_path("scratch/note.txt")).unwrap(),
-        "grüße"
-    );
-    let who = json(render("ts-probe", &get("/user")));
-    assert_eq!(who, serde_json::json!({"user": null, "admin": false}));
+    common::sdk::paths_and_session_work(app(), "ts-probe");
 }
 
 #[test]
@@ -212,21 +174,7 @@ fn console_goes_to_the_log_and_the_stack_with_it() {
 
 #[test]
 fn console_is_held_to_the_output_caps() {
-    let f = app();
-    let empty = f.dir.path().join("empty-flood");
-    std::fs::write(&empty, "").unwrap();
-    let out = common::render_post(
-        f,
-        "ts-probe",
-        &empty,
-        "/flood?lines=5000",
-        "rawalite::guest=info",
-    );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let lines = err.lines().filter(|l| l.contains("line=\"line ")).count();
-    assert_eq!(lines, 64, "{err}");
-    assert!(err.contains("was not logged"), "one summary: {err}");
+    common::sdk::output_is_held_to_the_caps(app(), "ts-probe");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod sdk;
+
 use rawalite_host::app::App;
 use rawalite_host::capabilities::{Error, ErrorCode, Request};
 use rawalite_host::manifest::Manifest;
