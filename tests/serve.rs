@@ -971,6 +971,25 @@ fn a_guest_still_compiling_answers_503_with_retry_after_until_it_is_ready() {
         printed.contains("big: compiled in") && printed.contains("small: compiled in"),
         "{printed}"
     );
+    // `doctor` says which guests a start would still have to compile.
+    let doctor = |cache: &std::path::Path| {
+        let out = std::process::Command::new(common::bin())
+            .args(["doctor", "--manifest"])
+            .arg(&manifest)
+            .env("RAWALITE_CACHE_DIR", cache)
+            .output()
+            .unwrap();
+        common::stdout(&out)
+    };
+    let said = doctor(&cache);
+    assert!(said.contains("every guest is compiled"), "{said}");
+    let said = doctor(&dir.path().join("cache-3"));
+    assert!(
+        said.contains("WARN  not compiled yet: big, small;"),
+        "{said}"
+    );
+    assert!(said.contains("`rawalite compile` first"), "{said}");
+
     let served = Served::start_compiling(&manifest, &dir.path().join("data"), &cache);
     assert_eq!(get(&served, "/healthz", None).status, 200);
     assert_eq!(get(&served, "/big/page", None).status, 200);

@@ -9,13 +9,15 @@ use rawalite_host::capabilities::paths::{BLOCK, TEMP_PREFIX};
 use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
 use rawalite_host::database::{MigrationState, known_migrations, migration_state};
 use rawalite_host::manifest::Manifest;
+use rawalite_host::runtime::{self, Runtime};
 use rusqlite::OpenFlags;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Check a data directory: its permissions, the database's integrity and
 /// migrations, temporary files a crash left, each root's use of its
-/// quota, and the scheduled backups. Changes nothing (but may create the
+/// quota, the scheduled backups, and whether every guest is compiled
+/// already (else `serve` answers its route 503 at first). Changes nothing (but may create the
 /// lock file `serve` holds). Exit codes: 0 nothing failed (warnings
 /// allowed), 1 something failed.
 #[derive(Args)]
@@ -81,8 +83,33 @@ fn check(dir: &Path, manifest: Option<&Manifest>) -> Vec<Finding> {
     if let Some(manifest) = manifest {
         roots(dir, manifest, &mut found);
         backups(manifest, &mut found);
+        compiled(manifest, &mut found);
     }
     found
+}
+
+/// Whether every guest is in the compile cache: one that is not compiles
+/// after `serve` starts, its route answering 503 meanwhile.
+fn compiled(manifest: &Manifest, found: &mut Vec<Finding>) {
+    let Ok(runtime) = Runtime::new(runtime::default_cache_dir()) else {
+        return;
+    };
+    let mut cold = Vec::new();
+    for guest in &manifest.guests {
+        match runtime.check(&guest.component) {
+            Ok(true) => {}
+            Ok(false) => cold.push(guest.name.as_str()),
+            Err(e) => found.push(Finding::Warn(format!("guest `{}`: {e}", guest.name))),
+        }
+    }
+    found.push(if cold.is_empty() {
+        Finding::Ok("every guest is compiled (the compile cache is warm)".into())
+    } else {
+        Finding::Warn(format!(
+            "not compiled yet: {}; `serve` answers their routes with 503 until it has compiled them: `rawalite compile` first",
+            cold.join(", ")
+        ))
+    });
 }
 
 /// The checks for an app on PostgreSQL: the database answers, its
@@ -125,6 +152,7 @@ fn postgres(url: &DatabaseUrl, dir: &Path, manifest: Option<&Manifest>) -> Vec<F
                 Err(e) => Finding::Fail(format!("cannot read the guests' privileges: {e:#}")),
             },
         );
+        compiled(manifest, &mut found);
         if dir.is_dir() {
             temporary_files(dir, &mut found);
             roots(dir, manifest, &mut found);
