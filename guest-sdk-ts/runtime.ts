@@ -288,16 +288,31 @@ export function call<T>(f: () => T): T {
   }
 }
 
+/** The table `rawalite build` appends to the bundle: each line's origin. */
+interface SourceLines {
+  files: string[];
+  /** Per line of the bundle, `file:line` (an index into `files`) or "". */
+  lines: string;
+}
+
+/** Where `app.js:line:column` of the bundle came from, e.g. `src/app.ts:12`. */
+function origin(line: number, column: number): string {
+  const table = (globalThis as { __rawaliteSourceLines?: SourceLines }).__rawaliteSourceLines;
+  const [file, at] = (table?.lines.split(',')[line - 1] ?? '').split(':');
+  const path = table?.files[Number(file)];
+  return path && at ? `${path}:${at}` : `target/rawalite-sdk/app.js:${line}:${column}`;
+}
+
 /** Stops the guest for a bug: its stack to the log, its message to the host. */
 export function panic(e: unknown): never {
   const error = e instanceof Error ? e : undefined;
   const message = error ? `${error.name}: ${error.message}` : `uncaught ${show(e)}`;
-  const stack = error?.stack?.trim() ?? '';
+  // Frames name lines of the bundle; name the project's files instead.
+  const stack = (error?.stack?.trim() ?? '').replace(/\/?app\.js:(\d+):(\d+)/g, (_, line, column) =>
+    origin(Number(line), Number(column)),
+  );
   if (stack) log.write('stderr', `${message}\n${stack}\n`);
-  // The innermost frame's line in the bundle, which `rawalite build` keeps
-  // beside the project's sources for reading it.
-  const frame = /\(\/?app\.js:(\d+:\d+)\)/.exec(stack)?.[1];
-  const location = frame ? `target/rawalite-sdk/app.js:${frame}` : 'render';
+  const location = /\(([^()]+:\d+)\)/.exec(stack)?.[1] ?? 'render';
   log.panic(message, location);
   throw e; // log.panic does not return
 }

@@ -33,6 +33,18 @@ fn app() -> &'static ProbeApp {
     })
 }
 
+/// `src/app.ts:N`, where N is the line of ts-probe's source holding `needle`.
+fn probe_line(needle: &str) -> String {
+    let source =
+        std::fs::read_to_string(common::workspace().join("guests/ts-probe/src/app.ts")).unwrap();
+    let n = source
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("the line is in app.ts")
+        + 1;
+    format!("src/app.ts:{n}")
+}
+
 fn render(guest: &str, req: &rawalite_host::capabilities::Request) -> Outcome {
     app().guest(guest).render(req, Caller::default()).outcome
 }
@@ -126,11 +138,8 @@ fn an_uncaught_exception_stops_the_guest_with_its_message_and_the_next_request_w
     match render("ts-probe", &get("/crash")) {
         Outcome::Stopped(Stopped::Panic { message, location }) => {
             assert!(message.starts_with("TypeError: "), "{message}");
-            let location = location.unwrap();
-            assert!(
-                location.starts_with("target/rawalite-sdk/app.js:"),
-                "{location}"
-            );
+            // The line of the TypeScript source, through the bundle's source map.
+            assert_eq!(location, Some(probe_line("].name)")));
         }
         other => panic!("expected a panic, got {other:?}"),
     }
@@ -158,12 +167,15 @@ fn console_goes_to_the_log_and_the_stack_with_it() {
     let out = common::render_post(f, "ts-probe", &empty, "/crash", "rawalite::guest=info");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "{err}");
+    let line = probe_line("].name)");
     assert!(
-        err.contains("stopped: panic at target/rawalite-sdk/app.js:"),
+        err.contains(&format!("stopped: panic at {line}: TypeError")),
         "{err}"
     );
+    // The stack names the sources' lines, the app's and the SDK's.
+    assert!(err.contains(&format!("({line})")), "the stack: {err}");
     assert!(
-        err.contains("at <anonymous>") || err.contains("at render"),
+        err.contains("(target/rawalite-sdk/guest-sdk-ts/index.ts:"),
         "the stack: {err}"
     );
     let out = common::render_post(f, "ts-probe", &empty, "/print", "rawalite::guest=info");

@@ -455,8 +455,9 @@ fn readme(name: &str, lang: Lang, caps: Caps) -> String {
              runs `npm ci`) and makes a QuickJS component whose only imports are the bridge. \
              Render synchronously: no `async`, no `setTimeout`, `fetch` or DOM. `Date`, \
              `Math.random()` and `crypto.getRandomValues()` read the host's clock and entropy on \
-             every call; `console.log` goes to the log (`rawalite render --trace`). A stack's \
-             lines are those of the bundle, `target/rawalite-sdk/app.js`.",
+             every call; `console.log` goes to the log (`rawalite render --trace`). An uncaught \
+             exception stops the page with its message and line (`src/app.ts:12`), and the \
+             trace shows the stack.",
         ),
     };
     let mut uses = Vec::new();

@@ -84,6 +84,8 @@ pub fn build(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> {
             .stdout(std::process::Stdio::null()),
     )?;
 
+    append_source_lines(&sdk_dir)?;
+
     step(&format!(
         "componentize-qjs --stub-wasi --sync (imports {})",
         capabilities.join(", ")
@@ -98,6 +100,97 @@ pub fn build(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> {
             // Its banner is noise here; its errors go to stderr.
             .stdout(std::process::Stdio::null()),
     )
+}
+
+/// Appends to the bundle where each of its lines came from (file and
+/// line, from rolldown's source map), so that a panic names
+/// `src/app.ts:12` rather than a line of the bundle. A table of one
+/// entry per line: the guest cannot read files, and the map's columns are
+/// more than a stack needs.
+fn append_source_lines(sdk_dir: &Path) -> Result<()> {
+    let map = std::fs::read_to_string(sdk_dir.join("app.js.map"))
+        .context("rolldown wrote no source map")?;
+    let (files, lines) = source_lines(&map).context("reading rolldown's source map")?;
+    let table = serde_json::json!({ "files": files, "lines": lines.join(",") });
+    let mut bundle = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sdk_dir.join("app.js"))?;
+    std::io::Write::write_all(
+        &mut bundle,
+        format!("\nglobalThis.__rawaliteSourceLines = {table};\n").as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// From a source map: its files (relative to the project) and, for each
+/// line of the bundle, `file:line` of its first mapping, or "".
+fn source_lines(map: &str) -> Result<(Vec<String>, Vec<String>)> {
+    let map: serde_json::Value = serde_json::from_str(map)?;
+    let files = map["sources"]
+        .as_array()
+        .context("no sources")?
+        .iter()
+        .map(|s| project_path(s.as_str().unwrap_or("?")))
+        .collect();
+    let mappings = map["mappings"].as_str().context("no mappings")?;
+    // Source index and line are deltas over the whole map.
+    let (mut file, mut line) = (0i64, 0i64);
+    let mut lines = Vec::new();
+    for generated in mappings.split(';') {
+        let mut first = String::new();
+        for segment in generated.split(',').filter(|s| !s.is_empty()) {
+            let fields = vlq(segment).context("a malformed mapping")?;
+            if let [_, d_file, d_line, ..] = fields[..] {
+                file += d_file;
+                line += d_line;
+                if first.is_empty() {
+                    first = format!("{file}:{}", line + 1);
+                }
+            }
+        }
+        lines.push(first);
+    }
+    Ok((files, lines))
+}
+
+/// A map's source (relative to target/rawalite-sdk/) relative to the project.
+fn project_path(source: &str) -> String {
+    let mut parts = vec!["target", "rawalite-sdk"];
+    for part in source.split('/') {
+        match part {
+            ".." => {
+                parts.pop();
+            }
+            "." | "" => {}
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+/// The numbers of one source-map segment (base64 VLQ).
+fn vlq(segment: &str) -> Option<Vec<i64>> {
+    const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut values = Vec::new();
+    let (mut value, mut shift) = (0i64, 0u32);
+    for c in segment.bytes() {
+        let digit = DIGITS.iter().position(|&d| d == c)? as i64;
+        value += (digit & 31).checked_shl(shift)?;
+        if digit & 32 != 0 {
+            shift += 5;
+            if shift > 60 {
+                return None;
+            }
+        } else {
+            values.push(if value & 1 == 1 {
+                -(value >> 1)
+            } else {
+                value >> 1
+            });
+            (value, shift) = (0, 0);
+        }
+    }
+    (shift == 0).then_some(values)
 }
 
 /// Runs one of the tools (a node script), naming it when it fails.
@@ -211,13 +304,44 @@ export default {
   platform: 'browser',
   external: [/^rawalite:/],
   resolve: { alias: { 'rawalite-guest': fileURLToPath(new URL('./guest-sdk-ts/index.ts', import.meta.url)) } },
-  output: { file: 'app.js', format: 'esm' },
+  output: { file: 'app.js', format: 'esm', sourcemap: true },
 };
 "#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_map_lines_name_the_project_file() {
+        assert_eq!(vlq("AAAA"), Some(vec![0, 0, 0, 0]));
+        assert_eq!(vlq("AACA"), Some(vec![0, 0, 1, 0]));
+        assert_eq!(vlq("gBAAD"), Some(vec![16, 0, 0, -1]));
+        assert_eq!(vlq("g"), None, "a continuation with nothing after it");
+        assert_eq!(vlq("A!"), None);
+        // Line 1 maps nothing; line 2 is app.ts line 3; line 3 app.ts line 4.
+        let map = r#"{"sources": ["guest-sdk-ts/index.ts", "../../src/app.ts"],
+                      "mappings": ";ACEA,IAAI;AACA"}"#;
+        let (files, lines) = source_lines(map).unwrap();
+        assert_eq!(
+            files,
+            ["target/rawalite-sdk/guest-sdk-ts/index.ts", "src/app.ts"]
+        );
+        assert_eq!(lines, ["", "1:3", "1:4"]);
+        assert_eq!(
+            project_path("../../node_modules/x/index.js"),
+            "node_modules/x/index.js"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever a map holds, reading it ends in a table or an error.
+        #[test]
+        fn any_mapping_text_reads_or_fails_cleanly(mappings in "[A-Za-z0-9+/,;!]{0,64}") {
+            let map = serde_json::json!({ "sources": ["a.ts"], "mappings": mappings }).to_string();
+            let _ = source_lines(&map);
+        }
+    }
 
     #[test]
     fn only_granted_capabilities_are_imported() {
