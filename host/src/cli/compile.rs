@@ -10,11 +10,13 @@ use rawalite_host::runtime::{self, Runtime};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Compile every guest of the manifest into the compile cache
-/// (`$RAWALITE_CACHE_DIR`, else `~/.cache/rawalite`), so that `serve`
-/// answers every route at once. Without it, `serve` compiles what is not
-/// cached after it starts, and those routes answer 503 until ready. Exit
-/// codes: 0 all compiled, 2 a bad manifest or a component that cannot load.
+/// Compile every guest of the manifest into the compile cache, ahead of a start.
+///
+/// The cache is `$RAWALITE_CACHE_DIR`, else `~/.cache/rawalite`; with every
+/// guest in it, `serve` answers every route at once. Without it, `serve`
+/// compiles what is not cached after it starts, and those routes answer
+/// 503 until ready. Exit codes: 0 all compiled, 2 a bad manifest or a
+/// component that cannot load.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  rawalite compile\n  rawalite compile --manifest /etc/rawalite/rawalite.toml"
