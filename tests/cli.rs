@@ -292,6 +292,7 @@ fn every_command_has_help() {
         &["audit", "--help"],
         &["new", "--help"],
         &["build", "--help"],
+        &["compile", "--help"],
         &["migrate", "--help"],
         &["user", "--help"],
         &["user", "add", "--help"],
