@@ -413,3 +413,44 @@ fn audit_flags_imports_beyond_the_grant_and_grants_beyond_the_imports() {
         assert!(text.contains(flag), "`{flag}` missing in:\n{text}");
     }
 }
+
+#[test]
+fn compile_names_each_guest_and_fails_on_one_that_cannot_load() {
+    let c = cache();
+    let manifest = c.path().join("rawalite.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[app]\nname = \"c\"\n\n[[guest]]\nname = \"hello\"\ncomponent = \"{}\"\n\n\
+             [[guest]]\nname = \"broken\"\ncomponent = \"{}\"\n",
+            guest("hello").display(),
+            guest("forbidden-import").display()
+        ),
+    )
+    .unwrap();
+    let out = rawalite(
+        &["compile", "--manifest", manifest.to_str().unwrap()],
+        c.path(),
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("hello: compiled in"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("error: broken:") && stderr(&out).contains("wasi:sockets"),
+        "{}",
+        stderr(&out)
+    );
+    // Compiled already the second time.
+    let out = rawalite(
+        &["compile", "--manifest", manifest.to_str().unwrap()],
+        c.path(),
+    );
+    assert!(
+        stdout(&out).contains("hello: compiled already"),
+        "{}",
+        stdout(&out)
+    );
+}
