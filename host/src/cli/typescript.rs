@@ -27,8 +27,12 @@ const TOOLS: &[sdk::File] = &[
     ),
 ];
 
+/// The oldest Node.js the pinned tools run on.
+const NODE_MAJOR: u32 = 20;
+
 /// Builds the project in `dir` into `output`, importing `capabilities`.
 pub fn build(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> {
+    check_node()?;
     let tools = tools()?;
     if dir.join("package.json").is_file() && !dir.join("node_modules").is_dir() {
         step("npm ci (the project's own dependencies)");
@@ -202,6 +206,28 @@ fn run(name: &str, command: &mut Command) -> Result<()> {
     })?;
     if !status.success() {
         bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Node.js, new enough for the tools (an older one fails deep inside them).
+fn check_node() -> Result<()> {
+    let install = format!(
+        "Node.js {NODE_MAJOR} or later with npm is needed to build TypeScript guests (https://nodejs.org, or Debian: apt-get install nodejs npm)"
+    );
+    let out = Command::new("node")
+        .arg("--version")
+        .output()
+        .with_context(|| install.clone())?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < NODE_MAJOR {
+        bail!("{install}; this node is {version}");
     }
     Ok(())
 }
