@@ -187,11 +187,13 @@ impl App {
             .load(&entry.name, &entry.component, entry.limits, grants)?)
     }
 
-    /// Checks what `load_entry` checks before compiling (grants, the
-    /// component and its imports); returns whether it is compiled already.
-    pub fn check_entry(&self, entry: &GuestEntry) -> Result<bool> {
-        self.grants(entry)?;
-        Ok(self.runtime.check(&entry.component)?)
+    /// `load_entry` when the component is compiled already (quick);
+    /// `None`, after the same checks (grants, imports), when it is not.
+    pub fn load_if_compiled(&self, entry: &GuestEntry) -> Result<Option<Guest>> {
+        let grants = self.grants(entry)?;
+        Ok(self
+            .runtime
+            .load_if_compiled(&entry.name, &entry.component, entry.limits, grants)?)
     }
 
     /// Loads every guest of the manifest.

@@ -134,10 +134,7 @@ impl Runtime {
     /// is a component whose imports are all allowed); returns whether it is
     /// compiled already, so that loading it is quick.
     pub fn check(&self, path: &Path) -> Result<bool, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = read_component(path)?;
         check_component(path, &bytes)?;
         Ok(self.cache.has(&bytes))
     }
@@ -152,16 +149,43 @@ impl Runtime {
         limits: Limits,
         grants: Grants,
     ) -> Result<Guest, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = read_component(path)?;
         let surface = check_component(path, &bytes)?;
+        self.load_checked(name, path, &bytes, surface, limits, grants)
+    }
+
+    /// `load` when the component is compiled already (milliseconds);
+    /// `None`, after the same checks, when it would have to be compiled.
+    pub fn load_if_compiled(
+        &self,
+        name: &str,
+        path: &Path,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Option<Guest>, LoadError> {
+        let bytes = read_component(path)?;
+        let surface = check_component(path, &bytes)?;
+        if !self.cache.has(&bytes) {
+            return Ok(None);
+        }
+        self.load_checked(name, path, &bytes, surface, limits, grants)
+            .map(Some)
+    }
+
+    fn load_checked(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        surface: Surface,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Guest, LoadError> {
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
-        let (component, hash) = self.cache.get(&self.engine, &bytes).map_err(invalid)?;
+        let (component, hash) = self.cache.get(&self.engine, bytes).map_err(invalid)?;
         let not_renderer = |e: wasmtime::Error| LoadError::NotARenderer {
             path: path.to_owned(),
             reason: format!("{e:#}"),
@@ -180,6 +204,13 @@ impl Runtime {
             surface,
         ))
     }
+}
+
+fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Checks the header and the imports of a component binary, the same check

@@ -1,8 +1,9 @@
 //! `GET /healthz`: whether this server can do its work, for a load
 //! balancer or a monitor: the database answers, its migrations are the
 //! ones this binary knows, and every routed guest is loaded (not still
-//! compiling). 200 when all hold, 503 otherwise; the body says which. While the server drains
-//! (after SIGTERM) it is 503 `draining`, so a balancer stops sending.
+//! compiling). 200 when all hold, 503 otherwise; the body says which.
+//! While the server drains (after SIGTERM) it is 503 `draining`, so a
+//! balancer stops sending.
 
 use super::Server;
 use crate::database::MigrationState;

@@ -134,14 +134,9 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     let mut later = Vec::new();
     for entry in &app.manifest.guests {
         let Some(route) = &entry.route else { continue };
-        if app.check_entry(entry)? {
-            guests.push((
-                route.clone(),
-                Arc::new(app.load_entry(entry)?),
-                entry.browser.clone(),
-            ));
-        } else {
-            later.push(entry.clone());
+        match app.load_if_compiled(entry)? {
+            Some(guest) => guests.push((route.clone(), Arc::new(guest), entry.browser.clone())),
+            None => later.push(entry.clone()),
         }
     }
     let login = app
