@@ -270,7 +270,7 @@ pub(super) fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-pub(super) fn run_ok(command: &mut Command) -> Result<()> {
+fn run_ok(command: &mut Command) -> Result<()> {
     let status = command
         .status()
         .with_context(|| format!("cannot run {}", command.get_program().to_string_lossy()))?;
