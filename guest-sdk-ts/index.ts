@@ -30,6 +30,11 @@
  * `crypto.getRandomValues()` and `crypto.randomUUID()`. `console.*` goes to
  * the log (`rawalite render --trace` shows it). Integers are JavaScript
  * numbers: exact up to 2^53; cast bigger ones to text in SQL.
+ *
+ * A guest renders synchronously: bridge calls return their result at once,
+ * and the engine runs no promise jobs, so a `render` that returns a Promise
+ * is stopped with a message saying so. There is no `setTimeout`, `fetch`
+ * or DOM.
  */
 import * as sessionImport from 'rawalite:bridge/session@0.1.0';
 import type * as Wire from 'rawalite:bridge/types@0.1.0';
