@@ -38,14 +38,7 @@ fn app() -> &'static ProbeApp {
 
 /// `app.py:N`, where N is the line of python-probe's source holding `needle`.
 fn probe_line(needle: &str) -> String {
-    let source =
-        std::fs::read_to_string(common::workspace().join("guests/python-probe/app.py")).unwrap();
-    let n = source
-        .lines()
-        .position(|l| l.contains(needle))
-        .expect("the line is in app.py")
-        + 1;
-    format!("app.py:{n}")
+    common::sdk::line_of("python-probe", "app.py", needle)
 }
 
 fn render(guest: &str, req: &rawalite_host::capabilities::Request) -> Outcome {

@@ -35,14 +35,7 @@ fn app() -> &'static ProbeApp {
 
 /// `src/app.ts:N`, where N is the line of ts-probe's source holding `needle`.
 fn probe_line(needle: &str) -> String {
-    let source =
-        std::fs::read_to_string(common::workspace().join("guests/ts-probe/src/app.ts")).unwrap();
-    let n = source
-        .lines()
-        .position(|l| l.contains(needle))
-        .expect("the line is in app.ts")
-        + 1;
-    format!("src/app.ts:{n}")
+    common::sdk::line_of("ts-probe", "src/app.ts", needle)
 }
 
 fn render(guest: &str, req: &rawalite_host::capabilities::Request) -> Outcome {

@@ -7,6 +7,19 @@ use rawalite_host::capabilities::Request;
 use rawalite_host::capabilities::session::Caller;
 use rawalite_host::runtime::Outcome;
 
+/// `FILE:N`, where N is the line of `guests/<probe>/FILE` holding `needle`:
+/// where the SDK says a bug is.
+pub fn line_of(probe: &str, file: &str, needle: &str) -> String {
+    let path = super::workspace().join("guests").join(probe).join(file);
+    let source = std::fs::read_to_string(&path).unwrap();
+    let n = source
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("`{needle}` is not in {}", path.display()))
+        + 1;
+    format!("{file}:{n}")
+}
+
 fn render(app: &ProbeApp, probe: &str, req: &Request) -> Outcome {
     app.guest(probe).render(req, Caller::default()).outcome
 }
