@@ -62,6 +62,11 @@ fn new_build_render(lang: &str) {
         "{readme}"
     );
 
+    if lang == "typescript" {
+        // The types an editor reads (tsconfig.json points there), before any build.
+        assert!(dir.join("target/rawalite-sdk/guest-sdk-ts/bridge.d.ts").is_file());
+    }
+
     let built = ok(rawalite_in(&dir, &["build"]));
     assert!(built.contains("imports db, paths, session"), "{built}");
 

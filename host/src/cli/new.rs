@@ -134,6 +134,12 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
         Lang::Typescript => {
             files.push(("src/app.ts".into(), fill(&page(&TYPESCRIPT, caps))));
             files.push(("tsconfig.json".into(), TSCONFIG.into()));
+            // What `build` writes, now: an editor finds the types at once.
+            let granted: Vec<&str> = [(caps.db, "db"), (caps.paths, "paths"), (true, "session")]
+                .into_iter()
+                .filter_map(|(wanted, name)| wanted.then_some(name))
+                .collect();
+            super::typescript::write_sdk(dir, &granted)?;
         }
     }
     files.push(("README.md".into(), readme(name, lang, caps)));
@@ -249,7 +255,7 @@ const TYPESCRIPT: Template = Template {
 };
 
 /// For editors: the checks `rawalite build` runs, from the copy of the SDK
-/// it writes into target/ (so the types resolve after the first build).
+/// that `new` and every build write into target/.
 const TSCONFIG: &str = "{ \"extends\": \"./target/rawalite-sdk/tsconfig.json\" }\n";
 
 /// The page of `template` with the code of each capability in `caps`.
@@ -448,9 +454,9 @@ fn readme(name: &str, lang: Lang, caps: Caps) -> String {
             "Node.js 20 or later with npm (`rawalite build` installs its pinned tools, tsc, \
              rolldown and componentize-qjs, into its cache directory the first time)",
             "The TypeScript SDK (`rawalite-guest`) and the WIT come from the `rawalite` binary at \
-             build time, so the guest always matches the host that runs it; each build leaves a \
-             copy in `target/rawalite-sdk/` (tsconfig.json points your editor at it, so run \
-             `rawalite build` once before opening the project). `rawalite build` type-checks with \
+             build time, so the guest always matches the host that runs it; `new` and each build \
+             leave a copy in `target/rawalite-sdk/`, and tsconfig.json points your editor at it. \
+             `rawalite build` type-checks with \
              tsc, bundles `src/app.ts` and its npm dependencies (add a package.json; the build \
              runs `npm ci`) and makes a QuickJS component whose only imports are the bridge. \
              Render synchronously: no `async`, no `setTimeout`, `fetch` or DOM. `Date`, \

@@ -38,23 +38,7 @@ pub fn build(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> {
         step("npm ci (the project's own dependencies)");
         run("npm ci", npm(dir).args(["ci", "--no-audit", "--no-fund"]))?;
     }
-    // The SDK and the WIT come from this binary, rewritten on every build;
-    // the copy stays for editors (tsconfig.json points into it).
-    let sdk_dir = dir.join("target/rawalite-sdk");
-    let _ = std::fs::remove_dir_all(&sdk_dir);
-    sdk::write(&sdk_dir, sdk::WIT)?;
-    sdk::write(&sdk_dir, sdk::TYPESCRIPT)?;
-    std::fs::write(
-        sdk_dir.join("wit/guest.wit"),
-        super::build::guest_world(capabilities),
-    )?;
-    std::fs::write(
-        sdk_dir.join("guest-sdk-ts/granted.ts"),
-        granted(capabilities),
-    )?;
-    std::fs::write(sdk_dir.join("tsconfig.json"), TSCONFIG)?;
-    std::fs::write(sdk_dir.join("entry.ts"), ENTRY)?;
-    std::fs::write(sdk_dir.join("rolldown.config.mjs"), ROLLDOWN_CONFIG)?;
+    let sdk_dir = write_sdk(dir, capabilities)?;
 
     step("tsc --noEmit");
     let project = dir.join("tsconfig.json");
@@ -101,6 +85,28 @@ pub fn build(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> {
             // Its banner is noise here; its errors go to stderr.
             .stdout(std::process::Stdio::null()),
     )
+}
+
+/// Writes `target/rawalite-sdk/`: the SDK and the WIT from this binary,
+/// the world and `granted.ts` for `capabilities`, and what tsc and
+/// rolldown read. Rewritten by every build; `new` writes it too, so that an
+/// editor resolves the types (tsconfig.json points into it) from the start.
+pub fn write_sdk(dir: &Path, capabilities: &[&str]) -> Result<PathBuf> {
+    let sdk_dir = dir.join("target/rawalite-sdk");
+    let _ = std::fs::remove_dir_all(&sdk_dir);
+    sdk::write(&sdk_dir, sdk::WIT)?;
+    sdk::write(&sdk_dir, sdk::TYPESCRIPT)?;
+    let generated = [
+        ("wit/guest.wit", super::build::guest_world(capabilities)),
+        ("guest-sdk-ts/granted.ts", granted(capabilities)),
+        ("tsconfig.json", TSCONFIG.to_owned()),
+        ("entry.ts", ENTRY.to_owned()),
+        ("rolldown.config.mjs", ROLLDOWN_CONFIG.to_owned()),
+    ];
+    for (path, text) in generated {
+        std::fs::write(sdk_dir.join(path), text)?;
+    }
+    Ok(sdk_dir)
 }
 
 /// Appends to the bundle where each of its lines came from (file and
