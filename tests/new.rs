@@ -64,7 +64,10 @@ fn new_build_render(lang: &str) {
 
     if lang == "typescript" {
         // The types an editor reads (tsconfig.json points there), before any build.
-        assert!(dir.join("target/rawalite-sdk/guest-sdk-ts/bridge.d.ts").is_file());
+        assert!(
+            dir.join("target/rawalite-sdk/guest-sdk-ts/bridge.d.ts")
+                .is_file()
+        );
     }
 
     let built = ok(rawalite_in(&dir, &["build"]));
