@@ -204,7 +204,7 @@ fn build_python(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> 
 /// The capabilities the manifest grants guest `name`: `db` with a table,
 /// `paths` with a root, `session` always (reading who is signed in needs no
 /// grant). Without a manifest or an entry for `name`, all three.
-fn granted_capabilities(manifest: &Path, name: &str) -> Result<Vec<&'static str>> {
+pub(super) fn granted_capabilities(manifest: &Path, name: &str) -> Result<Vec<&'static str>> {
     if !manifest.is_file() {
         return Ok(vec!["db", "paths", "session"]);
     }

@@ -33,17 +33,18 @@ pub fn run(args: CompileArgs) -> Result<Exit> {
     let mut failed = 0;
     for entry in &manifest.guests {
         let started = Instant::now();
-        let cached = runtime.check(&entry.component).unwrap_or(false);
-        match runtime.load(
-            &entry.name,
-            &entry.component,
-            entry.limits,
-            Grants::default(),
-        ) {
-            Ok(_) if cached => println!("{}: compiled already", entry.name),
-            Ok(_) => println!(
-                "{}: compiled in {:.1}s",
-                entry.name,
+        let (name, path, limits) = (&entry.name, &entry.component, entry.limits);
+        let loaded = match runtime.load_if_compiled(name, path, limits, Grants::default()) {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => runtime
+                .load(name, path, limits, Grants::default())
+                .map(|_| false),
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(true) => println!("{name}: compiled already"),
+            Ok(false) => println!(
+                "{name}: compiled in {:.1}s",
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => {

@@ -134,12 +134,6 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
         Lang::Typescript => {
             files.push(("src/app.ts".into(), fill(&page(&TYPESCRIPT, caps))));
             files.push(("tsconfig.json".into(), TSCONFIG.into()));
-            // What `build` writes, now: an editor finds the types at once.
-            let granted: Vec<&str> = [(caps.db, "db"), (caps.paths, "paths"), (true, "session")]
-                .into_iter()
-                .filter_map(|(wanted, name)| wanted.then_some(name))
-                .collect();
-            super::typescript::write_sdk(dir, &granted)?;
         }
     }
     files.push(("README.md".into(), readme(name, lang, caps)));
@@ -147,6 +141,12 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().expect("a file in the project"))?;
         std::fs::write(&path, text)?;
+    }
+    if lang == Lang::Typescript {
+        // What `build` writes, now, from the manifest just written: an
+        // editor finds the types at once.
+        let granted = super::build::granted_capabilities(&dir.join("rawalite.toml"), name)?;
+        super::typescript::write_sdk(dir, &granted)?;
     }
     Ok(())
 }
