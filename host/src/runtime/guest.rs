@@ -12,7 +12,7 @@ use super::GuestState;
 use super::imports::Surface;
 use super::limits::Limiter;
 use super::log::GuestPanic;
-use super::wasi::{self, GuestOutput};
+use super::wasi::GuestOutput;
 use crate::capabilities::session::{Caller, SessionChange};
 use crate::capabilities::{
     DeadlineReached, Error, Grants, Refused, RendererPre, Request, Response,
@@ -164,7 +164,7 @@ impl Guest {
             .grants
             .request(&self.name, deadline, self.limits.memory, caller);
         let state = GuestState {
-            wasi: wasi::context(&output),
+            wasi: None,
             output: output.clone(),
             table,
             limiter: Limiter::new(&self.limits),

@@ -30,7 +30,10 @@ use wasmtime_wasi::WasiCtx;
 /// Everything one request's store holds: the WASI context, the host
 /// resource table, the limiter, and each capability's request state.
 pub struct GuestState {
-    pub(crate) wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most requests make none, and
+    /// building one (its random generators seeded) costs more than the
+    /// rest of a hello's store.
+    pub(crate) wasi: Option<WasiCtx>,
     /// What the guest printed, through WASI or the bridge's `log`.
     pub(crate) output: wasi::GuestOutput,
     pub(crate) table: ResourceTable,
