@@ -31,8 +31,7 @@ use wasmtime_wasi::WasiCtx;
 /// resource table, the limiter, and each capability's request state.
 pub struct GuestState {
     /// Built on the guest's first WASI call: most requests make none, and
-    /// building one (its random generators seeded) costs more than the
-    /// rest of a hello's store.
+    /// building one (its random generators seeded) was ~3% of a hello.
     pub(crate) wasi: Option<WasiCtx>,
     /// What the guest printed, through WASI or the bridge's `log`.
     pub(crate) output: wasi::GuestOutput,
