@@ -154,6 +154,10 @@ fn build_says_what_a_guest_project_is_when_given_something_else() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        !dir.path().join("target").exists(),
+        "it leaves the directory alone"
+    );
 }
 
 #[test]
@@ -258,4 +262,35 @@ fn a_typescript_guest_bundles_its_own_npm_dependencies() {
         &["render", "--guest", "deps", "/?name=ada"],
     ));
     assert!(page.contains("<h1>Hello, ADA!!</h1>"), "{page}");
+}
+
+#[test]
+fn two_builds_of_one_project_at_once_both_succeed() {
+    // `serve --watch` beside an editor's build-on-save, or two terminals:
+    // each build rewrites the project's target/rawalite-sdk/ and output,
+    // so the second waits for the first instead of pulling files from
+    // under it.
+    let parent = tempfile::tempdir().unwrap();
+    ok(rawalite_in(
+        parent.path(),
+        &["new", "twice", "--lang", "typescript"],
+    ));
+    let dir = parent.path().join("twice");
+    let builds: Vec<_> = (0..2)
+        .map(|_| {
+            let dir = dir.clone();
+            std::thread::spawn(move || rawalite_in(&dir, &["build"]))
+        })
+        .collect();
+    let outputs: Vec<Output> = builds.into_iter().map(|b| b.join().unwrap()).collect();
+    let waited = outputs
+        .iter()
+        .filter(|out| stderr(out).contains("waiting for another build of this project"))
+        .count();
+    for out in outputs {
+        ok(out);
+    }
+    assert_eq!(waited, 1, "one of the builds waits for the other");
+    let page = ok(rawalite_in(&dir, &["render", "--guest", "twice", "/"]));
+    assert!(page.contains("twice"), "{page}");
 }

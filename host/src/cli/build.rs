@@ -29,8 +29,8 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 /// missing, runs `npm ci` for the project's own dependencies, type-checks,
 /// bundles and componentizes. Python and TypeScript guests import only the
 /// capabilities the manifest grants the guest named like the directory (all
-/// three when it names none). Exit codes: 0 built, 1 the build failed, 2 not
-/// a guest project.
+/// three when it names none). Two builds of one project take turns. Exit
+/// codes: 0 built, 1 the build failed, 2 not a guest project.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  rawalite build\n  rawalite build guests/reports -o target/guests/reports.wasm --manifest rawalite.toml"
@@ -56,6 +56,20 @@ pub fn run(args: BuildArgs) -> Result<Exit> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let rust = dir.join("Cargo.toml").is_file();
+    let python = dir.join("app.py").is_file();
+    if !rust && !python && !dir.join("src/app.ts").is_file() {
+        eprintln!(
+            "error: {} is not a guest project: it has none of Cargo.toml (Rust), app.py (Python) \
+             and src/app.ts (TypeScript)\n\
+             create one with `rawalite new NAME`",
+            dir.display()
+        );
+        return Ok(Exit::Usage);
+    }
+    // Each build rewrites the project's target/ (the SDK's copy, the
+    // partial component): a second build of it waits for the first.
+    let _building = lock_project(&dir)?;
     let output = match args.output {
         Some(output) => std::path::absolute(output)?,
         None => dir.join("target").join(format!("{name}.wasm")),
@@ -67,25 +81,17 @@ pub fn run(args: BuildArgs) -> Result<Exit> {
     // Built beside the output, then renamed over it: `serve --watch` (or
     // anyone) never reads a half-written component.
     let partial = output.with_extension("wasm.partial");
-    let built = if dir.join("Cargo.toml").is_file() {
+    let built = if rust {
         build_rust(&dir, &partial)
-    } else if dir.join("app.py").is_file() || dir.join("src/app.ts").is_file() {
+    } else {
         let manifest = args.manifest.unwrap_or_else(|| dir.join("rawalite.toml"));
         granted_capabilities(&manifest, &name).and_then(|capabilities| {
-            if dir.join("app.py").is_file() {
+            if python {
                 build_python(&dir, &partial, &capabilities)
             } else {
                 super::typescript::build(&dir, &partial, &capabilities)
             }
         })
-    } else {
-        eprintln!(
-            "error: {} is not a guest project: it has none of Cargo.toml (Rust), app.py (Python) \
-             and src/app.ts (TypeScript)\n\
-             create one with `rawalite new NAME`",
-            dir.display()
-        );
-        return Ok(Exit::Usage);
     };
     if let Err(e) = built.and_then(|()| Ok(std::fs::rename(&partial, &output)?)) {
         let _ = std::fs::remove_file(&partial);
@@ -114,6 +120,20 @@ pub fn run(args: BuildArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// Holds `DIR/target/.rawalite-build.lock` until dropped; waits, and says
+/// so, while another build of the project holds it.
+fn lock_project(dir: &Path) -> Result<std::fs::File> {
+    let target = dir.join("target");
+    std::fs::create_dir_all(&target)?;
+    let lock = std::fs::File::create(target.join(".rawalite-build.lock"))
+        .with_context(|| format!("cannot write in {}", target.display()))?;
+    if lock.try_lock().is_err() {
+        step("waiting for another build of this project to finish");
+        lock.lock()?;
+    }
+    Ok(lock)
 }
 
 fn build_rust(dir: &Path, output: &Path) -> Result<()> {
