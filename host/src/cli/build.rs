@@ -122,15 +122,23 @@ pub fn run(args: BuildArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Holds `DIR/target/.rawalite-build.lock` until dropped; waits, and says
-/// so, while another build of the project holds it.
+/// Holds `DIR/target/.rawalite-build.lock` until dropped.
 fn lock_project(dir: &Path) -> Result<std::fs::File> {
     let target = dir.join("target");
     std::fs::create_dir_all(&target)?;
-    let lock = std::fs::File::create(target.join(".rawalite-build.lock"))
-        .with_context(|| format!("cannot write in {}", target.display()))?;
+    hold(
+        &target.join(".rawalite-build.lock"),
+        "waiting for another build of this project to finish",
+    )
+}
+
+/// An exclusive lock on the file at `path` (created if missing), held
+/// until the file is dropped; says `waiting` when another process holds it.
+pub(super) fn hold(path: &Path, waiting: &str) -> Result<std::fs::File> {
+    let lock =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     if lock.try_lock().is_err() {
-        step("waiting for another build of this project to finish");
+        step(waiting);
         lock.lock()?;
     }
     Ok(lock)

@@ -8,7 +8,7 @@
 //! 8-18 s and ~2 ms (docs/DESIGN-NOTES.md has the figures). What QuickJS
 //! lacks, a clock and entropy, the SDK takes from the bridge.
 
-use super::build::step;
+use super::build::{hold, step};
 use super::sdk;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -255,8 +255,10 @@ fn tools() -> Result<PathBuf> {
     }
     // Two builds at once: the second waits for the first's install.
     std::fs::create_dir_all(&dir)?;
-    let lock = std::fs::File::create(dir.join(".installing"))?;
-    lock.lock()?;
+    let _installing = hold(
+        &dir.join(".installing"),
+        "waiting for another build's install of the TypeScript tools",
+    )?;
     if installed() {
         return Ok(dir);
     }
