@@ -533,6 +533,58 @@ fn calls_from_inside_a_runtime_task_are_not_starved() {
         .expect("a thousand calls from one task finish");
 }
 
+#[test]
+fn a_connection_serves_only_the_runtime_that_watches_it() {
+    // A guest rendered outside `serve` (`rawalite render`, the tests) runs
+    // on a runtime of its thread's own, which waits on its connection's
+    // socket itself and reads it only while it runs. Twelve threads each
+    // leave such a connection idle in the pool and stay alive: a call on
+    // another thread must take none of them (it would wait out its
+    // deadline for an answer nobody reads), and the pool still holds no
+    // more connections than its size.
+    let f = app();
+    let reader = std::sync::Arc::new(f.guest("reader"));
+    let (queried, all_queried) = std::sync::mpsc::channel();
+    let release = std::sync::Arc::new(std::sync::Barrier::new(13));
+    let threads: Vec<_> = (0..12)
+        .map(|_| {
+            let (reader, queried, release) = (reader.clone(), queried.clone(), release.clone());
+            std::thread::spawn(move || {
+                json(query(&reader, "SELECT count(*) AS n FROM customers", &[]));
+                queried.send(()).unwrap();
+                release.wait();
+            })
+        })
+        .collect();
+    for _ in 0..12 {
+        all_queried
+            .recv_timeout(Duration::from_secs(30))
+            .expect("each thread's query is answered");
+    }
+    for _ in 0..3 {
+        json(query(&reader, "SELECT count(*) AS n FROM customers", &[]));
+    }
+    let role = role(&f, "reader");
+    let waited = Instant::now();
+    loop {
+        let open = f.number(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"
+        ));
+        if open <= rawalite_host::database::postgres::GUEST_CONNECTIONS as i64 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "{open} connections of one guest are open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    release.wait();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
 /// Waits until no statement of `role` runs on the server, for at most 5 s.
 fn nothing_runs_as(f: &ProbeApp, role: &str, why: &str) {
     let waited = Instant::now();

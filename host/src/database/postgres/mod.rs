@@ -10,10 +10,11 @@
 //! checks: `serve` refuses a database whose migrations or grants are out of
 //! step with the binary and the manifest.
 //!
-//! Connections are driven by a small tokio runtime of this module's own,
-//! so the same code serves `serve`, the command line and the tests; a
-//! caller waits for [`Postgres::run`] (off the async workers, as every
-//! blocking host call does).
+//! A call awaits its work on the caller's runtime ([`Postgres::awaited`]:
+//! a guest's `db` call, a signed-in request's session) or, synchronous,
+//! waits for it on its thread ([`Postgres::run`]: the host's own calls,
+//! off the async workers as every blocking host call is), with a small
+//! tokio runtime of this module's own watching the sockets.
 
 mod provision;
 mod url;
@@ -124,18 +125,17 @@ impl Postgres {
         })
     }
 
-    /// Awaits `work` on the caller's runtime when its workers always run
-    /// (`serve`'s): the caller's task (a guest's fiber, a request) waits
-    /// and the worker serves others. A runtime of one thread (`rawalite
-    /// render`, the tests, the bench) runs only while it is polled, so
-    /// there the call waits on this thread ([`Postgres::run`]) with the
-    /// database's runtime watching the socket: an answer then wakes this
-    /// thread, not that runtime's reactor.
+    /// Awaits `work` on the caller's runtime: the caller's task (a guest's
+    /// fiber, a request) waits, and on `serve`'s runtime the worker serves
+    /// others meanwhile. The connections it takes are those that runtime
+    /// watches ([`Driver`]), so on a runtime of one thread (`rawalite
+    /// render`, the tests, the bench) the answer wakes this thread from its
+    /// own poll, with no other thread between it and the socket. Outside
+    /// any runtime, [`Postgres::run`].
     pub async fn awaited<T>(&self, work: impl Future<Output = T>) -> T {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        match Handle::try_current() {
-            Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => work.await,
-            _ => self.run(work),
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => work.await,
+            Err(_) => self.run(work),
         }
     }
 
@@ -390,6 +390,7 @@ async fn run_migrations(client: &mut Client) -> Result<Vec<Applied>> {
 /// alone; other guests have pools of their own.
 pub struct Pool {
     config: Config,
+    /// Oldest first.
     idle: Mutex<Vec<Conn>>,
     slots: Arc<Semaphore>,
 }
@@ -397,6 +398,8 @@ pub struct Pool {
 /// An open connection and the statements prepared on it.
 struct Conn {
     client: Client,
+    /// The runtime whose reactor watches its socket.
+    driver: Driver,
     /// The connection's I/O, polled by whoever holds it ([`Pooled::drive`]);
     /// `None` once it ended.
     io: Mutex<Option<Io>>,
@@ -404,6 +407,29 @@ struct Conn {
 }
 
 type Io = tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+/// Which runtime's reactor watches a connection's socket, fixed when it
+/// connects. One whose workers always run (`serve`'s, or the database's
+/// own inside [`Postgres::run`]) wakes whichever thread waits, so the
+/// connection may serve any call. A runtime of one thread watches it only
+/// while that runtime is polled: the connection serves only calls on it (a
+/// call elsewhere would wait for an answer nobody reads).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Shared,
+    Polled(tokio::runtime::Id),
+}
+
+impl Driver {
+    /// The driver of a connection opened here.
+    fn here() -> Driver {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::CurrentThread => Driver::Polled(h.id()),
+            _ => Driver::Shared,
+        }
+    }
+}
 
 /// Prepared statements by SQL text, then by parameter types.
 type Prepared = HashMap<String, Vec<(Vec<Type>, Statement)>>;
@@ -429,23 +455,36 @@ impl Pool {
         }
     }
 
-    /// A connection, waiting for a free slot no later than `deadline`.
-    /// Must run on the database's runtime (inside [`Postgres::run`]).
+    /// A connection watched by the caller's runtime ([`Driver`]), waiting
+    /// for a free slot no later than `deadline`. Must run on a runtime:
+    /// the database's own (inside [`Postgres::run`]) or the caller's
+    /// ([`Postgres::awaited`]).
     pub async fn get(self: &Arc<Self>, deadline: Instant) -> Result<Pooled, PoolError> {
         let slot = tokio::time::timeout_at(deadline.into(), self.slots.clone().acquire_owned())
             .await
             .map_err(|_| PoolError::Busy)?
             .map_err(|_| PoolError::Busy)?;
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let driver = Driver::here();
+        let (idle, stale) = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            match idle.iter().rposition(|c| c.driver == driver) {
+                Some(i) => (Some(idle.remove(i)), None),
+                // Open connections stay within the pool's size (those in
+                // use, this one's slot among them, and the idle): the
+                // oldest idle one of another runtime makes room, closed once
+                // the lock is let go.
+                None if idle.len() > self.slots.available_permits() => (None, Some(idle.remove(0))),
+                None => (None, None),
+            }
+        };
+        drop(stale);
         let conn = match idle.filter(Conn::alive) {
             Some(conn) => conn,
             None => {
-                // Asked for from a runtime whose workers always run (serve's,
-                // or this database's own inside `run`), which watches the
-                // socket from then on.
                 let (client, io) = self.config.connect(NoTls).await?;
                 Conn {
                     client,
+                    driver,
                     io: Mutex::new(Some(io)),
                     statements: Mutex::new(HashMap::new()),
                 }
