@@ -41,6 +41,14 @@ timeout_ms = 300
 read = ["customers"]
 
 [[guest]]
+name = "hog"
+component = "{probe}"
+[guest.limits]
+timeout_ms = 5000
+[guest.db]
+read = ["invoices"]
+
+[[guest]]
 name = "hungry"
 component = "{probe}"
 [guest.limits]
@@ -625,26 +633,52 @@ fn a_result_past_the_limits_stops_on_the_server() {
 #[test]
 fn one_guest_exhausting_its_pool_does_not_stall_another() {
     let f = app();
-    let slow = std::sync::Arc::new(f.guest("slow"));
+    let hog = std::sync::Arc::new(f.guest("hog"));
     let reader = f.guest("reader");
-    // Sixteen requests of `slow` at once, each holding a connection until
-    // its deadline: twice its pool.
+    // `hog`'s reads wait on a lock held for 6 s: each holds one of its
+    // connections until its 5 s deadline, idle on the server.
+    let url = f.app.manifest.database.clone().unwrap();
+    let mut lock = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", &url, "-c"])
+        .arg("BEGIN; LOCK TABLE app.invoices IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql runs");
+    let until = |what: &str, sql: &str, n: i64| {
+        let waited = Instant::now();
+        while f.number(sql) < n {
+            assert!(waited.elapsed() < Duration::from_secs(5), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    until(
+        "the lock was never taken",
+        "SELECT count(*) FROM pg_locks WHERE relation = 'app.invoices'::regclass AND mode = 'AccessExclusiveLock' AND granted",
+        1,
+    );
+    // Sixteen requests of `hog` at once: twice its pool.
+    let started = Instant::now();
     let hogs: Vec<_> = (0..16)
         .map(|_| {
-            let slow = slow.clone();
-            std::thread::spawn(move || {
-                query(
-                    &slow,
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c",
-                    &[],
-                )
-            })
+            let hog = hog.clone();
+            std::thread::spawn(move || query(&hog, "SELECT count(*) AS n FROM invoices", &[]))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(50));
+    until(
+        "the hogs never held the whole pool",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{}' AND state = 'active'",
+            role(&f, "hog")
+        ),
+        rawalite_host::database::postgres::GUEST_CONNECTIONS as i64,
+    );
     for _ in 0..5 {
         json(query(&reader, "SELECT count(*) AS n FROM customers", &[]));
     }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the other guest was served only once the hogs' deadline had passed"
+    );
     for hog in hogs {
         let outcome = hog.join().unwrap();
         assert!(
@@ -653,6 +687,7 @@ fn one_guest_exhausting_its_pool_does_not_stall_another() {
             "{outcome:?}"
         );
     }
+    assert!(lock.wait().unwrap().success());
 }
 
 #[test]
