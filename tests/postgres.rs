@@ -572,21 +572,16 @@ fn a_connection_serves_only_the_runtime_that_watches_it() {
     for _ in 0..3 {
         json(query(&reader, "SELECT count(*) AS n FROM customers", &[]));
     }
-    let role = role(&f, "reader");
-    let waited = Instant::now();
-    loop {
-        let open = f.number(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"
-        ));
-        if open <= rawalite_host::database::postgres::GUEST_CONNECTIONS as i64 {
-            break;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "{open} connections of one guest are open"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let pool = rawalite_host::database::postgres::GUEST_CONNECTIONS as i64;
+    wait_for(
+        &f,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{}'",
+            role(&f, "reader")
+        ),
+        |open| open <= pool,
+        "one guest has more connections open than its pool's size",
+    );
     release.wait();
     for thread in threads {
         thread.join().unwrap();
@@ -595,14 +590,18 @@ fn a_connection_serves_only_the_runtime_that_watches_it() {
 
 /// Waits until no statement of `role` runs on the server, for at most 5 s.
 fn nothing_runs_as(f: &ProbeApp, role: &str, why: &str) {
+    wait_for(f, &active(role), |running| running == 0, why);
+}
+
+/// How many statements of `role` run on the server.
+fn active(role: &str) -> String {
+    format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND state = 'active'")
+}
+
+/// Waits until the number `sql` returns is `done`, for at most 5 s.
+fn wait_for(f: &ProbeApp, sql: &str, done: impl Fn(i64) -> bool, why: &str) {
     let waited = Instant::now();
-    loop {
-        let running = f.number(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND state = 'active'"
-        ));
-        if running == 0 {
-            return;
-        }
+    while !done(f.number(sql)) {
         assert!(waited.elapsed() < Duration::from_secs(5), "{why}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -644,17 +643,11 @@ fn one_guest_exhausting_its_pool_does_not_stall_another() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("psql runs");
-    let until = |what: &str, sql: &str, n: i64| {
-        let waited = Instant::now();
-        while f.number(sql) < n {
-            assert!(waited.elapsed() < Duration::from_secs(5), "{what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    until(
-        "the lock was never taken",
+    wait_for(
+        &f,
         "SELECT count(*) FROM pg_locks WHERE relation = 'app.invoices'::regclass AND mode = 'AccessExclusiveLock' AND granted",
-        1,
+        |held| held == 1,
+        "the lock was never taken",
     );
     // Sixteen requests of `hog` at once: twice its pool.
     let started = Instant::now();
@@ -664,13 +657,12 @@ fn one_guest_exhausting_its_pool_does_not_stall_another() {
             std::thread::spawn(move || query(&hog, "SELECT count(*) AS n FROM invoices", &[]))
         })
         .collect();
-    until(
+    let pool = rawalite_host::database::postgres::GUEST_CONNECTIONS as i64;
+    wait_for(
+        &f,
+        &active(&role(&f, "hog")),
+        |running| running == pool,
         "the hogs never held the whole pool",
-        &format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{}' AND state = 'active'",
-            role(&f, "hog")
-        ),
-        rawalite_host::database::postgres::GUEST_CONNECTIONS as i64,
     );
     for _ in 0..5 {
         json(query(&reader, "SELECT count(*) AS n FROM customers", &[]));
