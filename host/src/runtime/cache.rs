@@ -94,25 +94,39 @@ impl ComponentCache {
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, [u8; 32])> {
         let hash: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(component) = self.lock().get(&hash) {
-            self.from_memory.fetch_add(1, Ordering::Relaxed);
-            return Ok((component.clone(), hash));
+        if let Some(component) = self.cached(engine, &hash) {
+            return Ok((component, hash));
         }
         // Not under the lock: `serve` compiles several guests at once.
-        let component = match self.read_artifact(engine, &hash) {
-            Some(component) => {
-                self.from_disk.fetch_add(1, Ordering::Relaxed);
-                component
-            }
-            None => {
-                let component = Component::new(engine, bytes)?;
-                self.compiled.fetch_add(1, Ordering::Relaxed);
-                self.write_artifact(&component, &hash);
-                component
-            }
-        };
+        let component = Component::new(engine, bytes)?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        self.write_artifact(&component, &hash);
         self.lock().insert(hash, component.clone());
         Ok((component, hash))
+    }
+
+    /// [`ComponentCache::get`] when the memory or the disk cache has
+    /// `bytes` compiled (milliseconds); `None` when it would compile.
+    pub(crate) fn get_if_compiled(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> Option<(Component, [u8; 32])> {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        self.cached(engine, &hash)
+            .map(|component| (component, hash))
+    }
+
+    /// The component of `hash` from memory, else from disk.
+    fn cached(&self, engine: &Engine, hash: &[u8; 32]) -> Option<Component> {
+        if let Some(component) = self.lock().get(hash) {
+            self.from_memory.fetch_add(1, Ordering::Relaxed);
+            return Some(component.clone());
+        }
+        let component = self.read_artifact(engine, hash)?;
+        self.from_disk.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(*hash, component.clone());
+        Some(component)
     }
 
     /// Whether `bytes` are compiled already, in memory or on disk: loading

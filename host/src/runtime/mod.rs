@@ -167,10 +167,10 @@ impl Runtime {
     ) -> Result<Option<Guest>, LoadError> {
         let bytes = read_component(path)?;
         let surface = check_component(path, &bytes)?;
-        if !self.cache.has(&bytes) {
+        let Some(compiled) = self.cache.get_if_compiled(&self.engine, &bytes) else {
             return Ok(None);
-        }
-        self.load_checked(name, path, &bytes, surface, limits, grants)
+        };
+        self.load_compiled(name, path, compiled, surface, limits, grants)
             .map(Some)
     }
 
@@ -183,11 +183,27 @@ impl Runtime {
         limits: Limits,
         grants: Grants,
     ) -> Result<Guest, LoadError> {
-        let invalid = |e: wasmtime::Error| LoadError::Invalid {
-            path: path.to_owned(),
-            reason: format!("{e:#}"),
-        };
-        let (component, hash) = self.cache.get(&self.engine, bytes).map_err(invalid)?;
+        let compiled = self
+            .cache
+            .get(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        self.load_compiled(name, path, compiled, surface, limits, grants)
+    }
+
+    /// Pre-instantiates the compiled component (and its SHA-256) against
+    /// the bridge.
+    fn load_compiled(
+        &self,
+        name: &str,
+        path: &Path,
+        (component, hash): (wasmtime::component::Component, [u8; 32]),
+        surface: Surface,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Guest, LoadError> {
         let not_renderer = |e: wasmtime::Error| LoadError::NotARenderer {
             path: path.to_owned(),
             reason: format!("{e:#}"),
