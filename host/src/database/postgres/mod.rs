@@ -411,22 +411,23 @@ type Io = tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls
 /// Which runtime's reactor watches a connection's socket, fixed when it
 /// connects. One whose workers always run (`serve`'s, or the database's
 /// own inside [`Postgres::run`]) wakes whichever thread waits, so the
-/// connection may serve any call. A runtime of one thread watches it only
-/// while that runtime is polled: the connection serves only calls on it (a
-/// call elsewhere would wait for an answer nobody reads).
+/// connection may serve any call, though an answer then crosses to the
+/// caller's runtime. A runtime of one thread watches it only while that
+/// runtime is polled: the connection serves only calls on it (a call
+/// elsewhere would wait for an answer nobody reads).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Driver {
-    Shared,
-    Polled(tokio::runtime::Id),
+struct Driver {
+    runtime: tokio::runtime::Id,
+    always_runs: bool,
 }
 
 impl Driver {
-    /// The driver of a connection opened here.
+    /// The caller's runtime.
     fn here() -> Driver {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        match Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == RuntimeFlavor::CurrentThread => Driver::Polled(h.id()),
-            _ => Driver::Shared,
+        let runtime = tokio::runtime::Handle::current();
+        Driver {
+            runtime: runtime.id(),
+            always_runs: runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread,
         }
     }
 }
@@ -467,14 +468,23 @@ impl Pool {
         let driver = Driver::here();
         let (idle, stale) = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            // Open connections stay within the pool's size: those in use
+            // (this call's slot among them) and the idle.
+            let room = idle.len() <= self.slots.available_permits();
             match idle.iter().rposition(|c| c.driver == driver) {
                 Some(i) => (Some(idle.remove(i)), None),
-                // Open connections stay within the pool's size (those in
-                // use, this one's slot among them, and the idle): the
-                // oldest idle one of another runtime makes room, closed once
-                // the lock is let go.
-                None if idle.len() > self.slots.available_permits() => (None, Some(idle.remove(0))),
-                None => (None, None),
+                None if room => (None, None),
+                // Full: one watched by another runtime that always runs
+                // serves a caller whose runtime always runs too; else the
+                // oldest idle one makes room (closed once the lock is let
+                // go).
+                None => match idle
+                    .iter()
+                    .rposition(|c| driver.always_runs && c.driver.always_runs)
+                {
+                    Some(i) => (Some(idle.remove(i)), None),
+                    None => (None, Some(idle.remove(0))),
+                },
             }
         };
         drop(stale);
