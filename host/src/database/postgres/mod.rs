@@ -127,11 +127,11 @@ impl Postgres {
 
     /// Awaits `work` on the caller's runtime: the caller's task (a guest's
     /// fiber, a request) waits, and on `serve`'s runtime the worker serves
-    /// others meanwhile. The connections it takes are those that runtime
-    /// watches ([`Driver`]), so on a runtime of one thread (`rawalite
-    /// render`, the tests, the bench) the answer wakes this thread from its
-    /// own poll, with no other thread between it and the socket. Outside
-    /// any runtime, [`Postgres::run`].
+    /// others meanwhile. It takes a connection that runtime watches where
+    /// it can ([`Driver`]), so the answer wakes the caller's runtime itself;
+    /// on a runtime of one thread (`rawalite render`, the tests, the bench)
+    /// that is this very thread, with no other between it and the socket.
+    /// Outside any runtime, [`Postgres::run`].
     pub async fn awaited<T>(&self, work: impl Future<Output = T>) -> T {
         match tokio::runtime::Handle::try_current() {
             Ok(_) => work.await,
