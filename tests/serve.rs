@@ -792,7 +792,13 @@ fn watch_applies_a_changed_grant_on_the_next_request() {
         std::fs::read_to_string(&manifest).unwrap() + "[guest.db]\nread = [\"customers\"]\n";
     replace(&manifest, granted.as_bytes());
     let r = eventually(&served, count, "\"n\"");
-    assert_eq!(r.status, 200, "the grant never took effect: {}", r.body);
+    assert_eq!(
+        r.status,
+        200,
+        "the grant never took effect: {}\nserve's log:\n{}",
+        r.body,
+        std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+    );
 
     // A manifest with an error changes nothing.
     replace(&manifest, b"[[guest]]\nname = 7\n");
