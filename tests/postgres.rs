@@ -650,7 +650,6 @@ fn one_guest_exhausting_its_pool_does_not_stall_another() {
         "the lock was never taken",
     );
     // Sixteen requests of `hog` at once: twice its pool.
-    let started = Instant::now();
     let hogs: Vec<_> = (0..16)
         .map(|_| {
             let hog = hog.clone();
@@ -668,8 +667,8 @@ fn one_guest_exhausting_its_pool_does_not_stall_another() {
         json(query(&reader, "SELECT count(*) AS n FROM customers", &[]));
     }
     assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the other guest was served only once the hogs' deadline had passed"
+        hogs.iter().all(|hog| !hog.is_finished()),
+        "the other guest was served only once the hogs had let their connections go"
     );
     for hog in hogs {
         let outcome = hog.join().unwrap();

@@ -153,7 +153,14 @@ impl Runtime {
     ) -> Result<Guest, LoadError> {
         let bytes = read_component(path)?;
         let surface = check_component(path, &bytes)?;
-        self.load_checked(name, path, &bytes, surface, limits, grants)
+        let compiled = self
+            .cache
+            .get(&self.engine, &bytes)
+            .map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        self.load_compiled(name, path, compiled, surface, limits, grants)
     }
 
     /// `load` when the component is compiled already (milliseconds);
@@ -172,25 +179,6 @@ impl Runtime {
         };
         self.load_compiled(name, path, compiled, surface, limits, grants)
             .map(Some)
-    }
-
-    fn load_checked(
-        &self,
-        name: &str,
-        path: &Path,
-        bytes: &[u8],
-        surface: Surface,
-        limits: Limits,
-        grants: Grants,
-    ) -> Result<Guest, LoadError> {
-        let compiled = self
-            .cache
-            .get(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid {
-                path: path.to_owned(),
-                reason: format!("{e:#}"),
-            })?;
-        self.load_compiled(name, path, compiled, surface, limits, grants)
     }
 
     /// Pre-instantiates the compiled component (and its SHA-256) against
