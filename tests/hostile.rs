@@ -632,3 +632,118 @@ fn a_long_sort_ends_near_its_deadline() {
         "the sort ran for {took:?}"
     );
 }
+
+/// Statements as deep as 64 KiB of SQL lets them nest, in every shape that
+/// nests: chains of each binary operator, `NOT`s, `CASE` in `CASE`,
+/// parentheses, subqueries, `IN` lists and set operations, each of about
+/// `levels` levels (past 64 KiB, the host's limit answers).
+fn deep_statements(levels: usize) -> Vec<(String, String)> {
+    let chain = |op: &str| format!("1{}", format!(" {op} 1").repeat(levels));
+    let mut shapes: Vec<(String, String)> = [
+        "-", "+", "*", "/", "%", "||", "=", "<>", "<", ">", "<=", ">=", "AND", "OR", "&", "|",
+        "<<", "IS",
+    ]
+    .iter()
+    .map(|op| (format!("a chain of {op}"), chain(op)))
+    .collect();
+    shapes.push(("NOTs".into(), format!("{}1", "NOT ".repeat(levels))));
+    shapes.push((
+        "CASE in CASE".into(),
+        format!(
+            "{}1{}",
+            "CASE WHEN 1 THEN ".repeat(levels),
+            " END".repeat(levels)
+        ),
+    ));
+    shapes.push((
+        "parentheses".into(),
+        format!("{}1{}", "(".repeat(levels), ")".repeat(levels)),
+    ));
+    shapes.push((
+        "subqueries".into(),
+        format!("{}1{}", "(SELECT ".repeat(levels), ")".repeat(levels)),
+    ));
+    shapes.push((
+        "an IN list".into(),
+        format!(
+            "1 IN ({})",
+            (0..levels)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    ));
+    shapes
+}
+
+/// `rawalite serve` answers every statement of [`deep_statements`] through
+/// `db.query`, `db.execute` and `db.transaction` (with an error or a
+/// result), on SQLite (plain and with `portable_sql`) and on PostgreSQL,
+/// and is still up and serving at the end.
+#[test]
+fn no_statement_however_deep_takes_serve_down() {
+    let modes: &[bool] = if common::on_postgres() {
+        &[true]
+    } else {
+        &[false, true]
+    };
+    for &portable in modes {
+        let dir = tempfile::tempdir().unwrap();
+        let file = common::manifest(
+            dir.path(),
+            &format!(
+                "{}[[guest]]\nname = \"probe\"\ncomponent = \"{{probe}}\"\nroute = \"/probe\"\n[guest.limits]\ntimeout_ms = 5000\n[guest.db]\nread = [\"customers\"]\nwrite = [\"customers\"]\n",
+                if portable {
+                    "portable_sql = true\n"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let served = Served::start(&file, &dir.path().join("data"), &common::shared_cache());
+        let agent = agent();
+        let post = |path: &str, body: String| {
+            agent
+                .post(served.url(path))
+                .header("Origin", &served.base)
+                .send(body)
+                .map(|r| r.status().as_u16())
+        };
+        for levels in [1_000, 8_000, 30_000, 60_000] {
+            for (shape, expr) in deep_statements(levels) {
+                let query = format!("SELECT {expr} AS x FROM customers");
+                let write = format!("UPDATE customers SET name = name WHERE id = {expr}");
+                let transaction = serde_json::json!([{ "sql": write.clone(), "params": [] }]);
+                for (call, answer) in [
+                    ("db.query", post("/probe/db/query", query)),
+                    ("db.execute", post("/probe/db/execute", write)),
+                    (
+                        "db.transaction",
+                        post("/probe/db/transaction", transaction.to_string()),
+                    ),
+                ] {
+                    let status = answer.unwrap_or_else(|e| {
+                        panic!("{shape} of {levels} levels through {call} (portable_sql {portable}): no answer: {e}")
+                    });
+                    assert!(
+                        [200, 400, 403, 413, 500, 504].contains(&status),
+                        "{shape} of {levels} levels through {call}: {status}"
+                    );
+                }
+            }
+        }
+        let mut served = served;
+        assert!(
+            served.child.try_wait().unwrap().is_none(),
+            "serve stopped (portable_sql {portable})"
+        );
+        assert_eq!(
+            status(
+                &served,
+                "/probe/db/query?sql=SELECT%20count(*)%20AS%20n%20FROM%20customers"
+            ),
+            200
+        );
+        served.stop();
+    }
+}

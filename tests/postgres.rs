@@ -290,6 +290,24 @@ fn the_second_wall_holds_with_the_first_out_of_the_way() {
             "SELECT pg_terminate_backend(1)",
             "permission denied for function pg_terminate_backend",
         ),
+        // The statistics views show live counters of the host's tables
+        // and every session's role; migrate (as a superuser) revokes them
+        // and the functions under them from PUBLIC.
+        (
+            &reader,
+            "SELECT count(*) FROM pg_stat_user_tables",
+            "permission denied for view pg_stat_user_tables",
+        ),
+        (
+            &reader,
+            "SELECT count(*) FROM pg_stat_activity",
+            "permission denied for view pg_stat_activity",
+        ),
+        (
+            &reader,
+            "SELECT pg_stat_get_live_tuples(1259)",
+            "permission denied for function pg_stat_get_live_tuples",
+        ),
     ] {
         let refused = as_role(&f, role, sql).expect_err(sql);
         assert!(refused.contains(refusal), "{sql}: {refused}");
@@ -734,4 +752,86 @@ fn a_job_runs_on_one_host_per_interval() {
     assert!(b.claim("sweep", every).unwrap(), "the next interval");
     assert!(!a.claim("sweep", every).unwrap());
     assert!(a.claim("other", every).unwrap(), "jobs are claimed apart");
+}
+
+/// The review's reads of PostgreSQL's catalogs through the host (a common
+/// table expression named like a catalog, `UNION TABLE`, words and
+/// attribute notation that call functions), as a guest granted one table:
+/// the host refuses each itself, before PostgreSQL sees it.
+#[test]
+fn no_statement_reads_the_catalogs_past_the_host() {
+    let f = app();
+    let reader = f.guest("reader");
+    for sql in [
+        "WITH pg_roles AS (SELECT rolname FROM pg_roles) SELECT CAST(rolname AS TEXT) AS r FROM pg_roles",
+        "WITH pg_stat_all_tables AS (SELECT relname, n_live_tup FROM pg_stat_all_tables WHERE schemaname = 'host') SELECT CAST(relname AS TEXT) AS t FROM pg_stat_all_tables",
+        "WITH pg_database AS (SELECT datname FROM pg_database) SELECT CAST(datname AS TEXT) AS d FROM pg_database",
+        "WITH pg_attribute AS (SELECT attname FROM pg_attribute) SELECT CAST(attname AS TEXT) AS a FROM pg_attribute",
+        "WITH b AS (SELECT rolname FROM a), a AS (SELECT name FROM customers) SELECT rolname FROM b",
+        "SELECT id FROM customers UNION TABLE host.users",
+        "SELECT id FROM customers UNION TABLE pg_authid",
+        "SELECT CAST(name AS TEXT) AS a, CAST(name AS TEXT) AS b, CAST(name AS TEXT) AS c FROM customers UNION TABLE information_schema.applicable_roles",
+        "SELECT id FROM customers WHERE id IN (SELECT id FROM customers UNION TABLE pg_roles)",
+        "SELECT current_schema AS a",
+        "SELECT current_role AS a",
+        "SELECT current_user AS a",
+        "SELECT session_user AS a FROM customers",
+        "SELECT group_concat(name, current_user) AS a FROM customers",
+        "SELECT c.row_to_json AS j FROM customers c",
+        "SELECT c.pg_typeof AS j FROM customers c",
+        "SELECT name.md5 AS j FROM customers",
+        "SELECT relname FROM pg_class",
+        "SELECT count(*) AS n FROM pg_stat_activity",
+    ] {
+        let e = err(query(&reader, sql, &[]));
+        assert!(
+            matches!(e.code, ErrorCode::Denied | ErrorCode::InvalidInput),
+            "{sql}: {e:?}"
+        );
+        assert!(
+            !e.message.contains("the database refused"),
+            "{sql}: refused by PostgreSQL, not by the host: {}",
+            e.message
+        );
+    }
+}
+
+/// A database's or a role's setting that changes how PostgreSQL reads a
+/// string (`standard_conforming_strings = off` reads `'a\'` as the start of
+/// a longer string) does not reach a guest's connections: the statement
+/// runs as the host's check read it.
+#[test]
+fn a_setting_cannot_make_postgresql_read_a_statement_otherwise() {
+    let f = app();
+    let database = f.sql("SELECT current_database()").remove(0);
+    f.sql(&format!(
+        "ALTER DATABASE {database} SET standard_conforming_strings = off"
+    ));
+    f.sql(&format!(
+        "ALTER ROLE {} SET standard_conforming_strings = off",
+        role(&f, "reader")
+    ));
+    f.sql(&format!(
+        "ALTER ROLE {} SET transform_null_equals = on",
+        role(&f, "reader")
+    ));
+    json(execute(
+        &f.guest("writer"),
+        "INSERT INTO customers (name) VALUES ('Ada')",
+        &[],
+    ));
+    let reader = f.guest("reader");
+    let smuggled = r"SELECT 'a\' AS x, ' AS y, version() AS z, (SELECT count(*) FROM pg_roles) AS roles --' AS w";
+    let answer = json(query(&reader, smuggled, &[]));
+    assert_eq!(
+        answer,
+        json!({"columns": ["x", "w"], "rows": [["a\\", " AS y, version() AS z, (SELECT count(*) FROM pg_roles) AS roles --"]]}),
+    );
+    // `= NULL` stays unknown, as on SQLite, whatever the role's setting.
+    let answer = json(query(
+        &reader,
+        "SELECT count(*) AS n FROM customers WHERE NULL = NULL",
+        &[],
+    ));
+    assert_eq!(answer["rows"], json!([[0]]));
 }

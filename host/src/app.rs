@@ -27,8 +27,8 @@ pub struct App {
     pub runtime: Runtime,
     /// The migrations this start applied.
     pub migrations: Vec<Applied>,
-    tables: BTreeSet<String>,
-    /// On PostgreSQL, what the SQL check needs to know of the tables.
+    /// The app's tables and their columns, which grants are checked
+    /// against and the SQL check resolves names with.
     schema: Arc<Schema>,
     /// The PATHS registry, opened.
     roots: BTreeMap<String, Arc<Root>>,
@@ -81,17 +81,19 @@ impl App {
     ) -> Result<Self> {
         let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         let url = crate::database::url(database, manifest.database.as_deref())?;
-        let (database, migrations, tables, schema, store) = match url {
+        let (database, migrations, schema, store) = match url {
             None => {
                 let (database, migrations) = Database::open(&data_dir)?;
                 let database = Arc::new(database);
-                let tables = database.app_tables()?;
+                let columns = database.app_tables()?;
                 let store = Store::Sqlite(Box::new(SqliteStore::new(&database)?));
                 (
                     Backend::Sqlite(database),
                     migrations,
-                    tables,
-                    Schema::default(),
+                    Schema {
+                        columns: columns.into_iter().collect(),
+                        identity: Default::default(),
+                    },
                     store,
                 )
             }
@@ -121,13 +123,15 @@ impl App {
                         drift.join("; ")
                     );
                 }
-                let (tables, identity) = pg.app_tables()?;
+                let (columns, identity) = pg.app_tables()?;
                 let store = Store::Postgres(PostgresStore::new(&pg));
                 (
                     Backend::Postgres(pg),
                     Vec::new(),
-                    tables,
-                    Schema { identity },
+                    Schema {
+                        columns: columns.into_iter().collect(),
+                        identity,
+                    },
                     store,
                 )
             }
@@ -159,7 +163,6 @@ impl App {
             auth,
             runtime,
             migrations,
-            tables,
             schema: Arc::new(schema),
             roots,
         })
@@ -212,7 +215,7 @@ impl App {
                 let missing: Vec<&str> = grant
                     .readable()
                     .into_iter()
-                    .filter(|t| !self.tables.contains(*t))
+                    .filter(|t| !self.schema.columns.contains_key(*t))
                     .collect();
                 if !missing.is_empty() {
                     bail!(
@@ -224,7 +227,14 @@ impl App {
                             .map(|t| format!("`{t}`"))
                             .collect::<Vec<_>>()
                             .join(", "),
-                        self.tables.iter().cloned().collect::<Vec<_>>().join(", ")
+                        self.schema
+                            .columns
+                            .keys()
+                            .cloned()
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 }
                 let limits = DbLimits::of(&entry.limits);
@@ -233,7 +243,7 @@ impl App {
                         grant.clone(),
                         database.clone(),
                         limits,
-                        self.manifest.portable_sql,
+                        self.manifest.portable_sql.then(|| self.schema.clone()),
                     ),
                     Backend::Postgres(pg) => GuestDb::postgres(
                         grant.clone(),

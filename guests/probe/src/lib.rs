@@ -142,7 +142,7 @@ fn db_query(
     req: &Request,
     query: fn(&str, &[Value]) -> Result<db::Rows, Error>,
 ) -> Result<Response, Error> {
-    let rows = query(param(req, "sql")?, &query_params(req)?)?;
+    let rows = query(sql(req)?, &query_params(req)?)?;
     let body: Vec<Vec<Json>> = rows
         .rows
         .iter()
@@ -153,8 +153,19 @@ fn db_query(
     ))
 }
 
+/// The statement: the `sql` query parameter, or else the body (for SQL
+/// longer than a URL may be).
+fn sql(req: &Request) -> Result<&str, Error> {
+    match req.query("sql") {
+        Some(sql) => Ok(sql),
+        None if !req.body.is_empty() => std::str::from_utf8(&req.body)
+            .map_err(|_| Error::invalid_input("the body must be SQL in UTF-8")),
+        None => param(req, "sql"),
+    }
+}
+
 fn db_execute(req: &Request) -> Result<Response, Error> {
-    let outcome = db::execute(param(req, "sql")?, &query_params(req)?)?;
+    let outcome = db::execute(sql(req)?, &query_params(req)?)?;
     Ok(Response::json(&outcome_json(&outcome)))
 }
 

@@ -9,7 +9,7 @@ pub mod postgres;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -152,6 +152,9 @@ pub const HOST_TABLES: &[&str] = &[
     "refinery_schema_history",
 ];
 
+/// The app's tables, each with its columns.
+pub type Tables = BTreeMap<String, BTreeSet<String>>;
+
 /// Whether `table` belongs to the host (or to SQLite).
 pub fn is_host_table(table: &str) -> bool {
     let table = table.to_ascii_lowercase();
@@ -217,16 +220,22 @@ impl Database {
         Ok(conn)
     }
 
-    /// The app's tables (not the host's, not SQLite's).
-    pub fn app_tables(&self) -> Result<BTreeSet<String>> {
+    /// The app's tables (not the host's, not SQLite's), each with its
+    /// columns (lower-cased, as SQLite compares them).
+    pub fn app_tables(&self) -> Result<Tables> {
         let conn = self.connect(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?;
-        let names = stmt.query_map([], |row| row.get::<_, String>(0))?;
-        let mut tables = BTreeSet::new();
-        for name in names {
-            let name = name?;
-            if !is_host_table(&name) {
-                tables.insert(name);
+        let mut stmt = conn.prepare(
+            "SELECT m.name, lower(p.name) FROM sqlite_schema m LEFT JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table'",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+        })?;
+        let mut tables = Tables::new();
+        for row in rows {
+            let (table, column) = row?;
+            if !is_host_table(&table) {
+                tables.entry(table).or_default().extend(column);
             }
         }
         Ok(tables)

@@ -85,21 +85,22 @@ pub struct GuestDb {
 enum Backend {
     Sqlite {
         database: Arc<Database>,
-        /// Whether statements are held to the portable subset too.
-        portable: bool,
+        /// With `[app] portable_sql`, the tables statements are checked
+        /// against with the portable subset too.
+        portable: Option<Arc<Schema>>,
         idle: Mutex<Vec<GuestConnection>>,
     },
     Postgres(postgres::GuestPostgres),
 }
 
 impl GuestDb {
-    /// On SQLite; with `portable`, statements outside the portable subset
-    /// are refused as they would be on PostgreSQL.
+    /// On SQLite; with `portable` (the app's tables), statements outside
+    /// the portable subset are refused as they would be on PostgreSQL.
     pub fn sqlite(
         grant: DbGrant,
         database: Arc<Database>,
         limits: DbLimits,
-        portable: bool,
+        portable: Option<Arc<Schema>>,
     ) -> Self {
         GuestDb {
             grant: Arc::new(grant),
@@ -143,10 +144,12 @@ impl GuestDb {
         if let Some(conn) = idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(conn);
         }
-        GuestConnection::open(database, self.grant.clone(), &self.limits, *portable).map_err(|e| {
-            tracing::error!(error = %e, "cannot open a guest connection");
-            Error::new(ErrorCode::Internal, "the database is not available")
-        })
+        GuestConnection::open(database, self.grant.clone(), &self.limits, portable.clone()).map_err(
+            |e| {
+                tracing::error!(error = %e, "cannot open a guest connection");
+                Error::new(ErrorCode::Internal, "the database is not available")
+            },
+        )
     }
 
     fn give_back(&self, conn: GuestConnection) {

@@ -21,9 +21,9 @@ mod url;
 
 pub use url::DatabaseUrl;
 
-use super::{Applied, MigrationState};
+use super::{Applied, MigrationState, Tables};
 use anyhow::{Context, Result, bail};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,9 +154,15 @@ impl Postgres {
         }
         // A guest's query runs alone, outside any BEGIN: read-only and
         // READ COMMITTED by default. Its writes begin `SERIALIZABLE READ
-        // WRITE` explicitly.
-        let ours =
-            r"-c default_transaction_read_only=on -c default_transaction_isolation=read\ committed";
+        // WRITE` explicitly. The settings that change how the server reads
+        // a statement are pinned as the host's check reads it (a role's or
+        // database's `ALTER … SET` could otherwise turn `'a\'` into the
+        // start of a longer string); a connection's options outrank those.
+        let ours = concat!(
+            r"-c default_transaction_read_only=on -c default_transaction_isolation=read\ committed",
+            " -c standard_conforming_strings=on -c backslash_quote=safe_encoding",
+            " -c transform_null_equals=off -c search_path=app",
+        );
         let options = match config.get_options() {
             Some(given) => format!("{given} {ours}"),
             None => ours.to_owned(),
@@ -246,28 +252,32 @@ impl Postgres {
         })
     }
 
-    /// The app's tables and each one's identity column.
-    pub fn app_tables(&self) -> Result<(BTreeSet<String>, HashMap<String, String>)> {
+    /// The app's tables, each with its columns, and each one's identity
+    /// column.
+    pub fn app_tables(&self) -> Result<(Tables, HashMap<String, String>)> {
         let host = self.host.clone();
         self.run(async move {
             let client = host.get(deadline()).await?;
             let rows = client
-                .drive(client
-                .query(
-                    "SELECT c.relname, (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity <> '' AND NOT a.attisdropped LIMIT 1) \
+                .drive(client.query(
+                    "SELECT c.relname, a.attname, a.attidentity <> '' \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
                      WHERE n.nspname = 'app' AND c.relkind IN ('r', 'v', 'p')",
                     &[],
                 ))
                 .await?;
-            let mut tables = BTreeSet::new();
+            let mut tables = Tables::new();
             let mut identity = HashMap::new();
             for row in rows {
                 let table: String = row.get(0);
-                if let Some(column) = row.get::<_, Option<String>>(1) {
-                    identity.insert(table.clone(), column);
+                let column: Option<String> = row.get(1);
+                if let Some(column) = &column
+                    && row.get::<_, Option<bool>>(2) == Some(true)
+                {
+                    identity.insert(table.clone(), column.clone());
                 }
-                tables.insert(table);
+                tables.entry(table).or_default().extend(column);
             }
             Ok((tables, identity))
         })

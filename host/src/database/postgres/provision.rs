@@ -107,6 +107,27 @@ pub async fn provision(
         let function: String = row.get(0);
         privileged.push(format!("REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC"));
     }
+    // The statistics views (and the functions under them) show live
+    // counters of every table, the host's own included, and every
+    // session's role and address. The first wall already refuses them to
+    // guests; this is the second. Monitoring keeps them through
+    // pg_read_all_stats, which pg_monitor has.
+    for row in client
+        .query(
+            "SELECT c.oid::regclass::text, 'SELECT' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'pg_catalog' AND c.relkind = 'v' AND (c.relname LIKE 'pg\\_stat\\_%' OR c.relname LIKE 'pg\\_statio\\_%') \
+             UNION ALL \
+             SELECT 'FUNCTION ' || p.oid::regprocedure::text, 'EXECUTE' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = 'pg_catalog' AND p.proname LIKE 'pg\\_stat\\_get\\_%'",
+            &[],
+        )
+        .await?
+    {
+        let (object, privilege): (String, String) = (row.get(0), row.get(1));
+        privileged.push(format!(
+            "REVOKE {privilege} ON {object} FROM PUBLIC; GRANT {privilege} ON {object} TO pg_read_all_stats"
+        ));
+    }
     let mut refused = 0;
     for statement in &privileged {
         if client.batch_execute(statement).await.is_err() {
@@ -115,7 +136,7 @@ pub async fn provision(
     }
     if refused > 0 {
         notes.push(format!(
-            "{refused} of PUBLIC's function privileges could not be revoked with this role (a superuser can); the host refuses those functions itself"
+            "{refused} of PUBLIC's privileges on functions and statistics views could not be revoked with this role (a superuser can); the host refuses them to guests itself"
         ));
     }
     let group = group_role(url);

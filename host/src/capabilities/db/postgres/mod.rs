@@ -19,7 +19,7 @@
 mod values;
 
 use super::grant::DbGrant;
-use super::portable::{Checked, Schema, check};
+use super::portable::{Checked, Schema, check_async};
 use super::result::Shape;
 use super::{DbLimits, sqlite::Touched};
 use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
@@ -34,6 +34,9 @@ use values::{Param, Raw, cell};
 
 /// Checked statements kept per guest, by SQL text.
 const CHECKED: usize = 256;
+/// Only statements this short are kept: a guest that sends large ones
+/// (each new) must not fill the host with them.
+const CHECKED_SQL: usize = 4 << 10;
 
 /// One guest's access to the database on PostgreSQL.
 pub(in crate::capabilities::db) struct GuestPostgres {
@@ -57,40 +60,58 @@ impl GuestPostgres {
         }
     }
 
-    /// The statement checked, from the cache when it was seen before.
-    fn check(&self, sql: &str, grant: &DbGrant, limits: &DbLimits) -> Result<Arc<Checked>, Error> {
+    /// The statement checked, from the cache when it was seen before. The
+    /// check runs on a thread of its own, the cache's lock not held.
+    async fn check(
+        &self,
+        sql: &str,
+        grant: &Arc<DbGrant>,
+        limits: &DbLimits,
+        deadline: Instant,
+    ) -> Result<Arc<Checked>, Error> {
         if sql.len() > limits.sql_bytes {
             return Err(invalid(format!(
                 "the SQL is longer than {} bytes",
                 limits.sql_bytes
             )));
         }
-        let mut cache = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = cache.get(sql) {
+        if let Some(found) = self.cache().get(sql) {
             return found.clone();
         }
-        let checked = check(sql, grant, &self.schema).map(Arc::new);
-        if cache.len() >= CHECKED {
-            // A guest that splices values into its SQL makes every
-            // statement new; the cache stays bounded.
-            cache.clear();
+        let checked = check_async(sql, grant.clone(), self.schema.clone(), deadline)
+            .await
+            .map(Arc::new);
+        // Whether a statement passes is the statement's own answer; running
+        // out of time is this request's.
+        let settled = !matches!(&checked, Err(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::Internal | ErrorCode::Unavailable));
+        if settled && sql.len() <= CHECKED_SQL {
+            let mut cache = self.cache();
+            if cache.len() >= CHECKED {
+                // A guest that splices values into its SQL makes every
+                // statement new; the cache stays bounded.
+                cache.clear();
+            }
+            cache.insert(sql.to_owned(), checked.clone());
         }
-        cache.insert(sql.to_owned(), checked.clone());
         checked
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Result<Arc<Checked>, Error>>> {
+        self.checked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(in crate::capabilities::db) async fn query<S: Shape + Send + 'static>(
         &self,
         sql: &str,
         params: &[Value],
-        grant: &DbGrant,
+        grant: &Arc<DbGrant>,
         limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(S::Output, Touched), Error>
     where
         S::Output: Send,
     {
-        let checked = self.check(sql, grant, limits)?;
+        let checked = self.check(sql, grant, limits, deadline).await?;
         if checked.writes {
             return Err(invalid("this statement changes rows: use db.execute"));
         }
@@ -112,7 +133,7 @@ impl GuestPostgres {
         &self,
         sql: &str,
         params: &[Value],
-        grant: &DbGrant,
+        grant: &Arc<DbGrant>,
         limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(Outcome, Touched), Error> {
@@ -134,7 +155,7 @@ impl GuestPostgres {
     pub(in crate::capabilities::db) async fn transaction(
         &self,
         statements: &[Statement],
-        grant: &DbGrant,
+        grant: &Arc<DbGrant>,
         limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(Vec<Outcome>, Touched), Error> {
@@ -158,7 +179,10 @@ impl GuestPostgres {
                 },
                 ..e
             };
-            let checked = self.check(&s.sql, grant, limits).map_err(numbered)?;
+            let checked = self
+                .check(&s.sql, grant, limits, deadline)
+                .await
+                .map_err(numbered)?;
             if !checked.writes {
                 return Err(numbered(invalid(
                     "this statement returns rows: use db.query",

@@ -9,6 +9,7 @@ use super::authorizer::{AuthLog, Mode};
 use super::scan::{first_keyword_is, has_trailing_statement, writes};
 use crate::capabilities::db::DbLimits;
 use crate::capabilities::db::grant::{DbGrant, not_granted};
+use crate::capabilities::db::portable::{Schema, check_blocking};
 use crate::capabilities::db::result::Shape;
 use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
 use crate::capabilities::{Error, ErrorCode};
@@ -81,9 +82,10 @@ const CACHED_MEMORY: i32 = 32 << 10;
 
 pub(in crate::capabilities::db) struct GuestConnection {
     conn: Connection,
-    /// With `[app] portable_sql`, the grant each new statement is checked
-    /// against with the portable subset, as on PostgreSQL.
-    portable: Option<Arc<DbGrant>>,
+    /// With `[app] portable_sql`, the grant and the tables each new
+    /// statement is checked against with the portable subset, as on
+    /// PostgreSQL.
+    portable: Option<(Arc<DbGrant>, Arc<Schema>)>,
     auth: Arc<Mutex<AuthLog>>,
     /// The current call's deadline, in nanoseconds since [`epoch`].
     deadline: Arc<AtomicU64>,
@@ -107,7 +109,7 @@ impl GuestConnection {
         database: &Database,
         grant: Arc<DbGrant>,
         limits: &DbLimits,
-        portable: bool,
+        portable: Option<Arc<Schema>>,
     ) -> rusqlite::Result<Self> {
         // A guest that may not write gets a read-only connection as well.
         let flags = if grant.writable().is_empty() {
@@ -135,7 +137,7 @@ impl GuestConnection {
             .query_map([], |row| row.get::<_, String>(0))?
             .collect::<rusqlite::Result<BTreeSet<String>>>()?;
 
-        let portable = portable.then(|| grant.clone());
+        let portable = portable.map(|schema| (grant.clone(), schema));
         let auth = Arc::new(Mutex::new(AuthLog::new(grant, schema)));
         let log = auth.clone();
         conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
@@ -383,8 +385,14 @@ impl GuestConnection {
         if let Some(tables) = self.tables.get(sql) {
             return Ok(tables.clone());
         }
-        if let Some(grant) = &self.portable {
-            crate::capabilities::db::portable::check(sql, grant, &Default::default())?;
+        if let Some((grant, schema)) = &self.portable {
+            let budget = self.budget.get();
+            if budget.give_up.is_some() {
+                // A first attempt runs on the async worker, which must not
+                // wait for the check's thread: run again off it.
+                return Err(self.give_up());
+            }
+            check_blocking(sql, grant.clone(), schema.clone(), budget.deadline)?;
         }
         // Every CREATE is denied anyway, and a trigger's body has `;` inside.
         if !first_keyword_is(sql, "create") && has_trailing_statement(sql) {
