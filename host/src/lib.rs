@@ -19,6 +19,7 @@
 pub mod app;
 pub mod auth;
 pub mod backup;
+mod blocking;
 pub mod capabilities;
 pub mod database;
 pub mod limits;

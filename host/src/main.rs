@@ -11,8 +11,10 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer, filter};
 
 /// What `serve`'s log may hold for a destination that does not keep up:
-/// some 20,000 access lines.
+/// some 20,000 access lines, and 1 MiB more for the lines it never drops
+/// (some 3,000 denied calls) before their writers wait.
 const LOG_QUEUE_BYTES: usize = 4 << 20;
+const LOG_KEPT_BYTES: usize = 1 << 20;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
     // `serve` logs a line per request, through a queue a thread of its own
     // writes out (see log_queue.rs).
     let (writer, flush) = if cli.is_server() {
-        let (queue, flush) = LogQueue::start(LOG_QUEUE_BYTES, std::io::stderr());
+        let (queue, flush) = LogQueue::start(LOG_QUEUE_BYTES, LOG_KEPT_BYTES, std::io::stderr());
         log_queue::install(queue.clone(), cli.wants_json_log());
         (BoxMakeWriter::new(queue), Some(flush))
     } else {
@@ -66,10 +68,12 @@ fn main() -> ExitCode {
     let outcome = cli.run();
     let dropped = log_queue::dropped();
     if dropped > 0 {
-        tracing::warn!(
-            dropped,
-            "log lines were dropped because the log's destination did not keep up"
-        );
+        log_queue::keep(true, || {
+            tracing::warn!(
+                dropped,
+                "log lines were dropped because the log's destination did not keep up"
+            )
+        });
     }
     drop(flush);
     match outcome {

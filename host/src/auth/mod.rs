@@ -259,7 +259,20 @@ impl Auth {
         else {
             return Ok(false);
         };
-        self.store.delete_session(&row.token_hash)
+        let ended = self.store.delete_session(&row.token_hash)?;
+        if ended {
+            crate::log_queue::keep(true, || {
+                tracing::info!(
+                    target: "rawalite::audit",
+                    capability = "session",
+                    op = "revoke",
+                    session = %id,
+                    username = ?row.username,
+                    outcome = "ok",
+                )
+            });
+        }
+        Ok(ended)
     }
 
     /// Ends every session of `username`; returns how many.
@@ -267,7 +280,18 @@ impl Auth {
         if self.user(username)?.is_none() {
             bail!("there is no user named `{username}`");
         }
-        self.store.delete_sessions_of(username)
+        let ended = self.store.delete_sessions_of(username)?;
+        crate::log_queue::keep(true, || {
+            tracing::info!(
+                target: "rawalite::audit",
+                capability = "session",
+                op = "revoke",
+                username = ?username,
+                ended,
+                outcome = "ok",
+            )
+        });
+        Ok(ended)
     }
 
     /// Removes a user and every session of theirs.

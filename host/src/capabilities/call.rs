@@ -2,7 +2,8 @@
 //! request's deadline, and the audit log's budget. Refuses to start any
 //! call once the deadline has passed (the guest is stopped instead), and
 //! keeps a guest from flooding the log: past [`AUDIT_EVENTS`] events a
-//! request's calls are only counted, and one summary says how many.
+//! request's calls are only counted, and one summary says how many (and
+//! how many of them were denied).
 
 use super::Error;
 use std::fmt;
@@ -52,26 +53,14 @@ impl fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// Runs `work`, which may block (SQLite, a file, argon2), without holding up
-/// the async worker thread the render runs on: tokio hands the worker's
-/// other tasks to another thread meanwhile. Outside a multi-threaded runtime
-/// (the command line, tests) it simply runs.
-pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
-    }
-}
-
 /// One request's capability calls.
 pub struct Call {
     pub(crate) guest: Arc<str>,
     pub(crate) deadline: Instant,
     audited: u32,
     dropped: u32,
+    /// How many of the dropped events were denied calls.
+    dropped_denied: u32,
 }
 
 impl Call {
@@ -81,6 +70,7 @@ impl Call {
             deadline,
             audited: 0,
             dropped: 0,
+            dropped_denied: 0,
         }
     }
 
@@ -102,21 +92,26 @@ impl Call {
             true
         } else {
             self.dropped += 1;
+            self.dropped_denied += u32::from(outcome == "denied");
             false
         }
     }
 }
 
 impl Drop for Call {
-    /// One summary for the events the cap held back.
+    /// One summary for the events the cap held back, which the log keeps
+    /// (it counts the denied calls among them).
     fn drop(&mut self) {
         if self.dropped > 0 {
-            tracing::warn!(
-                target: "rawalite::audit",
-                guest = %self.guest,
-                dropped = self.dropped,
-                "this request made more than {AUDIT_EVENTS} capability calls; the events of the rest were not written"
-            );
+            crate::log_queue::keep(true, || {
+                tracing::warn!(
+                    target: "rawalite::audit",
+                    guest = %self.guest,
+                    dropped = self.dropped,
+                    denied = self.dropped_denied,
+                    "this request made more than {AUDIT_EVENTS} capability calls; the events of the rest were not written"
+                )
+            });
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod db;
 pub mod paths;
 pub mod session;
 
-pub(crate) use call::blocking;
+pub(crate) use crate::blocking::blocking;
 pub use call::{AUDIT_EVENTS, Call, CallError, DeadlineReached, Refused};
 
 use std::sync::Arc;

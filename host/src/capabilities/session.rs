@@ -114,18 +114,22 @@ impl State {
 
 impl View<'_> {
     /// One audit event; the username comes from the guest, so it is
-    /// written escaped.
+    /// written escaped. A sign-in, a sign-out and a denied call the log
+    /// never drops.
     fn audit(&mut self, op: &str, username: Option<&str>, outcome: &'static str, started: Instant) {
         if self.call.audit("session", outcome) {
-            tracing::info!(
-                target: "rawalite::audit",
-                guest = %self.call.guest,
-                capability = "session",
-                op,
-                username = ?username.unwrap_or(""),
-                outcome,
-                us = started.elapsed().as_micros() as u64,
-            );
+            let kept = matches!(op, "login" | "logout") || outcome == "denied";
+            crate::log_queue::keep(kept, || {
+                tracing::info!(
+                    target: "rawalite::audit",
+                    guest = %self.call.guest,
+                    capability = "session",
+                    op,
+                    username = ?username.unwrap_or(""),
+                    outcome,
+                    us = started.elapsed().as_micros() as u64,
+                )
+            });
         }
     }
 }

@@ -115,6 +115,9 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             Command::Serve(_) => "info,refinery_core=warn",
+            // What an operator changes (a revoked session) leaves its audit
+            // event on stderr.
+            Command::Session(_) => "error,rawalite::audit=info",
             _ => "error",
         }
     }

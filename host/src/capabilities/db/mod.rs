@@ -246,15 +246,17 @@ impl View<'_> {
                     rows = touched.rows,
                     us,
                 ),
-                Err(e) => tracing::info!(
-                    target: "rawalite::audit",
-                    guest = %guest,
-                    capability = "db",
-                    op,
-                    outcome = e.code.as_str(),
-                    error = ?e.message,
-                    us,
-                ),
+                Err(e) => crate::log_queue::keep(e.code == ErrorCode::Denied, || {
+                    tracing::info!(
+                        target: "rawalite::audit",
+                        guest = %guest,
+                        capability = "db",
+                        op,
+                        outcome = e.code.as_str(),
+                        error = ?e.message,
+                        us,
+                    )
+                }),
             }
         }
         Ok(result.map(|(value, _)| value)?)

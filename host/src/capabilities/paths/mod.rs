@@ -106,6 +106,7 @@ impl View<'_> {
 
 /// One audit event. The root's name and the path come from the guest, so
 /// they are written escaped (`?`): a newline cannot start a forged event.
+/// A denied call's the log never drops.
 fn audit<T>(
     guest: &str,
     root: &str,
@@ -121,11 +122,13 @@ fn audit<T>(
             guest = %guest, capability = "paths", root = ?root, op, path = ?path, bytes,
             outcome = "ok", us,
         ),
-        Err(e) => tracing::info!(
-            target: "rawalite::audit",
-            guest = %guest, capability = "paths", root = ?root, op, path = ?path,
-            outcome = e.code.as_str(), error = ?e.message, us,
-        ),
+        Err(e) => crate::log_queue::keep(e.code == ErrorCode::Denied, || {
+            tracing::info!(
+                target: "rawalite::audit",
+                guest = %guest, capability = "paths", root = ?root, op, path = ?path,
+                outcome = e.code.as_str(), error = ?e.message, us,
+            )
+        }),
     }
 }
 
