@@ -324,6 +324,8 @@ fn doctor_says_what_is_wrong_and_what_to_do() {
     );
     assert!(out.contains("ok    migrations are current"), "{out}");
     assert!(out.contains("ok    root `files` holds"), "{out}");
+    // How serve resets a sandbox here, which swap decides.
+    assert!(out.contains("`serve` resets each sandbox with"), "{out}");
     assert!(
         !out.contains("other users"),
         "private from the start: {out}"
@@ -601,6 +603,23 @@ fn a_hostile_archive_writes_nothing_unlisted_nor_past_its_size_and_reads_nothing
             listing("files/huge", 1 << 60, &"0".repeat(64)),
             honest.clone(),
             "more than the",
+        ),
+        (
+            "sizes whose sum wraps past 2^64 to a few KiB",
+            {
+                let mut c = listing("files/a", 1 << 63, &"0".repeat(64));
+                c["files"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"path": "files/b", "size": 1u64 << 63, "sha256": "0".repeat(64)}));
+                c
+            },
+            [
+                honest.clone(),
+                vec![("files/a".into(), None, vec![0; 1 << 20])],
+            ]
+            .concat(),
+            "add up to more than 16 EiB",
         ),
     ];
     for (what, contents, files, expected) in cases {

@@ -433,15 +433,23 @@ fn unpack(src: &Path, dir: &Path, room: &Path) -> Result<Contents> {
     if !listed.contains_key(DATABASE) {
         bail!("the archive holds no {DATABASE}");
     }
-    let total: u64 = contents.files.iter().map(|e| e.size).sum();
+    // Sizes come from the archive: a sum that wraps would pass any check.
+    let total = contents
+        .files
+        .iter()
+        .try_fold(0u64, |total, e| total.checked_add(e.size));
     let free = free_space(room)?;
-    if total > free {
-        bail!(
+    match total {
+        Some(total) if total <= free => {}
+        Some(total) => bail!(
             "the archive's files take {}, more than the {} free beside {}",
             bytesize::ByteSize(total),
             bytesize::ByteSize(free),
             dir.display()
-        );
+        ),
+        None => bail!(
+            "the archive's files add up to more than 16 EiB: the archive is damaged or forged"
+        ),
     }
     for directory in &contents.directories {
         if !restorable(directory) {
