@@ -206,7 +206,7 @@ fn a_typescript_guest_with_a_type_error_fails_to_build_with_tscs_error() {
 }
 
 #[test]
-fn a_typescript_guest_bundles_its_own_npm_dependencies() {
+fn a_typescript_guest_bundles_its_own_npm_dependencies_and_runs_none_of_their_scripts() {
     let parent = tempfile::tempdir().unwrap();
     ok(rawalite_in(
         parent.path(),
@@ -223,9 +223,12 @@ fn a_typescript_guest_bundles_its_own_npm_dependencies() {
     // A package of the project's own, as any npm dependency (a local one,
     // so the test needs no registry).
     std::fs::create_dir_all(dir.join("shout")).unwrap();
+    // Both the project and its dependency carry install scripts, which
+    // the build must not run.
     std::fs::write(
         dir.join("shout/package.json"),
-        r#"{"name": "shout", "version": "1.0.0", "main": "index.js"}"#,
+        r#"{"name": "shout", "version": "1.0.0", "main": "index.js",
+            "scripts": {"install": "touch ../ran-dependency-install", "postinstall": "touch ../ran-dependency-postinstall"}}"#,
     )
     .unwrap();
     std::fs::write(
@@ -235,12 +238,19 @@ fn a_typescript_guest_bundles_its_own_npm_dependencies() {
     .unwrap();
     std::fs::write(
         dir.join("package.json"),
-        r#"{"name": "deps", "private": true, "dependencies": {"shout": "file:./shout"}}"#,
+        r#"{"name": "deps", "private": true, "dependencies": {"shout": "file:./shout"},
+            "scripts": {"preinstall": "touch ran-preinstall", "postinstall": "touch ran-postinstall", "prepare": "touch ran-prepare"}}"#,
     )
     .unwrap();
     let locked = Command::new("npm")
         .current_dir(&dir)
-        .args(["install", "--package-lock-only", "--no-audit", "--no-fund"])
+        .args([
+            "install",
+            "--package-lock-only",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+        ])
         .output()
         .expect("npm runs");
     assert!(locked.status.success(), "{}", stderr(&locked));
@@ -257,6 +267,13 @@ fn a_typescript_guest_bundles_its_own_npm_dependencies() {
     // `build` runs `npm ci` for it, then bundles it into the component.
     ok(rawalite_in(&dir, &["build"]));
     assert!(dir.join("node_modules/shout/index.js").exists());
+    let ran: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .chain(std::fs::read_dir(dir.join("node_modules")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("ran-"))
+        .collect();
+    assert!(ran.is_empty(), "npm ran lifecycle scripts: {ran:?}");
     let page = ok(rawalite_in(
         &dir,
         &["render", "--guest", "deps", "/?name=ada"],

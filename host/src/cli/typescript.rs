@@ -36,7 +36,7 @@ pub fn build(dir: &Path, output: &Path, capabilities: &[&str]) -> Result<()> {
     let tools = tools()?;
     if dir.join("package.json").is_file() && !dir.join("node_modules").is_dir() {
         step("npm ci (the project's own dependencies)");
-        run("npm ci", npm(dir).args(["ci", "--no-audit", "--no-fund"]))?;
+        run("npm ci", &mut npm_ci(dir))?;
     }
     let sdk_dir = write_sdk(dir, capabilities)?;
 
@@ -267,10 +267,7 @@ fn tools() -> Result<PathBuf> {
         dir.display()
     ));
     sdk::write(&dir, TOOLS)?;
-    run(
-        "npm ci",
-        npm(&dir).args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"]),
-    )?;
+    run("npm ci", &mut npm_ci(&dir))?;
     std::fs::write(&ready, TOOLS[1].1)?;
     Ok(dir)
 }
@@ -278,6 +275,15 @@ fn tools() -> Result<PathBuf> {
 fn npm(dir: &Path) -> Command {
     let mut npm = Command::new("npm");
     npm.current_dir(dir);
+    npm
+}
+
+/// `npm ci` in `dir`, running no lifecycle script of the project or of any
+/// dependency: a build runs no code a package brings (and a native addon
+/// a script would build is of no use in QuickJS anyway).
+fn npm_ci(dir: &Path) -> Command {
+    let mut npm = npm(dir);
+    npm.args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"]);
     npm
 }
 
