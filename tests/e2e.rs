@@ -345,6 +345,32 @@ Promise.all([
         e => { document.getElementById('out').textContent = 'failed: ' + e; });
 ";
 
+/// The popup page's granted script: on a click, it opens another guest's
+/// form in a window of its own, waits for it, and submits it from there
+/// (whose Referer is that guest's own page).
+const POPUP_JS: &str = "\
+const out = document.getElementById('out');
+document.getElementById('open').addEventListener('click', () => {
+  const w = window.open('/customers/new', 'victim');
+  let tries = 0;
+  const attempt = () => {
+    try {
+      const form = w.document.querySelector('form');
+      if (!form || !form.querySelector('[name=name]')) {
+        if (++tries < 200) { setTimeout(attempt, 50); } else { out.textContent = 'never loaded'; }
+        return;
+      }
+      form.querySelector('[name=name]').value = 'Mallory';
+      form.submit();
+      out.textContent = 'submitted';
+    } catch (e) {
+      out.textContent = 'blocked: ' + e.name;
+    }
+  };
+  attempt();
+});
+";
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_hostile_guests_pages_cannot_act_as_the_signed_in_admin() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,6 +380,7 @@ async fn a_hostile_guests_pages_cannot_act_as_the_signed_in_admin() {
     std::fs::create_dir_all(&assets).unwrap();
     std::fs::copy(workspace().join("static/app.css"), assets.join("app.css")).unwrap();
     std::fs::write(assets.join("intruder.js"), INTRUDER_JS).unwrap();
+    std::fs::write(assets.join("popup.js"), POPUP_JS).unwrap();
     let file = demo_manifest(dir.path(), false);
     let manifest = std::fs::read_to_string(&file).unwrap();
     let manifest = manifest.replace(
@@ -361,7 +388,7 @@ async fn a_hostile_guests_pages_cannot_act_as_the_signed_in_admin() {
         &format!("static = \"{}\"", assets.display()),
     ) + &format!(
         "\n[[guest]]\nname = \"intruder\"\ncomponent = \"{}\"\nroute = \"/intruder\"\n\
-             [guest.browser]\nscripts = [\"/static/intruder.js\"]\n",
+             [guest.browser]\nscripts = [\"/static/intruder.js\", \"/static/popup.js\"]\n",
         common::guest("intruder").display()
     );
     std::fs::write(&file, manifest).unwrap();
@@ -415,6 +442,24 @@ async fn a_hostile_guests_pages_cannot_act_as_the_signed_in_admin() {
     // with the admin's session is refused.
     c.goto(&served.url("/intruder/fetch")).await.unwrap();
     assert_eq!(text(&c, "#out:not(:empty)").await, "403 403 403 403");
+
+    // Another guest's page in a window the granted script opens: cut off
+    // from its opener, so the script cannot fill in and send its form.
+    c.goto(&served.url("/intruder/popup")).await.unwrap();
+    let intruder = c.window().await.unwrap();
+    click(&c, "#open").await;
+    let reached = text(&c, "#out:not(:empty)").await;
+    assert!(
+        reached.starts_with("blocked"),
+        "the opener reached the other page: {reached}"
+    );
+    for window in c.windows().await.unwrap() {
+        if window != intruder {
+            c.switch_to_window(window).await.unwrap();
+            c.close_window().await.unwrap();
+        }
+    }
+    c.switch_to_window(intruder).await.unwrap();
 
     // A form to another guest: sent by script (blocked), or by a click
     // (refused by the host), with or without a Referer.

@@ -2,7 +2,8 @@
 //! session on the other guests, from the browser: inline script, a script
 //! from its own route, a script-typed response, a frame and a `fetch` of
 //! another guest, forms that post to another guest (sent by script, or by
-//! a click), and a refresh to the sign-out page. Each page sets the title
+//! a click), a window of another guest's page opened by a granted script,
+//! and a refresh to the sign-out page. Each page sets the title
 //! "ran" if any of its script ran. `tests/e2e.rs` opens them in Chromium
 //! while an admin is signed in and checks that nothing ran and nothing
 //! changed.
@@ -46,6 +47,12 @@ impl Renderer for Intruder {
             "/fetch" => page(
                 "fetch",
                 "<p id=\"out\"></p><script src=\"/static/intruder.js\"></script>",
+            ),
+            // The granted script opens another guest's page in a window of
+            // its own on a click and reaches into it (same origin).
+            "/popup" => page(
+                "popup",
+                "<button id=\"open\">Open</button><p id=\"out\"></p><script src=\"/static/popup.js\"></script>",
             ),
             "/form" => page(
                 "form",
