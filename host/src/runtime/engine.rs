@@ -23,6 +23,18 @@ const INSTANCE_SLOTS: u32 = 256;
 pub const MAX_MEMORY: u64 = 4 << 30;
 
 pub(crate) fn new_engine() -> anyhow::Result<Engine> {
+    // PAGEMAP_SCAN's reset misses pages swapped out (see swap.rs).
+    let swap = super::Swap::of_this_process();
+    let pagemap = if swap.is_on() {
+        tracing::warn!(
+            why = swap.why(),
+            "each sandbox is reset by memset, not PAGEMAP_SCAN (which misses pages swapped out): \
+             slower; give `serve` no swap for the faster reset (systemd: MemorySwapMax=0)"
+        );
+        Enabled::No
+    } else {
+        Enabled::Auto
+    };
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(INSTANCE_SLOTS)
         // A Rust guest is a few core instances (its module, the WASI
@@ -40,7 +52,7 @@ pub(crate) fn new_engine() -> anyhow::Result<Engine> {
         // Reset a reused slot in place instead of unmapping it: PAGEMAP_SCAN
         // (Linux 6.7+) finds the pages a request dirtied and only those are
         // restored, so the next request neither memsets nor page-faults.
-        .pagemap_scan(Enabled::Auto)
+        .pagemap_scan(pagemap)
         .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(64 << 10);
 

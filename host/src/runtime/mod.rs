@@ -11,6 +11,7 @@ mod guest;
 mod imports;
 mod limits;
 mod log;
+mod swap;
 mod wasi;
 
 pub use crate::limits::Limits;
@@ -18,6 +19,7 @@ pub use cache::{CacheStats, default_cache_dir};
 pub use engine::MAX_MEMORY;
 pub use guest::{Guest, Outcome, Rendered, Stopped};
 pub use imports::{CheckedImport, Item, Surface};
+pub use swap::Swap;
 
 use crate::capabilities::{self, Grants, RendererPre};
 use std::path::{Path, PathBuf};
