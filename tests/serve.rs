@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Served, demo_manifest};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::Agent;
@@ -1234,4 +1234,165 @@ fn a_log_nobody_reads_never_holds_up_a_request() {
     }
     // Nor its exit: the last write is given a few seconds, not forever.
     assert!(served.stop().success());
+}
+
+/// A log destination that stalls (a pipe nobody reads) loses ordinary
+/// lines, counted, but never the evidence: denied calls, sign-ins (right
+/// and wrong), sign-outs and a revoke are all there once it is read, and
+/// no request waited for it meanwhile.
+#[test]
+fn audit_evidence_survives_a_stalled_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_manifest(dir.path(), false);
+    let mut manifest = std::fs::read_to_string(&file).unwrap();
+    manifest += &format!(
+        "\n[[guest]]\nname = \"flood\"\ncomponent = \"{}\"\nroute = \"/flood\"\n",
+        common::guest("flood").display()
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let data = dir.path().join("data");
+    let mut served = Served::start_with(
+        &file,
+        &data,
+        &common::shared_cache(),
+        &[],
+        &[("RUST_LOG", "info")],
+        std::process::Stdio::piped(),
+    );
+    let stderr = served.child.stderr.take().unwrap();
+    // 64 lines of guest output per request: some 16 MiB in all, far past
+    // the log's 4 MiB and the pipe's 64 KiB.
+    for _ in 0..2000 {
+        assert_eq!(get(&served, "/flood/print?lines=64", None).status, 200);
+    }
+    let mut denied = 0;
+    for _ in 0..5 {
+        assert_eq!(get(&served, "/flood/calls?n=3", None).status, 200);
+        denied += 3;
+    }
+    let wrong = post(
+        &served,
+        "/login",
+        None,
+        &[("username", "admin"), ("password", "not the password")],
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let cookie = sign_in(&served);
+    assert_eq!(
+        post(&served, "/login/logout", Some(&cookie), &[]).status,
+        303
+    );
+    // Read at last: everything kept comes out, then the server stops.
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let mut stderr = stderr;
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    served.stop();
+    let log = reader.join().unwrap();
+    let count = |needles: &[&str]| {
+        log.lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    };
+    assert_eq!(
+        count(&[
+            "rawalite::audit",
+            "capability=\"paths\"",
+            "outcome=\"denied\""
+        ]),
+        denied
+    );
+    assert_eq!(count(&["op=\"login\"", "outcome=\"ok\""]), 1);
+    assert_eq!(count(&["op=\"login\"", "outcome=\"unauthenticated\""]), 1);
+    assert_eq!(count(&["op=\"logout\"", "outcome=\"ok\""]), 1);
+    assert_eq!(
+        count(&["log lines were dropped because the log's destination did not keep up"]),
+        1,
+        "ordinary lines were dropped: the destination did stall"
+    );
+    // A revoke from the command line writes its event too.
+    let out = std::process::Command::new(common::bin())
+        .args(["session", "revoke", "--user", "admin", "--manifest"])
+        .arg(&file)
+        .arg("--data")
+        .arg(&data)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let revoked = common::stderr(&out);
+    assert!(
+        revoked.contains("op=\"revoke\"") && revoked.contains("username=\"admin\""),
+        "{revoked}"
+    );
+}
+
+/// Requests whose connections the kernel completed, but `serve` had not
+/// taken from its listener, when SIGTERM came (here: sent while the
+/// process is stopped, as on a machine too busy to run it) are answered,
+/// not reset; so is a request sent on a kept-alive connection then.
+#[test]
+fn requests_waiting_to_be_read_at_sigterm_are_answered() {
+    let (_dir, mut served) = start();
+    let address = served.base.trim_start_matches("http://").to_owned();
+    let request = format!("GET /login HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    // A connection kept alive after one answer, idle between requests.
+    let mut kept = std::net::TcpStream::connect(&address).unwrap();
+    write!(kept, "GET /login HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let mut kept = std::io::BufReader::new(kept);
+    let mut line = String::new();
+    let mut length = 0;
+    loop {
+        line.clear();
+        kept.read_line(&mut line).unwrap();
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    kept.read_exact(&mut body).unwrap();
+
+    let pid = served.child.id().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let mut waiting: Vec<Box<dyn Read>> = (0..8)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            Box::new(stream) as Box<dyn Read>
+        })
+        .collect();
+    kept.get_mut().write_all(request.as_bytes()).unwrap();
+    kept.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    waiting.push(Box::new(kept));
+    signal("-TERM");
+    signal("-CONT");
+    for (i, stream) in waiting.iter_mut().enumerate() {
+        let mut answer = String::new();
+        let read = stream.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "request {i} was not answered: {read:?} {answer:?}"
+        );
+    }
+    assert!(served.child.wait().unwrap().success());
 }

@@ -5,19 +5,21 @@
 //! a `503` and is closed at once. A connection that closes keeps reading
 //! what the client still sends for a moment (see [`LINGER`]).
 //!
-//! On shutdown the listener stops accepting and every open connection
-//! finishes the request it is serving, for at most a bound: past it the
-//! rest are cut, so a stop always ends.
+//! On shutdown the listener stops accepting (after taking the connections
+//! the kernel completed already) and every open connection finishes the
+//! request it is serving, or the one waiting unread in its socket, for at
+//! most a bound: past it the rest are cut, so a stop always ends.
 
 use crate::auth::limiter::Address;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -25,6 +27,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// How long a client may take to send a request's head, and how long a
@@ -169,28 +173,16 @@ pub async fn serve(
         total: 0,
         per_address: HashMap::new(),
     }));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors or a connection reset before
-                    // it was accepted: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let accept = |stream: TcpStream, peer: std::net::SocketAddr| {
         let Some(slot) = admit(&open, peer.ip()) else {
             tracing::warn!(client = %peer.ip(), "connection refused: too many open connections");
             busy(stream);
-            continue;
+            return;
         };
         let _ = stream.set_nodelay(true);
+        let fd = stream.as_raw_fd();
         let io = TokioIo::new(Guarded {
             stream,
             stall: None,
@@ -206,16 +198,51 @@ pub async fn serve(
             .header_read_timeout(HEADER_TIMEOUT)
             .max_buf_size(CONNECTION_BUFFER)
             .serve_connection(io, service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        let connection = Draining {
+            connection: Box::pin(connection),
+            fd,
+            stop: Box::pin(stop.clone().cancelled_owned()),
+            state: Stop::Serving,
+        };
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(client = %peer.ip(), error = %e, "connection ended");
             }
             drop(slot);
         });
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => accept(stream, peer),
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before
+                    // it was accepted: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
     }
-    drop(listener);
-    if tokio::time::timeout(drain_limit, graceful.shutdown())
+    // Connections the kernel completed before the stop wait in the
+    // listener's backlog; closing it would reset them unanswered (what a
+    // client that sent its request just then saw). They are taken and
+    // served like the rest.
+    if let Ok(listener) = listener.into_std() {
+        while let Ok((stream, peer)) = listener.accept() {
+            if let Ok(stream) = stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream))
+            {
+                accept(stream, peer);
+            }
+        }
+    }
+    stop.cancel();
+    connections.close();
+    if tokio::time::timeout(drain_limit, connections.wait())
         .await
         .is_err()
     {
@@ -225,6 +252,74 @@ pub async fn serve(
             "requests still running after the drain limit were cut"
         );
     }
+}
+
+/// A connection that ends when the server stops, as hyper's graceful
+/// shutdown ends it (the request being served is finished, then the
+/// connection closes), except for a request sent on it that still waits
+/// in its socket: hyper closes a connection that has read nothing yet, or
+/// sits between two requests, at once, whatever waits in its socket, and
+/// its client sees the connection close unanswered. Such a request is
+/// read first.
+struct Draining<C> {
+    connection: Pin<Box<C>>,
+    /// The connection's socket, to see whether input waits in it.
+    fd: RawFd,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    state: Stop,
+}
+
+enum Stop {
+    Serving,
+    /// The server stops; hyper is not told while input waits.
+    Stopping,
+    Told,
+}
+
+impl<C: GracefulConnection> Future for Draining<C> {
+    type Output = C::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let this = &mut *self;
+        if matches!(this.state, Stop::Serving) && this.stop.as_mut().poll(cx).is_ready() {
+            this.state = Stop::Stopping;
+        }
+        this.tell_once_read();
+        let polled = this.connection.as_mut().poll(cx);
+        if polled.is_pending() && matches!(this.state, Stop::Stopping) && !input_waits(this.fd) {
+            // It read what waited: from now on it is serving a request.
+            this.tell_once_read();
+            return this.connection.as_mut().poll(cx);
+        }
+        polled
+    }
+}
+
+impl<C: GracefulConnection> Draining<C> {
+    /// Tells hyper to stop once nothing waits in the socket.
+    fn tell_once_read(&mut self) {
+        if matches!(self.state, Stop::Stopping) && !input_waits(self.fd) {
+            self.connection.as_mut().graceful_shutdown();
+            self.state = Stop::Told;
+        }
+    }
+}
+
+/// Whether bytes wait in the socket `fd`, unread.
+fn input_waits(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `fd` is the open socket of the connection whose task asks
+    // (it closes only when that task ends); MSG_PEEK leaves the byte there
+    // and MSG_DONTWAIT never blocks.
+    let peeked = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    peeked > 0
 }
 
 /// Tells a client past a cap to come back later, without waiting for it.

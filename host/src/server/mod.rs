@@ -175,6 +175,9 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         app,
     });
     let caps = listen::Caps::for_this_process();
+    // Before anyone can know the address: a stop sent at once is a stop,
+    // not the default action of a signal nobody handles yet.
+    let stop = shutdown_signal();
     println!("Serving {} on http://{addr}/", server.app.manifest.app_name);
     if later.is_empty() {
         server.prune_cache();
@@ -266,7 +269,7 @@ async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     let grace = options.drain_grace;
     let draining = server.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        stop.await;
         draining
             .draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -441,24 +444,30 @@ fn random_password() -> Result<String> {
         .collect())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this
+/// is called, not when the future is first polled, so a signal that comes
+/// in between still counts.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt());
+    let mut terminate = signal(SignalKind::terminate());
+    async move {
+        tokio::select! {
+            () = received(&mut interrupt) => {}
+            () = received(&mut terminate) => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+        println!("stopping: finishing the requests in flight");
     }
-    println!("stopping: finishing the requests in flight");
+}
+
+/// The next signal of `signal`; never, if it could not be installed.
+async fn received(signal: &mut std::io::Result<tokio::signal::unix::Signal>) {
+    match signal {
+        Ok(signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }
 
 async fn handle(
