@@ -605,6 +605,30 @@ impl<'de> Deserialize<'de> for Size {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Arrays and tables nested as deep as a manifest of a few MiB could
+    /// hold: an error that names the line, never a crash, on the stack of
+    /// a guest's fiber.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let stack = if cfg!(debug_assertions) {
+            16 << 20
+        } else {
+            2 << 20
+        };
+        for (open, close) in [("[", "]"), ("{a = ", "}"), ("[{a = ", "}]")] {
+            let text = format!("x = {}1{}", open.repeat(200_000), close.repeat(200_000));
+            let parsed = std::thread::Builder::new()
+                .stack_size(stack)
+                .spawn(move || Manifest::parse(Path::new("/m/rawalite.toml"), &text).map(|_| ()))
+                .unwrap()
+                .join()
+                .unwrap();
+            // toml stops at its own depth limit ("max recursion depth met").
+            let e = parsed.unwrap_err();
+            assert!(e.to_string().contains("rawalite.toml:1: "), "{e}");
+        }
+    }
     use proptest::prelude::*;
 
     /// One `[[guest]]` with the values a test will look for.
