@@ -11,6 +11,7 @@ mod bench;
 mod browser;
 mod docs;
 mod dts;
+mod fuzz;
 mod haproxy;
 mod postgres;
 mod sdk_guests;
@@ -32,7 +33,13 @@ commands:
                  the TypeScript declarations, from wit/ and its doc comments
   test [ARGS]    check docs/WIT.md is current and the SDK's docs complete, build, install Chromium and ChromeDriver for the browser tests and HAProxy for the balancer test if
                  missing (apt-get), then run the whole workspace's tests
-                 (ARGS go to cargo test)
+                 (ARGS go to cargo test), and each fuzz target for 10 s
+  fuzz [TARGET] [--seconds N]
+                 build the fuzz targets of fuzz/ (cargo-fuzz on the nightly
+                 toolchain; cargo-fuzz is installed into target/tools when
+                 missing) and run each (or TARGET: sql, sql_grammar, manifest,
+                 request, restore) for N seconds (60), from its seed corpus,
+                 with a throwaway PostgreSQL for the SQL check's oracle
   bench [ARGS]   build, then run the criterion benchmarks (ARGS go to cargo bench)
                  and print each one's median as a ratio to its group's `native` baseline;
                  without ARGS, also write the table into BENCHMARKS.md
@@ -42,6 +49,9 @@ commands:
 ";
 
 const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SECONDS: u64 = 10;
 
 /// The suites `cargo xtask test` runs a second time with PostgreSQL as the
 /// database (`RAWALITE_TEST_BACKEND=postgres`).
@@ -128,8 +138,14 @@ fn run(args: &[String]) -> Result<()> {
                 .args(SQLITE_ONLY.iter().flat_map(|(test, _)| ["--skip", test]))
                 .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
                 .env("RAWALITE_TEST_BACKEND", "postgres")
-                .status_ok()
+                .status_ok()?;
+            // A run of some tests only is not a run of everything.
+            if rest.is_empty() {
+                fuzz::smoke(&root, &cluster, FUZZ_SECONDS)?;
+            }
+            Ok(())
         }
+        Some("fuzz") => fuzz::command(&root, rest),
         Some("bench") if rest.first().map(String::as_str) == Some("serve") => {
             build(&root)?;
             serve_bench::run(&root)

@@ -11,6 +11,8 @@
 
 mod access_log;
 mod compile;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod isolation;
 mod jobs;

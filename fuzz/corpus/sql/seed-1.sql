@@ -1,0 +1,1 @@
+SELECT id, name, email FROM customers ORDER BY id LIMIT 10

@@ -1,0 +1,1 @@
+SELECT c.row_to_json AS j FROM customers c

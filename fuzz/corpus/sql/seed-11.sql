@@ -1,0 +1,1 @@
+SELECT group_concat(name, current_user) AS a FROM customers

@@ -1,0 +1,1 @@
+SELECT i.number, c.name FROM invoices i JOIN customers c ON c.id = i.customer_id

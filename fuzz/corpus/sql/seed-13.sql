@@ -1,0 +1,1 @@
+SELECT 'a\' AS x, ' AS y, version() AS z --' AS w

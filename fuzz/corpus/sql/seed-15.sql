@@ -1,0 +1,1 @@
+SELECT d.n FROM (SELECT count(*) AS n FROM customers) d WHERE d.n > (SELECT max(id) FROM invoices)

@@ -1,0 +1,1 @@
+SELECT c.name FROM customers c WHERE ?1 = '' OR c.name LIKE ?2 ESCAPE '\' ORDER BY c.name COLLATE NOCASE, c.id LIMIT ?3 OFFSET ?4

@@ -1,0 +1,1 @@
+UPDATE customers SET name = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?

@@ -1,0 +1,1 @@
+SELECT count(*) FILTER (WHERE status = 'open') AS open FROM invoices

@@ -1,0 +1,1 @@
+SELECT group_concat(name) AS names FROM customers

@@ -1,0 +1,1 @@
+INSERT INTO invoices (number, customer_id, issued_on) VALUES ((SELECT coalesce(max(number), 0) + 1 FROM invoices), ?, coalesce(nullif(?, ''), date('now')))

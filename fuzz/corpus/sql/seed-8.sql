@@ -1,0 +1,1 @@
+WITH pg_roles AS (SELECT rolname FROM pg_roles) SELECT CAST(rolname AS TEXT) AS r FROM pg_roles

@@ -1,0 +1,1 @@
+SELECT id FROM customers UNION TABLE host.users
