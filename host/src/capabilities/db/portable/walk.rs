@@ -308,37 +308,36 @@ impl<'a> Walk<'a> {
         for item in from {
             self.source(item, &mut items)?;
         }
-        let outer = self.scope.len();
-        self.scope.extend(items);
-        for item in projection {
-            self.select_item(item)?;
-        }
-        if let Some(selection) = selection {
-            self.expr(selection)?;
-        }
-        match group_by {
-            GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
-                for expr in exprs {
-                    self.expr(expr)?;
+        self.in_scope(items, |this| {
+            for item in projection {
+                this.select_item(item)?;
+            }
+            if let Some(selection) = selection {
+                this.expr(selection)?;
+            }
+            match group_by {
+                GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
+                    for expr in exprs {
+                        this.expr(expr)?;
+                    }
+                }
+                other => return Err(nodes::not_portable(other)),
+            }
+            if let Some(having) = having {
+                this.expr(having)?;
+            }
+            for NamedWindowDefinition(name, window) in named_window {
+                nodes::ident(name)?;
+                match window {
+                    NamedWindowExpr::NamedWindow(other) => nodes::ident(other)?,
+                    NamedWindowExpr::WindowSpec(spec) => this.window(spec)?,
                 }
             }
-            other => return Err(nodes::not_portable(other)),
-        }
-        if let Some(having) = having {
-            self.expr(having)?;
-        }
-        for NamedWindowDefinition(name, window) in named_window {
-            nodes::ident(name)?;
-            match window {
-                NamedWindowExpr::NamedWindow(other) => nodes::ident(other)?,
-                NamedWindowExpr::WindowSpec(spec) => self.window(spec)?,
+            if let Some(order_by) = order_by {
+                this.order_by(order_by)?;
             }
-        }
-        if let Some(order_by) = order_by {
-            self.order_by(order_by)?;
-        }
-        self.scope.truncate(outer);
-        Ok(())
+            Ok(())
+        })
     }
 
     fn select_item(&mut self, item: &'a SelectItem) -> Result<(), Error> {
@@ -403,11 +402,7 @@ impl<'a> Walk<'a> {
             match constraint {
                 JoinConstraint::On(on) => {
                     // ON sees the items joined so far.
-                    let outer = self.scope.len();
-                    self.scope.extend(items[first..].iter().cloned());
-                    let checked = self.expr(on);
-                    self.scope.truncate(outer);
-                    checked?;
+                    self.in_scope(items[first..].to_vec(), |this| this.expr(on))?;
                 }
                 JoinConstraint::Using(columns) => {
                     for column in columns {
@@ -490,6 +485,34 @@ impl<'a> Walk<'a> {
     fn bind(&mut self, items: &mut Vec<Binding<'a>>, name: String, relation: Relation<'a>) {
         *self.bound.entry(name.clone()).or_default() += 1;
         items.push(Binding { name, relation });
+    }
+
+    /// Walks with `items` in reach, then out of it again.
+    fn in_scope(
+        &mut self,
+        items: Vec<Binding<'a>>,
+        walk: impl FnOnce(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let outer = self.scope.len();
+        self.scope.extend(items);
+        let walked = walk(self);
+        self.scope.truncate(outer);
+        walked
+    }
+
+    /// `SET … [WHERE …]` of an UPDATE or an upsert.
+    fn set_where(
+        &mut self,
+        assignments: &'a [sqlparser::ast::Assignment],
+        selection: &'a Option<Expr>,
+    ) -> Result<(), Error> {
+        for assignment in assignments {
+            self.assignment(assignment)?;
+        }
+        match selection {
+            Some(selection) => self.expr(selection),
+            None => Ok(()),
+        }
     }
 
     fn insert(&mut self, insert: &'a Insert) -> Result<(), Error> {
@@ -575,40 +598,31 @@ impl<'a> Walk<'a> {
                 let mut items = Vec::new();
                 self.bind(&mut items, target.clone(), Relation::Table(target.clone()));
                 self.bind(&mut items, "excluded".into(), Relation::Table(target));
-                let outer = self.scope.len();
-                self.scope.extend(items);
-                match conflict_target {
-                    None => {}
-                    Some(ConflictTarget::Columns { columns, predicate }) => {
-                        for column in columns {
-                            nodes::ident(column)?;
+                self.in_scope(items, |this| {
+                    match conflict_target {
+                        None => {}
+                        Some(ConflictTarget::Columns { columns, predicate }) => {
+                            for column in columns {
+                                nodes::ident(column)?;
+                            }
+                            if let Some(predicate) = predicate {
+                                this.expr(predicate)?;
+                            }
                         }
-                        if let Some(predicate) = predicate {
-                            self.expr(predicate)?;
-                        }
-                    }
-                    Some(ConflictTarget::OnConstraint(_)) => {
-                        return Err(invalid(
-                            "ON CONFLICT ON CONSTRAINT is PostgreSQL's own: name the columns, ON CONFLICT (…)",
-                        ));
-                    }
-                }
-                match action {
-                    OnConflictAction::DoNothing => {}
-                    OnConflictAction::DoUpdate(DoUpdate {
-                        assignments,
-                        selection,
-                    }) => {
-                        for assignment in assignments {
-                            self.assignment(assignment)?;
-                        }
-                        if let Some(selection) = selection {
-                            self.expr(selection)?;
+                        Some(ConflictTarget::OnConstraint(_)) => {
+                            return Err(invalid(
+                                "ON CONFLICT ON CONSTRAINT is PostgreSQL's own: name the columns, ON CONFLICT (…)",
+                            ));
                         }
                     }
-                }
-                self.scope.truncate(outer);
-                Ok(())
+                    match action {
+                        OnConflictAction::DoNothing => Ok(()),
+                        OnConflictAction::DoUpdate(DoUpdate {
+                            assignments,
+                            selection,
+                        }) => this.set_where(assignments, selection),
+                    }
+                })
             }
             Some(_) => Err(invalid(
                 "ON DUPLICATE KEY UPDATE is not portable: write ON CONFLICT (…) DO UPDATE SET …",
@@ -662,16 +676,7 @@ impl<'a> Walk<'a> {
             }
             Some(UpdateTableFromKind::BeforeSet(_)) => return Err(nodes::not_portable(update)),
         }
-        let outer = self.scope.len();
-        self.scope.extend(items);
-        for assignment in assignments {
-            self.assignment(assignment)?;
-        }
-        if let Some(selection) = selection {
-            self.expr(selection)?;
-        }
-        self.scope.truncate(outer);
-        Ok(())
+        self.in_scope(items, |this| this.set_where(assignments, selection))
     }
 
     fn delete(&mut self, delete: &'a Delete) -> Result<(), Error> {
@@ -720,13 +725,10 @@ impl<'a> Walk<'a> {
         }
         let mut items = Vec::new();
         self.target_binding(relation, &mut items)?;
-        let outer = self.scope.len();
-        self.scope.extend(items);
-        if let Some(selection) = selection {
-            self.expr(selection)?;
-        }
-        self.scope.truncate(outer);
-        Ok(())
+        self.in_scope(items, |this| match selection {
+            Some(selection) => this.expr(selection),
+            None => Ok(()),
+        })
     }
 
     /// The table an UPDATE or DELETE changes, bound under its alias.
