@@ -567,6 +567,14 @@ pub fn demo_manifest(dir: &Path, probe: bool) -> PathBuf {
 /// which client it is with `X-Forwarded-For`): for several hosts at once,
 /// whichever backend this pass runs on.
 pub fn demo_on_shared_postgres(dir: &Path, probe: bool) -> PathBuf {
+    let file = demo_on_database(dir, probe, &pg_database());
+    migrate(&file);
+    file
+}
+
+/// The demo app (with the probe when `probe`) on the database of `url`,
+/// not migrated, trusting 127.0.0.1 as its proxy.
+pub fn demo_on_database(dir: &Path, probe: bool, url: &str) -> PathBuf {
     let file = demo_manifest(dir, probe);
     let app = std::fs::read_to_string(&file)
         .expect("the manifest")
@@ -576,14 +584,10 @@ pub fn demo_on_shared_postgres(dir: &Path, probe: bool) -> PathBuf {
         .join("\n")
         .replacen(
             "[app]\n",
-            &format!(
-                "[app]\ndatabase = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
-                pg_database()
-            ),
+            &format!("[app]\ndatabase = \"{url}\"\ntrusted_proxies = [\"127.0.0.1\"]\n"),
             1,
         );
     std::fs::write(&file, app).expect("write the manifest");
-    migrate(&file);
     file
 }
 
@@ -622,6 +626,29 @@ pub fn connect_from(
         .expect("bind a loopback address");
     socket.connect(&to.into()).expect("connect");
     socket.into()
+}
+
+/// A port of 127.0.0.1 nothing listens on (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The database URL of the manifest `file`.
+pub fn database_url(file: &Path) -> String {
+    Manifest::load(file)
+        .expect("the manifest")
+        .database
+        .expect("a manifest with a database")
+}
+
+/// The first column of the first row of `sql` on `url`, as text.
+pub fn psql_value(url: &str, sql: &str) -> String {
+    let out = psql(url, sql);
+    assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    stdout(&out).lines().next().unwrap_or_default().to_owned()
 }
 
 /// `psql` of `sql` on `url`: rows unaligned, no headers, stopping at the
