@@ -36,7 +36,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many failures each count allows in its window.
 #[derive(Debug, Clone, Copy)]
@@ -190,6 +190,12 @@ fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The deadline of a change that records an attempt's outcome, which
+/// should land even when the attempt's own time is up.
+fn keeping() -> Instant {
+    Instant::now() + Duration::from_secs(5)
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
@@ -220,13 +226,14 @@ impl Limiter {
         &self,
         username: &str,
         client: Option<Address>,
+        deadline: Instant,
         change: impl FnOnce(&Rules, &mut Slice) -> R,
     ) -> anyhow::Result<R> {
         let user = user_key(username);
         let keys = keys(&user, client);
         match &self.counts {
             Counts::Shared(store) => {
-                store.update_sign_in_counts(&keys, &user, |now, counts, familiar| {
+                store.update_sign_in_counts(&keys, &user, deadline, |now, counts, familiar| {
                     let mut slice = Slice {
                         now,
                         client,
@@ -382,10 +389,16 @@ impl Limiter {
     /// Whether `username` may be tried from `client` now. An admitted
     /// attempt is counted as a failure at once (see [`Limiter::succeeded`]
     /// and [`Limiter::forgive`]), and a slowed user's turn is taken by it.
-    /// When the shared counts cannot be read, the attempt waits a second:
-    /// no password is checked uncounted.
-    pub fn admit(&self, username: &str, client: Option<Address>) -> Result<(), Refusal> {
-        self.update(username, client, admit).unwrap_or_else(|e| {
+    /// When the shared counts cannot be read by `deadline` (the caller's:
+    /// a wait on a frozen host's lock ends with the sign-in that waits),
+    /// the attempt waits a second: no password is checked uncounted.
+    pub fn admit(
+        &self,
+        username: &str,
+        client: Option<Address>,
+        deadline: Instant,
+    ) -> Result<(), Refusal> {
+        self.update(username, client, deadline, admit).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the sign-in limits could not be read; the attempt waits");
             Err(Refusal(Duration::from_secs(1)))
         })
@@ -395,7 +408,7 @@ impl Limiter {
     /// attempt ended before its password was checked (the database was
     /// busy).
     pub fn forgive(&self, username: &str, client: Option<Address>) {
-        self.keep(self.update(username, client, |_, slice| {
+        self.keep(self.update(username, client, keeping(), |_, slice| {
             for (_, count) in &mut slice.counts {
                 count.failures.pop_back();
             }
@@ -406,7 +419,7 @@ impl Limiter {
     /// and the address becomes familiar for the user. The other failures
     /// of the address and of the user stay.
     pub fn succeeded(&self, username: &str, client: Option<Address>) {
-        self.keep(self.update(username, client, |_, slice| {
+        self.keep(self.update(username, client, keeping(), |_, slice| {
             let now = slice.now;
             for (key, count) in &mut slice.counts {
                 match key {
@@ -557,7 +570,7 @@ mod tests {
     impl Limiter {
         /// A failure counted without an attempt, to set a scene.
         fn failed(&self, user: &str, client: Option<Address>) {
-            self.update(user, client, |_, slice| {
+            self.update(user, client, keeping(), |_, slice| {
                 for (_, count) in &mut slice.counts {
                     count.failures.push_back(slice.now);
                 }
@@ -585,15 +598,18 @@ mod tests {
         let attacker = addr("192.0.2.7");
         for _ in 0..5 {
             // Each attempt counts as a failure until it succeeds.
-            assert_eq!(limiter.admit("bob", attacker), Ok(()));
+            assert_eq!(limiter.admit("bob", attacker, keeping()), Ok(()));
         }
-        match limiter.admit("bob", attacker) {
+        match limiter.admit("bob", attacker, keeping()) {
             Err(Refusal(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
             other => panic!("expected a wait, got {other:?}"),
         }
         // Bob from anywhere else, and the attacker for another user, may try.
-        assert_eq!(limiter.admit("bob", addr("198.51.100.1")), Ok(()));
-        assert_eq!(limiter.admit("ada", attacker), Ok(()));
+        assert_eq!(
+            limiter.admit("bob", addr("198.51.100.1"), keeping()),
+            Ok(())
+        );
+        assert_eq!(limiter.admit("ada", attacker, keeping()), Ok(()));
     }
 
     #[test]
@@ -603,8 +619,11 @@ mod tests {
         for i in 0..20 {
             limiter.failed(&format!("user{i}"), attacker);
         }
-        assert!(limiter.admit("someone", attacker).is_err());
-        assert_eq!(limiter.admit("someone", addr("192.0.2.9")), Ok(()));
+        assert!(limiter.admit("someone", attacker, keeping()).is_err());
+        assert_eq!(
+            limiter.admit("someone", addr("192.0.2.9"), keeping()),
+            Ok(())
+        );
     }
 
     #[test]
@@ -615,16 +634,16 @@ mod tests {
         }
         // From an unfamiliar address: one try now, then wait the pace.
         let fresh = addr("198.51.100.2");
-        assert_eq!(limiter.admit("bob", fresh), Ok(()));
-        match limiter.admit("bob", addr("198.51.100.3")) {
+        assert_eq!(limiter.admit("bob", fresh, keeping()), Ok(()));
+        match limiter.admit("bob", addr("198.51.100.3"), keeping()) {
             Err(Refusal(wait)) => assert!(wait <= Duration::from_secs(10), "{wait:?}"),
             other => panic!("expected a short wait, got {other:?}"),
         }
         // From where bob signed in before: no wait at all.
         let home = addr("198.51.100.50");
         limiter.succeeded("bob", home);
-        assert_eq!(limiter.admit("bob", home), Ok(()));
-        assert_eq!(limiter.admit("bob", home), Ok(()));
+        assert_eq!(limiter.admit("bob", home, keeping()), Ok(()));
+        assert_eq!(limiter.admit("bob", home, keeping()), Ok(()));
     }
 
     #[test]
@@ -635,12 +654,15 @@ mod tests {
         limiter.succeeded("ada", client);
         fail(&limiter, "ada", client, 4);
         assert_eq!(
-            limiter.admit("ada", client),
+            limiter.admit("ada", client, keeping()),
             Ok(()),
             "the pair was forgiven"
         );
         fail(&limiter, "ada", client, 12);
-        assert!(limiter.admit("ada", client).is_err(), "20 from one address");
+        assert!(
+            limiter.admit("ada", client, keeping()).is_err(),
+            "20 from one address"
+        );
     }
 
     #[test]
@@ -683,9 +705,19 @@ mod tests {
         }
         assert!(limiter.table().counts.len() <= 40);
         // Carol, new, is let in; the guesser's counts were kept.
-        assert_eq!(limiter.admit("carol", addr("198.51.100.9")), Ok(()));
-        assert_eq!(limiter.admit("bob", guesser), Ok(()), "the fifth try");
-        assert!(limiter.admit("bob", guesser).is_err(), "no sixth");
+        assert_eq!(
+            limiter.admit("carol", addr("198.51.100.9"), keeping()),
+            Ok(())
+        );
+        assert_eq!(
+            limiter.admit("bob", guesser, keeping()),
+            Ok(()),
+            "the fifth try"
+        );
+        assert!(
+            limiter.admit("bob", guesser, keeping()).is_err(),
+            "no sixth"
+        );
     }
 
     #[test]
@@ -695,7 +727,7 @@ mod tests {
         let admitted: usize = (0..24)
             .map(|_| {
                 let limiter = limiter.clone();
-                std::thread::spawn(move || limiter.admit("bob", attacker).is_ok())
+                std::thread::spawn(move || limiter.admit("bob", attacker, keeping()).is_ok())
             })
             .collect::<Vec<_>>()
             .into_iter()
@@ -709,13 +741,13 @@ mod tests {
         let limiter = Limiter::new(Rules::default());
         let client = addr("192.0.2.13");
         for _ in 0..30 {
-            assert_eq!(limiter.admit("ada", client), Ok(()));
+            assert_eq!(limiter.admit("ada", client, keeping()), Ok(()));
             limiter.succeeded("ada", client);
-            assert_eq!(limiter.admit("bob", client), Ok(()));
+            assert_eq!(limiter.admit("bob", client, keeping()), Ok(()));
             limiter.forgive("bob", client);
         }
         assert_eq!(
-            limiter.admit("ada", client),
+            limiter.admit("ada", client, keeping()),
             Ok(()),
             "nothing was held against the address"
         );
@@ -729,9 +761,9 @@ mod tests {
         });
         let client = addr("192.0.2.11");
         fail(&limiter, "bob", client, 5);
-        assert!(limiter.admit("bob", client).is_err());
+        assert!(limiter.admit("bob", client, keeping()).is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(limiter.admit("bob", client), Ok(()));
+        assert_eq!(limiter.admit("bob", client, keeping()), Ok(()));
     }
 
     #[test]
@@ -748,16 +780,16 @@ mod tests {
 
         let after = Limiter::new(Rules::default());
         after.restore(&stored);
-        match after.admit("bob", addr("2001:db8::1")) {
+        match after.admit("bob", addr("2001:db8::1"), keeping()) {
             Err(Refusal(wait)) => assert!(wait > Duration::from_secs(890), "{wait:?}"),
             other => panic!("the pair's failures were lost: {other:?}"),
         }
         // carol is slowed from an unfamiliar address: one try, then a wait.
-        assert_eq!(after.admit("carol", addr("192.0.2.1")), Ok(()));
-        assert!(after.admit("carol", addr("192.0.2.2")).is_err());
+        assert_eq!(after.admit("carol", addr("192.0.2.1"), keeping()), Ok(()));
+        assert!(after.admit("carol", addr("192.0.2.2"), keeping()).is_err());
         // ada's address is still familiar: her count never applies there.
         fail(&after, "ada", None, 10);
-        assert_eq!(after.admit("ada", addr("198.51.100.1")), Ok(()));
+        assert_eq!(after.admit("ada", addr("198.51.100.1"), keeping()), Ok(()));
     }
 
     #[test]

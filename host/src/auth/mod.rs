@@ -331,7 +331,7 @@ impl Auth {
     ) -> Result<Signed, LoginError> {
         let ip = client;
         let client = client.map(Address::of);
-        if let Err(Refusal(wait)) = self.limiter.admit(username, client) {
+        if let Err(Refusal(wait)) = self.limiter.admit(username, client, deadline) {
             crate::metrics::sign_in_failed();
             return Err(LoginError::RateLimited(wait));
         }

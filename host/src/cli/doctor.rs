@@ -173,6 +173,7 @@ fn postgres(url: &DatabaseUrl, dir: &Path, manifest: Option<&Manifest>) -> Vec<F
                 Err(e) => Finding::Fail(format!("cannot read the guests' privileges: {e:#}")),
             },
         );
+        reach(&pg, manifest, &mut found);
         compiled(manifest, &mut found);
         if dir.is_dir() {
             temporary_files(dir, &mut found);
@@ -180,6 +181,33 @@ fn postgres(url: &DatabaseUrl, dir: &Path, manifest: Option<&Manifest>) -> Vec<F
         }
     }
     found
+}
+
+/// Whether the guests' roles stay in the app's database: PUBLIC may
+/// connect to any database unless revoked there, and a guest role's
+/// password (derived from the secret every host has) would then open it.
+fn reach(pg: &Postgres, manifest: &Manifest, found: &mut Vec<Finding>) {
+    let guests: Vec<String> = rawalite_host::app::db_grants(manifest)
+        .into_iter()
+        .map(|(guest, _)| guest)
+        .collect();
+    if guests.is_empty() {
+        return;
+    }
+    let url = pg.url();
+    found.push(match pg.guest_reach(&guests) {
+        Ok(others) if others.is_empty() => {
+            Finding::Ok("the guests' roles may connect to the app's database only".into())
+        }
+        Ok(others) => Finding::Warn(format!(
+            "the guests' roles may connect to other databases of the cluster: {}. Confine them in pg_hba.conf \
+             (`host all +{}_guests all reject` after the app's lines; docs/DEPLOY.md), or \
+             `REVOKE CONNECT ON DATABASE … FROM PUBLIC` in each",
+            others.join(", "),
+            url.database()
+        )),
+        Err(e) => Finding::Warn(format!("cannot read which databases the guests' roles reach: {e:#}")),
+    });
 }
 
 fn database(dir: &Path, found: &mut Vec<Finding>) {

@@ -214,7 +214,7 @@ fn migrate(args: MigrateArgs) -> Result<Exit> {
                 Some(manifest) => rawalite_host::app::db_grants(&manifest),
                 None => Vec::new(),
             };
-            let pg = Postgres::connect(&url)?;
+            let pg = Postgres::connect(url.direct()?)?;
             let (applied, notes) = pg.migrate(guests.clone())?;
             let mut notes = notes;
             notes.extend(guests.iter().map(|(guest, grant)| {

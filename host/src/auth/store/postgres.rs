@@ -5,7 +5,7 @@
 use super::{NewSession, Resolved, SessionRow, UserChange};
 use crate::auth::limiter::{Address, Count, Key, Slice};
 use crate::auth::{LoginError, User, split_roles};
-use crate::database::postgres::{Pool, PoolError, Pooled, Postgres};
+use crate::database::postgres::{Pool, PoolError, Pooled, Postgres, describe};
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,16 @@ fn user_from_row(row: &Row) -> User {
         created_at: row.get(5),
     }
 }
+
+/// The bounds of the host's transactions ([`Pooled::begin`]): a host that
+/// stops inside one holds its row locks for at most [`IDLE`], and another
+/// host waits for a lock at most [`LOCK`] before its call fails.
+const IDLE: Duration = Duration::from_secs(5);
+const LOCK: Duration = Duration::from_secs(4);
+/// [`IDLE`] for the sign-in limiter's transactions, which every sign-in
+/// of a user takes in turn: short, so a frozen host delays the user's
+/// sign-in elsewhere by less than a login guest's default deadline (1 s).
+const SIGN_IN_IDLE: Duration = Duration::from_millis(500);
 
 /// How long the operator's commands wait for the database.
 fn patient() -> Instant {
@@ -133,7 +143,7 @@ impl PostgresStore {
         };
         Ok(self.with(patient(), move |c| {
             Box::pin(async move {
-                c.batch_execute("BEGIN").await?;
+                c.begin(IDLE, LOCK).await?;
                 let changed = c
                     .execute(
                         "UPDATE host.users SET password_hash = coalesce($2, password_hash), disabled = coalesce($3, disabled), \
@@ -252,7 +262,7 @@ impl PostgresStore {
         );
         self.with(deadline, move |c| {
             Box::pin(async move {
-                c.batch_execute("BEGIN").await?;
+                c.begin(IDLE, LOCK).await?;
                 let inserted = c
                     .execute(
                         "INSERT INTO host.sessions (token_hash, user_id, created_at, last_seen_at, expires_at, client) \
@@ -291,15 +301,15 @@ impl PostgresStore {
         let hash = token_hash.to_vec();
         self.on_connection(patient(), move |c| {
             Box::pin(async move {
-                // Every signed-in request: prepared once per connection.
-                let statement = c
-                    .statement(
+                // Every signed-in request: prepared once per connection
+                // (unless behind a pooler).
+                let row = c
+                    .query_opt(
                         "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at \
                          FROM host.sessions s JOIN host.users u ON u.id = s.user_id WHERE s.token_hash = $1",
-                        &[tokio_postgres::types::Type::BYTEA],
+                        &[&hash],
                     )
                     .await?;
-                let row = c.query_opt(&statement, &[&hash]).await?;
                 Ok(row.map(|row| Resolved {
                     token_hash: row.get(0),
                     last_seen_at: row.get(1),
@@ -367,9 +377,9 @@ impl PostgresStore {
         &self,
         keys: &[Key],
         user: &str,
+        deadline: Instant,
         change: impl FnOnce(u64, Vec<(Key, Count)>, Vec<(Address, u64)>) -> (Slice, R),
     ) -> Result<R> {
-        let deadline = Instant::now() + Duration::from_secs(5);
         let pool = self.pool.clone();
         self.database.run(async move {
             let conn = pool.get(deadline).await.map_err(StoreError::Pool)?;
@@ -379,7 +389,13 @@ impl PostgresStore {
                 // other in a circle.
                 let mut texts: Vec<String> = keys.iter().map(Key::text).collect();
                 texts.sort();
-                conn.batch_execute("BEGIN").await?;
+                // A host that stops inside (a paused VM, a cut network)
+                // holds these rows' locks: the server ends its transaction
+                // when it has been idle for SIGN_IN_IDLE, so another host's
+                // attempt for the same user goes on within its guest's
+                // deadline. Nothing here waits between statements but the
+                // round trips.
+                conn.begin(SIGN_IN_IDLE, LOCK).await?;
                 conn.execute(
                     "INSERT INTO host.sign_in_counts (key, failures, last) \
                      SELECT k, '{}', 0 FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING",
@@ -508,7 +524,7 @@ type Work<'c, T> = std::pin::Pin<
 pub enum StoreError {
     #[error(transparent)]
     Pool(PoolError),
-    #[error("the user database failed: {0}")]
+    #[error("the user database failed: {}", describe(.0))]
     Db(tokio_postgres::Error),
 }
 

@@ -153,7 +153,7 @@ impl Root {
             None => sweep_and_measure(&dir, false)?,
             Some(shared) => {
                 shared
-                    .change(Instant::now() + MEASURE_WAIT, |_| {
+                    .change(Instant::now() + MEASURE_WAIT, MEASURE_WAIT, |_, _| {
                         let usage = sweep_and_measure(&dir, true)?;
                         Ok((usage, usage))
                     })
@@ -213,16 +213,18 @@ impl Root {
 
     /// Runs `change` with what the root holds, once the root's other
     /// changes (on every host sharing it) are done, waiting no later than
-    /// `deadline`; keeps the usage it returns.
+    /// `deadline`; keeps the usage it returns. `change` gets the instant
+    /// its file work must end by: on a shared root, [`HOLD`] after the
+    /// lock every host waits on is had, at most.
     fn change<T>(
         &self,
         deadline: Instant,
-        change: impl FnOnce(Usage) -> Result<(T, Usage), RootError>,
+        change: impl FnOnce(Usage, Instant) -> Result<(T, Usage), RootError>,
     ) -> Result<T, RootError> {
         let mut usage = self.usage.try_lock_until(deadline).ok_or(RootError::Busy)?;
         let (value, after) = match &self.shared {
-            None => change(*usage)?,
-            Some(shared) => shared.change(deadline, change)?,
+            None => change(*usage, deadline)?,
+            Some(shared) => shared.change(deadline, HOLD, change)?,
         };
         *usage = after;
         Ok(value)
@@ -238,7 +240,7 @@ impl Root {
             });
         }
         let (parent, name) = split_parent(path);
-        self.change(bounds.deadline, |usage| {
+        self.change(bounds.deadline, |usage, until| {
             let dir = match parent {
                 Some(parent) => self.dir.open_dir(parent)?,
                 None => self.dir.try_clone()?,
@@ -265,7 +267,7 @@ impl Root {
                 entries: usage.entries + u64::from(old.is_none()),
             };
             check(&after, bounds)?;
-            write_atomically(&dir, name, contents, bounds.deadline)?;
+            write_atomically(&dir, name, contents, until)?;
             Ok(((), after))
         })
     }
@@ -314,7 +316,7 @@ impl Root {
     /// Removes a file, or a directory that is empty.
     pub fn remove(&self, path: &str, deadline: Instant) -> Result<(), RootError> {
         let path = check_path(path)?;
-        self.change(deadline, |usage| {
+        self.change(deadline, |usage, _| {
             let meta = self.dir.symlink_metadata(path)?;
             if meta.is_dir() {
                 self.dir.remove_dir(path)?;
@@ -337,7 +339,7 @@ impl Root {
     /// Creates a directory, if the root stays within its bounds.
     pub fn create_dir(&self, path: &str, bounds: &Bounds) -> Result<(), RootError> {
         let path = check_path(path)?;
-        self.change(bounds.deadline, |usage| {
+        self.change(bounds.deadline, |usage, _| {
             let after = Usage {
                 bytes: usage.bytes + BLOCK,
                 entries: usage.entries + 1,
@@ -407,6 +409,11 @@ fn split_parent(path: &str) -> (Option<&str>, &str) {
         None => (None, path),
     }
 }
+
+/// How long a change of a shared root may write while every host's changes
+/// of it wait: a file is written at disk speed, so a write that takes
+/// longer is stuck (or its host stopped), and the others go on.
+const HOLD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How much is written between two looks at the deadline.
 const WRITE_CHUNK: usize = 1 << 20;

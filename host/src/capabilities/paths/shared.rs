@@ -6,12 +6,15 @@
 //! of them wrote.
 //!
 //! A host that dies mid-change leaves the row as it was (its transaction
-//! ends with its connection). If the file had already been renamed into
-//! place, the row is short by that file until a host opens the root again:
-//! every host measures the directory when it starts, under the same lock.
+//! ends with its connection); one that stops without a word (a paused VM, a
+//! cut network) has its transaction ended by the server a second after its
+//! request's deadline, so other hosts wait no longer than that. If the file
+//! had already been renamed into place, the row is short by that file until
+//! a host opens the root again: every host measures the directory when it
+//! starts, under the same lock.
 
 use super::root::{RootError, Usage};
-use crate::database::postgres::{Pool, Pooled, Postgres};
+use crate::database::postgres::{Pool, Pooled, Postgres, describe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,20 +43,23 @@ impl SharedUsage {
     /// Runs `change` with the usage every host has left, and writes back
     /// the usage it returns (nothing when it fails). Every other host's
     /// change of this root waits meanwhile; this one waits for theirs
-    /// until `deadline`.
+    /// until `deadline`. `change` gets the instant its file work must end
+    /// by: `hold` after the lock is had, at most, so the lock is held for
+    /// about that long however long the request may take.
     pub fn change<T>(
         &self,
         deadline: Instant,
-        change: impl FnOnce(Usage) -> Result<(T, Usage), RootError>,
+        hold: Duration,
+        change: impl FnOnce(Usage, Instant) -> Result<(T, Usage), RootError>,
     ) -> Result<(T, Usage), RootError> {
-        let wait_ms = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis()
-            .max(1);
+        let wait = deadline.saturating_duration_since(Instant::now());
         let (conn, usage) = self.database.run(async {
             let conn = self.pool.get(deadline).await.map_err(|_| RootError::Busy)?;
             let row = step(deadline, &conn, async {
-                conn.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = {wait_ms}"))
+                // The change writes the file while the row stays locked; a
+                // host that stops meanwhile (a paused VM, a cut network)
+                // loses the lock a second after its `hold`.
+                conn.begin(hold.min(wait) + Duration::from_secs(1), wait)
                     .await?;
                 // Creates the row the first time, and locks it.
                 conn.query_one(
@@ -71,7 +77,7 @@ impl SharedUsage {
             };
             Ok::<_, RootError>((conn, usage))
         })?;
-        let outcome = change(usage);
+        let outcome = change(usage, deadline.min(Instant::now() + hold));
         let settled = self
             .database
             .run(step(Instant::now() + SETTLE, &conn, async {
@@ -108,7 +114,7 @@ async fn step<T>(
         Some(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
             Err(RootError::Busy)
         }
-        Some(Err(e)) => Err(RootError::Shared(e.to_string())),
+        Some(Err(e)) => Err(RootError::Shared(describe(&e))),
         None => Err(RootError::Busy),
     }
 }

@@ -17,20 +17,24 @@
 //! tokio runtime of this module's own watching the sockets.
 
 mod provision;
+mod tls;
 mod url;
+mod value;
 
 pub use url::DatabaseUrl;
+pub use value::Value;
 
 use super::{Applied, MigrationState, Tables};
 use anyhow::{Context, Result, bail};
+use futures_util::TryStreamExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, Row, RowStream, Statement};
 
 /// The migrations for PostgreSQL, in order: the first is the twin of
 /// `migrations/` up to 0003; then what several hosts share, which only
@@ -53,6 +57,60 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// The advisory lock `migrate` holds (an arbitrary constant: "RAWALITE").
 const MIGRATE_LOCK: i64 = 0x5241_5741_4c49_5445;
 
+/// What tells the server, on every connection, that its client is gone
+/// although no word came (a paused VM, a cut network): TCP keepalives
+/// from its side, and a look at the socket during long statements
+/// (PostgreSQL 14 and later).
+macro_rules! alive {
+    () => {
+        "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c client_connection_check_interval=10s"
+    };
+}
+
+/// The host's own connections: a transaction left idle (its host stopped
+/// inside it) ends after 5 s, and no statement waits more than 4 s for a
+/// lock, so a stopped host holds no lock another host waits on for long.
+/// (The limiter's and the roots' transactions set tighter bounds of their
+/// own.)
+const HOST_OPTIONS: &str = concat!(
+    "-c idle_in_transaction_session_timeout=5s -c lock_timeout=4s ",
+    alive!()
+);
+
+/// `config` with `ours` after the options it has (so ours win).
+fn with_options(config: &Config, ours: &str) -> Config {
+    let mut config = config.clone();
+    let options = match config.get_options() {
+        Some(given) => format!("{given} {ours}"),
+        None => ours.to_owned(),
+    };
+    config.options(&options);
+    config
+}
+
+/// How long a connection may wait unused in its pool, and live at all:
+/// a backend holds memory for what ran on it (PostgreSQL gives it back
+/// only when the connection ends), so a guest that stopped, or one that
+/// ran much, leaves nothing held for long.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+const LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Closes, every 30 s, the connections of `pools` that waited past
+/// [`IDLE`] or lived past [`LIFETIME`]; forgets the pools gone.
+async fn sweep(pools: Arc<Mutex<Vec<std::sync::Weak<Pool>>>>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        let live: Vec<Arc<Pool>> = {
+            let mut pools = pools.lock().unwrap_or_else(|e| e.into_inner());
+            pools.retain(|pool| pool.strong_count() > 0);
+            pools.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        for pool in live {
+            pool.sweep();
+        }
+    }
+}
+
 /// Connections one guest may hold at once on one host.
 pub const GUEST_CONNECTIONS: usize = 8;
 /// Connections the host itself holds for users and sessions.
@@ -65,6 +123,8 @@ pub struct Postgres {
     runtime: Option<tokio::runtime::Runtime>,
     /// The host's own connections (the URL's role).
     host: Arc<Pool>,
+    /// Every pool, for the sweep of idle and old connections.
+    pools: Arc<Mutex<Vec<std::sync::Weak<Pool>>>>,
 }
 
 impl Postgres {
@@ -76,10 +136,19 @@ impl Postgres {
             .enable_all()
             .build()
             .context("cannot start the PostgreSQL client")?;
+        let host = Arc::new(Pool::new(
+            url,
+            url.config().clone(),
+            HOST_OPTIONS,
+            HOST_CONNECTIONS,
+        ));
+        let pools = Arc::new(Mutex::new(vec![Arc::downgrade(&host)]));
+        runtime.spawn(sweep(pools.clone()));
         let postgres = Postgres {
-            host: Arc::new(Pool::new(url.config().clone(), HOST_CONNECTIONS)),
+            host,
             url: url.clone(),
             runtime: Some(runtime),
+            pools,
         };
         let host = postgres.host.clone();
         postgres
@@ -161,14 +230,15 @@ impl Postgres {
         let ours = concat!(
             r"-c default_transaction_read_only=on -c default_transaction_isolation=read\ committed",
             " -c standard_conforming_strings=on -c backslash_quote=safe_encoding",
-            " -c transform_null_equals=off -c search_path=app",
+            " -c transform_null_equals=off -c search_path=app ",
+            alive!(),
         );
-        let options = match config.get_options() {
-            Some(given) => format!("{given} {ours}"),
-            None => ours.to_owned(),
-        };
-        config.options(&options);
-        Arc::new(Pool::new(config, GUEST_CONNECTIONS))
+        let pool = Arc::new(Pool::new(&self.url, config, ours, GUEST_CONNECTIONS));
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(&pool));
+        pool
     }
 
     /// Applies the migrations this binary has and brings every guest's
@@ -178,6 +248,7 @@ impl Postgres {
         &self,
         guests: Vec<(String, crate::capabilities::db::DbGrant)>,
     ) -> Result<(Vec<Applied>, Vec<String>)> {
+        self.url.direct()?;
         let host = self.host.clone();
         let url = self.url.clone();
         self.run(async move {
@@ -249,6 +320,31 @@ impl Postgres {
         self.run(async move {
             let client = host.get(deadline()).await?;
             client.drive(provision::drift(&client, &url, &guests)).await
+        })
+    }
+
+    /// The other databases of the cluster that a role of `guests` may
+    /// connect to, as their privileges say (`pg_hba.conf` may still refuse
+    /// it): a guest's password would open them too.
+    pub fn guest_reach(&self, guests: &[String]) -> Result<Vec<String>> {
+        let roles: Vec<String> = guests
+            .iter()
+            .map(|guest| provision::guest_role(&self.url, guest))
+            .collect();
+        let host = self.host.clone();
+        self.run(async move {
+            let client = host.get(deadline()).await?;
+            let rows = client
+                .drive(client.query(
+                    "SELECT d.datname::text FROM pg_database d \
+                     WHERE d.datallowconn AND d.datname <> current_database() \
+                     AND EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = ANY($1) \
+                                 AND has_database_privilege(r.oid, d.oid, 'CONNECT')) \
+                     ORDER BY 1",
+                    &[&roles],
+                ))
+                .await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
         })
     }
 
@@ -400,6 +496,9 @@ async fn run_migrations(client: &mut Client) -> Result<Vec<Applied>> {
 /// alone; other guests have pools of their own.
 pub struct Pool {
     config: Config,
+    tls: tls::Tls,
+    /// Behind a pooler in transaction mode (`pgbouncer=true`).
+    pooled: bool,
     /// Oldest first.
     idle: Mutex<Vec<Conn>>,
     slots: Arc<Semaphore>,
@@ -408,6 +507,9 @@ pub struct Pool {
 /// An open connection and the statements prepared on it.
 struct Conn {
     client: Client,
+    opened: Instant,
+    /// Since when it waits in its pool.
+    idle_since: Instant,
     /// The runtime whose reactor watches its socket.
     driver: Driver,
     /// The connection's I/O, polled by whoever holds it ([`Pooled::drive`]);
@@ -416,7 +518,7 @@ struct Conn {
     statements: Mutex<Prepared>,
 }
 
-type Io = tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+type Io = tokio_postgres::Connection<tokio_postgres::Socket, tls::Stream>;
 
 /// Which runtime's reactor watches a connection's socket, fixed when it
 /// connects. One whose workers always run (`serve`'s, or the database's
@@ -445,22 +547,59 @@ impl Driver {
 /// Prepared statements by SQL text, then by parameter types.
 type Prepared = HashMap<String, Vec<(Vec<Type>, Statement)>>;
 
-/// Statements one connection keeps prepared; past them it starts over.
+/// How long a cancel may take to reach the server.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Statements one connection keeps prepared, and their SQL's bytes; past
+/// either it starts over. PostgreSQL bounds neither what a backend keeps of
+/// a prepared statement nor how many: a guest sending distinct statements
+/// of 64 KiB took its backends to 2 GiB when all of them were kept.
 const STATEMENTS: usize = 64;
+const STATEMENT_BYTES: usize = 128 << 10;
+/// Only statements this short are kept prepared; the rest run unnamed.
+const KEPT_SQL: usize = 4 << 10;
+
+/// `e` with its causes (tokio-postgres shows only its kind, "db error",
+/// "error connecting to server"), or in words naming the cause when TLS
+/// is why.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(tls) = tls::explain(e) {
+        return tls;
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text += ": ";
+        text += &cause.to_string();
+        source = cause.source();
+    }
+    text
+}
 
 /// Why no connection came.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("no connection came free before the deadline")]
     Busy,
+    /// Why, in words that name the cause where TLS is it.
     #[error("cannot connect to PostgreSQL: {0}")]
-    Connect(#[from] tokio_postgres::Error),
+    Connect(String),
 }
 
 impl Pool {
-    fn new(config: Config, max: usize) -> Self {
+    /// Connections of `config` to the database of `url`, with `options`
+    /// (`-c name=value …`) after any the URL gives, so ours win; behind a
+    /// pooler none are sent (it refuses them), and what they pin comes
+    /// from the roles' own settings (`migrate`).
+    fn new(url: &DatabaseUrl, config: Config, options: &str, max: usize) -> Self {
+        let config = match url.pooled() {
+            true => config,
+            false => with_options(&config, options),
+        };
         Pool {
             config,
+            tls: url.tls().clone(),
+            pooled: url.pooled(),
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(max)),
         }
@@ -498,12 +637,15 @@ impl Pool {
             }
         };
         drop(stale);
-        let conn = match idle.filter(Conn::alive) {
+        let conn = match idle.filter(|c| c.fresh(Instant::now()) && c.alive()) {
             Some(conn) => conn,
             None => {
-                let (client, io) = self.config.connect(NoTls).await?;
+                let (client, io) = self.connect().await?;
+                let now = Instant::now();
                 Conn {
                     client,
+                    opened: now,
+                    idle_since: now,
                     driver,
                     io: Mutex::new(Some(io)),
                     statements: Mutex::new(HashMap::new()),
@@ -519,18 +661,51 @@ impl Pool {
     }
 
     /// A new connection outside the pool's count (the migration's own).
-    pub async fn connect_alone(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+    pub async fn connect_alone(&self) -> Result<Client, PoolError> {
+        let (client, connection) = self.connect().await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "a PostgreSQL connection ended");
+                tracing::debug!(error = %describe(&e), "a PostgreSQL connection ended");
             }
         });
         Ok(client)
     }
 }
 
+impl Pool {
+    /// Opens a connection of this pool's role.
+    async fn connect(&self) -> Result<(Client, Io), PoolError> {
+        self.config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| PoolError::Connect(describe(&e)))
+    }
+}
+
+impl Pool {
+    /// Closes the idle connections that waited past [`IDLE`] or lived past
+    /// [`LIFETIME`].
+    fn sweep(&self) {
+        let now = Instant::now();
+        let stale: Vec<Conn> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let (fresh, stale) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|c| c.fresh(now));
+            *idle = fresh;
+            stale
+        };
+        drop(stale);
+    }
+}
+
 impl Conn {
+    /// Whether it may still serve: neither idle nor alive too long.
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.idle_since) < IDLE
+            && now.saturating_duration_since(self.opened) < LIFETIME
+    }
+
     /// Whether the server still holds the connection: what it sent while
     /// the connection sat idle (its end, a notice) is read first.
     fn alive(&self) -> bool {
@@ -563,10 +738,28 @@ impl Pooled {
         self.broken.store(true, Ordering::Relaxed);
     }
 
+    /// Asks the server to stop what this connection runs (over the
+    /// pool's TLS; a second at most), and marks the connection to be
+    /// closed: a statement left running would hold its locks for whoever
+    /// comes next.
+    pub async fn cancel(&self) {
+        self.discard();
+        let token = self.cancel_token();
+        let cancel = token.cancel_query(self.pool.tls.clone());
+        match tokio::time::timeout(CANCEL_WAIT, cancel).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %describe(&e), "a cancel could not be sent to PostgreSQL")
+            }
+            Err(_) => tracing::warn!("a cancel to PostgreSQL took more than a second; left"),
+        }
+    }
+
     /// [`Pooled::drive`] no later than `deadline` (`None` when it ran out
-    /// of time). A connection whose work failed or ran out of time is
-    /// closed rather than given back: a transaction of it may still be
-    /// open (or aborted), and the next caller would meet it.
+    /// of time, and then cancelled on the server). A connection whose work
+    /// failed or ran out of time is closed rather than given back: a
+    /// transaction of it may still be open (or aborted), and the next
+    /// caller would meet it.
     pub async fn until<T>(
         &self,
         deadline: Instant,
@@ -575,8 +768,11 @@ impl Pooled {
         let outcome = tokio::time::timeout_at(deadline.into(), self.drive(work))
             .await
             .ok();
-        if !matches!(outcome, Some(Ok(_))) {
-            self.discard();
+        match outcome {
+            Some(Ok(_)) => {}
+            Some(Err(_)) => self.discard(),
+            // The server may still run it, holding its locks.
+            None => self.cancel().await,
         }
         outcome
     }
@@ -596,7 +792,7 @@ impl Pooled {
                 && let std::task::Poll::Ready(ended) = std::pin::Pin::new(connection).poll(cx)
             {
                 if let Err(e) = ended {
-                    tracing::debug!(error = %e, "a PostgreSQL connection ended");
+                    tracing::debug!(error = %describe(&e), "a PostgreSQL connection ended");
                 }
                 // The client is closed now: what `work` waits for fails.
                 io = None;
@@ -609,10 +805,127 @@ impl Pooled {
         out
     }
 
+    /// Whether `sql` may be kept prepared on this connection: a short one,
+    /// and not behind a pooler (which may run the next message on another
+    /// server connection, where no statement of that name is).
+    fn may_keep(&self, sql: &str) -> bool {
+        !self.pool.pooled && sql.len() <= KEPT_SQL
+    }
+
+    /// `sql` prepared on this connection and kept, when it [may](Pooled::may_keep)
+    /// be; else `None`, and it runs unnamed (nothing of it stays on the
+    /// server, and a pooler in transaction mode lets it through).
+    async fn kept(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Option<Statement>, tokio_postgres::Error> {
+        if !self.may_keep(sql) {
+            return Ok(None);
+        }
+        let types = params.iter().map(|(_, t)| t);
+        if let Some(statement) = self.find(sql, types.clone()) {
+            return Ok(Some(statement));
+        }
+        let types: Vec<Type> = types.cloned().collect();
+        self.statement(sql, &types).await.map(Some)
+    }
+
+    /// The rows of `sql` with `params`, each with its type, as they come
+    /// ([`Pooled::kept`] or unnamed).
+    pub async fn rows(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<RowStream, tokio_postgres::Error> {
+        let values = params.iter().map(|(value, _)| *value);
+        match self.kept(sql, params).await? {
+            Some(statement) => self.client().query_raw(&statement, values).await,
+            None => {
+                self.client()
+                    .query_typed_raw(sql, params.iter().map(|(v, t)| (*v, t.clone())))
+                    .await
+            }
+        }
+    }
+
+    /// The host's statements, as `Client`'s methods of the same names but
+    /// with [`Value`]s, whose types travel with them: kept prepared or run
+    /// unnamed as [`Pooled::kept`] says.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn Value],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.rows(sql, &value::typed(params))
+            .await?
+            .try_collect()
+            .await
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&dyn Value],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let params = value::typed(params);
+        match self.kept(sql, &params).await? {
+            Some(statement) => self.client().query_opt(&statement, &values(&params)).await,
+            None => self.client().query_typed_opt(sql, &params).await,
+        }
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&dyn Value],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let params = value::typed(params);
+        match self.kept(sql, &params).await? {
+            Some(statement) => self.client().query_one(&statement, &values(&params)).await,
+            None => self.client().query_typed_one(sql, &params).await,
+        }
+    }
+
+    /// The number of rows `sql` changed.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[&dyn Value],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let params = value::typed(params);
+        match self.kept(sql, &params).await? {
+            Some(statement) => self.client().execute(&statement, &values(&params)).await,
+            None => self.client().execute_typed(sql, &params).await,
+        }
+    }
+
+    /// Begins a transaction whose locks a stopped host (a paused VM, a cut
+    /// network) holds no longer than `idle` past its last statement, and
+    /// whose statements wait at most `lock` for a lock. Set in the
+    /// transaction, so it holds behind a pooler too.
+    pub async fn begin(
+        &self,
+        idle: std::time::Duration,
+        lock: std::time::Duration,
+    ) -> Result<(), tokio_postgres::Error> {
+        self.batch_execute(&format!(
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {}; SET LOCAL lock_timeout = {}",
+            idle.as_millis().max(1),
+            lock.as_millis().max(1)
+        ))
+        .await
+    }
+
+    fn client(&self) -> &Client {
+        &self.conn.as_ref().expect("taken only when dropped").client
+    }
+
     /// `sql` with parameters of `types`, prepared on this connection the
     /// first time it is asked for: after that, running it is one message
-    /// and no planning, as for a native server's prepared statements.
-    pub async fn statement(
+    /// and no planning, as for a native server's prepared statements. Only
+    /// for what [`Pooled::may_keep`].
+    async fn statement(
         &self,
         sql: &str,
         types: &[Type],
@@ -623,7 +936,12 @@ impl Pooled {
         let statement = self.prepare_typed(sql, types).await?;
         let conn = self.conn.as_ref().expect("taken only when dropped");
         let mut statements = conn.statements.lock().unwrap_or_else(|e| e.into_inner());
-        if statements.values().map(Vec::len).sum::<usize>() >= STATEMENTS {
+        let count: usize = statements.values().map(Vec::len).sum();
+        let bytes: usize = statements
+            .iter()
+            .map(|(sql, kept)| sql.len() * kept.len())
+            .sum();
+        if count >= STATEMENTS || bytes + sql.len() > STATEMENT_BYTES {
             // Dropping them closes them on the server.
             statements.clear();
         }
@@ -634,14 +952,53 @@ impl Pooled {
         Ok(statement)
     }
 
+    /// The names of the columns `sql` returns, for a statement that
+    /// returned no row (which would carry them): from the statement kept,
+    /// or else described anew.
+    pub async fn columns(
+        &self,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Vec<String>, tokio_postgres::Error> {
+        match self.prepared(sql, types) {
+            Some(statement) => Ok(names(&statement)),
+            None => self.describe(sql, types).await,
+        }
+    }
+
+    /// [`Pooled::columns`] of a statement not kept: prepared and closed
+    /// inside one transaction (the close sent before its end), so a pooler
+    /// keeps it on one server connection and leaves nothing behind.
+    async fn describe(
+        &self,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Vec<String>, tokio_postgres::Error> {
+        self.batch_execute("BEGIN").await?;
+        let described = self
+            .prepare_typed(sql, types)
+            .await
+            .map(|statement| names(&statement));
+        self.batch_execute("COMMIT").await?;
+        described
+    }
+
     /// `sql` with parameters of `types` if it is prepared on this connection.
-    pub fn prepared(&self, sql: &str, types: &[Type]) -> Option<Statement> {
+    fn prepared(&self, sql: &str, types: &[Type]) -> Option<Statement> {
+        self.find(sql, types.iter())
+    }
+
+    fn find<'t>(
+        &self,
+        sql: &str,
+        types: impl Iterator<Item = &'t Type> + Clone,
+    ) -> Option<Statement> {
         let conn = self.conn.as_ref().expect("taken only when dropped");
         let statements = conn.statements.lock().unwrap_or_else(|e| e.into_inner());
         statements
             .get(sql)?
             .iter()
-            .find(|(t, _)| t == types)
+            .find(|(t, _)| t.iter().eq(types.clone()))
             .map(|(_, statement)| statement.clone())
     }
 }
@@ -656,7 +1013,8 @@ impl std::ops::Deref for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let broken = *self.broken.get_mut();
-        if let Some(conn) = self.conn.take().filter(|c| !broken && c.alive()) {
+        if let Some(mut conn) = self.conn.take().filter(|c| !broken && c.alive()) {
+            conn.idle_since = Instant::now();
             self.pool
                 .idle
                 .lock()
@@ -664,6 +1022,20 @@ impl Drop for Pooled {
                 .push(conn);
         }
     }
+}
+
+/// The names of `statement`'s columns.
+fn names(statement: &Statement) -> Vec<String> {
+    statement
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect()
+}
+
+/// The values of typed parameters.
+fn values<'a>(params: &[(&'a (dyn ToSql + Sync), Type)]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|(value, _)| *value).collect()
 }
 
 /// Refuses a URL that is not `postgres://` or `postgresql://`.

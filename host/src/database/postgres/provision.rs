@@ -11,6 +11,7 @@
 //! socket in a throwaway cluster).
 
 use super::DatabaseUrl;
+use super::value::typed;
 use crate::capabilities::db::DbGrant;
 use anyhow::{Context, Result, bail};
 use hmac::{Hmac, Mac};
@@ -178,6 +179,10 @@ pub async fn provision(
                 quoted(table)
             );
         }
+        // What the host's connections also pin in their options; behind a
+        // pooler (which sends no options) these are what holds. Set for the
+        // role in this database, which outranks the database's and the
+        // role's own settings.
         for setting in [
             "search_path = app",
             "\"TimeZone\" = 'UTC'",
@@ -186,7 +191,15 @@ pub async fn provision(
             "statement_timeout = '10s'",
             "lock_timeout = '5s'",
             "idle_in_transaction_session_timeout = '10s'",
-            "default_transaction_isolation = 'serializable'",
+            "default_transaction_isolation = 'read committed'",
+            "default_transaction_read_only = on",
+            "standard_conforming_strings = on",
+            "backslash_quote = safe_encoding",
+            "transform_null_equals = off",
+            "tcp_keepalives_idle = 30",
+            "tcp_keepalives_interval = 10",
+            "tcp_keepalives_count = 3",
+            "client_connection_check_interval = '10s'",
         ] {
             sql += &format!(" ALTER ROLE {r} IN DATABASE {db} SET {setting};");
         }
@@ -260,8 +273,8 @@ async fn ensure_role(client: &Client, role: &str, login: bool) -> Result<()> {
 /// The tables of schema `app`.
 async fn app_tables(client: &Client) -> Result<Vec<String>> {
     Ok(client
-        .query(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+        .query_typed(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = 'app' AND c.relkind IN ('r', 'v', 'p') ORDER BY 1",
             &[],
         )
@@ -271,7 +284,8 @@ async fn app_tables(client: &Client) -> Result<Vec<String>> {
         .collect())
 }
 
-/// What differs between the database's roles and `guests`' grants.
+/// What differs between the database's roles and `guests`' grants. Runs
+/// on `serve`'s connections, which may pass a pooler: unnamed statements.
 pub async fn drift(
     client: &Client,
     url: &DatabaseUrl,
@@ -282,9 +296,9 @@ pub async fn drift(
     for (guest, grant) in guests {
         let role = guest_role(url, guest);
         let login = client
-            .query_opt(
-                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
-                &[&role],
+            .query_typed_opt(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1::name",
+                &typed(&[&role]),
             )
             .await?
             .map(|r| r.get::<_, bool>(0));
@@ -303,9 +317,9 @@ pub async fn drift(
                 ("DELETE", grant.writable().contains(table.as_str())),
             ] {
                 let has: bool = client
-                    .query_one(
-                        "SELECT has_table_privilege($1, $2, $3)",
-                        &[&role, &qualified, &privilege],
+                    .query_typed_one(
+                        "SELECT has_table_privilege($1::name, $2, $3)",
+                        &typed(&[&role, &qualified, &privilege]),
                     )
                     .await?
                     .get(0);

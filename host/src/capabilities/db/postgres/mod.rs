@@ -4,9 +4,10 @@
 //! of the guest's own role, whose privileges are its grant again: the
 //! second wall. Each call is one transaction of its own:
 //!
-//! - `query`: the statement alone, prepared once per connection, on a
-//!   connection whose transactions are `READ ONLY` unless a write begins
-//!   `READ WRITE`, so no statement can write through a query;
+//! - `query`: the statement alone, prepared once per connection when it
+//!   is small (a large one runs unnamed, so the server keeps no plan of
+//!   it), on a connection whose transactions are `READ ONLY` unless a write
+//!   begins `READ WRITE`, so no statement can write through a query;
 //! - `execute` and `transaction`: `SERIALIZABLE READ WRITE`, with
 //!   `statement_timeout` and `lock_timeout` set from the time left, run
 //!   again from the start on a serialization failure or a deadlock while
@@ -24,7 +25,7 @@ use super::result::Shape;
 use super::{DbLimits, sqlite::Touched};
 use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
 use crate::capabilities::{Error, ErrorCode};
-use crate::database::postgres::{Pool, PoolError, Pooled, Postgres};
+use crate::database::postgres::{Pool, PoolError, Pooled, Postgres, describe};
 use futures_util::{StreamExt, pin_mut};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,18 +33,46 @@ use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use values::{Param, Raw, cell};
 
-/// Checked statements kept per guest, by SQL text.
+/// Checked statements kept per guest, by SQL text, and the bytes of their
+/// texts (the guest's and the one sent): past either the cache starts over.
 const CHECKED: usize = 256;
+const CHECKED_BYTES: usize = 1 << 20;
 /// Only statements this short are kept: a guest that sends large ones
 /// (each new) must not fill the host with them.
 const CHECKED_SQL: usize = 4 << 10;
+
+/// Statements checked, by the guest's SQL text.
+#[derive(Default)]
+struct CheckedCache {
+    statements: HashMap<String, Result<Arc<Checked>, Error>>,
+    bytes: usize,
+}
+
+impl CheckedCache {
+    fn insert(&mut self, sql: &str, checked: Result<Arc<Checked>, Error>) {
+        let bytes = sql.len()
+            + match &checked {
+                Ok(checked) => checked.sql.len() + checked.tables.len(),
+                Err(e) => e.message.len(),
+            };
+        if self.statements.len() >= CHECKED || self.bytes + bytes > CHECKED_BYTES {
+            // A guest that splices values into its SQL makes every
+            // statement new; the cache stays bounded.
+            self.statements.clear();
+            self.bytes = 0;
+        }
+        if self.statements.insert(sql.to_owned(), checked).is_none() {
+            self.bytes += bytes;
+        }
+    }
+}
 
 /// One guest's access to the database on PostgreSQL.
 pub(in crate::capabilities::db) struct GuestPostgres {
     database: Arc<Postgres>,
     pool: Arc<Pool>,
     schema: Arc<Schema>,
-    checked: Mutex<HashMap<String, Result<Arc<Checked>, Error>>>,
+    checked: Mutex<CheckedCache>,
 }
 
 impl GuestPostgres {
@@ -56,7 +85,7 @@ impl GuestPostgres {
             pool: database.guest_pool(guest),
             database,
             schema,
-            checked: Mutex::new(HashMap::new()),
+            checked: Mutex::default(),
         }
     }
 
@@ -75,7 +104,7 @@ impl GuestPostgres {
                 limits.sql_bytes
             )));
         }
-        if let Some(found) = self.cache().get(sql) {
+        if let Some(found) = self.cache().statements.get(sql) {
             return found.clone();
         }
         let checked = check_async(sql, grant.clone(), self.schema.clone(), deadline)
@@ -85,18 +114,12 @@ impl GuestPostgres {
         // out of time is this request's.
         let settled = !matches!(&checked, Err(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::Internal | ErrorCode::Unavailable));
         if settled && sql.len() <= CHECKED_SQL {
-            let mut cache = self.cache();
-            if cache.len() >= CHECKED {
-                // A guest that splices values into its SQL makes every
-                // statement new; the cache stays bounded.
-                cache.clear();
-            }
-            cache.insert(sql.to_owned(), checked.clone());
+            self.cache().insert(sql, checked.clone());
         }
         checked
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Result<Arc<Checked>, Error>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, CheckedCache> {
         self.checked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -285,7 +308,6 @@ async fn call<T>(
         if ms == 0 {
             return Err(past_deadline());
         }
-        let cancel = conn.cancel_token();
         let work = async {
             if !writes {
                 // One statement is a transaction of its own; the cancel
@@ -327,8 +349,7 @@ async fn call<T>(
             Err(_elapsed) => {
                 // The server may still be running it: stop it there, and
                 // never hand this connection to another call.
-                let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
-                conn.discard();
+                conn.cancel().await;
                 return Err(past_deadline());
             }
         }
@@ -352,20 +373,14 @@ async fn rows<S: Shape>(
     params: &[Param],
     limits: &DbLimits,
 ) -> Result<(S::Output, usize), Failure> {
-    let types: Vec<_> = params.iter().map(Param::pg_type).collect();
-    let statement = conn
-        .statement(&checked.sql, &types)
-        .await
-        .map_err(failure)?;
-    let stream = conn
-        .query_raw(
-            &statement,
-            params
-                .iter()
-                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)),
-        )
-        .await
-        .map_err(failure)?;
+    let typed: Vec<_> = params
+        .iter()
+        .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), p.pg_type()))
+        .collect();
+    // Kept prepared on the connection when small (one message, no
+    // planning); a large one (or any, behind a pooler) runs unnamed, and
+    // the server keeps nothing of it.
+    let stream = conn.rows(&checked.sql, &typed).await.map_err(failure)?;
     pin_mut!(stream);
     let mut result = S::default();
     let mut spent = 0usize;
@@ -379,18 +394,15 @@ async fn rows<S: Shape>(
         }
         if let Err(e) = take::<S>(&mut result, &mut spent, &row, limits) {
             // The server would go on sending what is left of the result.
-            let _ = conn
-                .cancel_token()
-                .cancel_query(tokio_postgres::NoTls)
-                .await;
-            conn.discard();
+            conn.cancel().await;
             return Err(e);
         }
     }
     if !started {
         // No row: the columns still name the result.
-        let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
-        result.columns(&names);
+        let types: Vec<_> = typed.into_iter().map(|(_, t)| t).collect();
+        let names = conn.columns(&checked.sql, &types).await.map_err(failure)?;
+        result.columns(&names.iter().map(String::as_str).collect::<Vec<_>>());
     }
     let count = result.rows();
     Ok((result.finish(), count))
@@ -468,7 +480,7 @@ fn failure(e: tokio_postgres::Error) -> Failure {
                 "the database connection closed; try again",
             )
         } else {
-            internal(&e)
+            internal(&describe(&e))
         });
     };
     let code = db.code();
@@ -520,7 +532,7 @@ fn failure(e: tokio_postgres::Error) -> Failure {
         c if c.starts_with("22") || c.starts_with("42") || c.starts_with("23") => {
             (ErrorCode::InvalidInput, db.message().to_owned())
         }
-        _ => return Failure::Error(internal(&e)),
+        _ => return Failure::Error(internal(&describe(&e))),
     };
     Failure::Error(Error::new(error_code, message))
 }
@@ -548,5 +560,46 @@ fn pool_error(e: PoolError) -> Error {
             tracing::error!(error = %e, "cannot connect as the guest's role");
             Error::new(ErrorCode::Unavailable, "the database is not available")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(sql: &str) -> Result<Arc<Checked>, Error> {
+        Ok(Arc::new(Checked {
+            sql: sql.to_owned(),
+            writes: false,
+            params: 0,
+            returns_id: false,
+            tables: "customers".into(),
+        }))
+    }
+
+    #[test]
+    fn the_checked_cache_is_bounded_by_count_and_by_bytes() {
+        let mut cache = CheckedCache::default();
+        for i in 0..1000 {
+            let sql = format!("SELECT {i} FROM customers");
+            cache.insert(&sql, checked(&sql));
+            assert!(cache.statements.len() <= CHECKED);
+        }
+        let mut cache = CheckedCache::default();
+        for i in 0..1000 {
+            let sql = format!(
+                "SELECT {i}, '{}' FROM customers",
+                "x".repeat(CHECKED_SQL - 40)
+            );
+            cache.insert(&sql, checked(&sql));
+            assert!(cache.bytes <= CHECKED_BYTES, "{} bytes", cache.bytes);
+            let counted: usize = cache
+                .statements
+                .iter()
+                .map(|(sql, c)| sql.len() + c.as_ref().map_or(0, |c| c.sql.len() + c.tables.len()))
+                .sum();
+            assert_eq!(cache.bytes, counted);
+        }
+        assert!(cache.statements.len() < CHECKED);
     }
 }
