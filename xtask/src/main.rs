@@ -12,10 +12,10 @@ mod browser;
 mod docs;
 mod dts;
 mod fuzz;
-mod haproxy;
 mod postgres;
 mod sdk_guests;
 mod serve_bench;
+mod servers;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args]
@@ -116,13 +116,15 @@ fn run(args: &[String]) -> Result<()> {
             // tests unify on, so `cargo test` below compiles nothing again.
             build_with(&root, &["--workspace", "--all-targets"])?;
             browser::ensure()?;
-            haproxy::ensure()?;
+            servers::ensure()?;
             let cluster = postgres::Cluster::start(&root)?;
+            let tls = postgres::Cluster::start_tls(&root)?;
             step("running the workspace's tests");
             cargo(&root)
                 .args(["test", "--release", "--workspace"])
                 .args(rest)
                 .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
+                .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
                 .status_ok()?;
             step(&format!(
                 "running the {} suites again on PostgreSQL",

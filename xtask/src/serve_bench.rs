@@ -347,8 +347,135 @@ fn on_postgres(root: &Path, rawalite: &Path, work: &Path) -> Result<Vec<Run>> {
     let mut runs = measure(&plan, ROUNDS)?;
     drop(plan);
     drop((raw, native, pooled));
+    runs.extend(through_pgbouncer(
+        root, rawalite, &manifest, &cluster, work,
+    )?);
     runs.extend(through_haproxy(root, rawalite, &manifest, work)?);
     Ok(runs)
+}
+
+/// The database page with the host's connections through PgBouncer in
+/// transaction mode (`deploy/pgbouncer.ini`, its addresses rewritten, no
+/// TLS on either side as none is on the direct path, `trust` as the
+/// cluster has), against the same host straight to the server, in turns.
+fn through_pgbouncer(
+    root: &Path,
+    rawalite: &Path,
+    manifest: &Path,
+    cluster: &super::postgres::Cluster,
+    work: &Path,
+) -> Result<Vec<Run>> {
+    super::servers::ensure()?;
+    let dir = work.join("pgbouncer");
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let users = cluster.psql(
+        "bench",
+        "SELECT format('\"%s\" \"\"', rolname) FROM pg_roles \
+         WHERE rolname = 'postgres' OR starts_with(rolname, 'bench_g_')",
+    )?;
+    std::fs::write(dir.join("userlist.txt"), users)?;
+    let mut config = std::fs::read_to_string(root.join("deploy/pgbouncer.ini"))?;
+    for (shipped, here) in [
+        (
+            "rawalite = host=/var/run/postgresql port=5432 dbname=rawalite".to_owned(),
+            format!(
+                "bench = host={} port=5432 dbname=bench",
+                cluster.socket_dir().display()
+            ),
+        ),
+        (
+            "listen_port = 6432".to_owned(),
+            format!("listen_port = {port}"),
+        ),
+        (
+            "auth_type = scram-sha-256".to_owned(),
+            "auth_type = trust".to_owned(),
+        ),
+        ("client_tls_sslmode = require".to_owned(), String::new()),
+        (
+            "client_tls_cert_file = /etc/pgbouncer/server.crt".to_owned(),
+            String::new(),
+        ),
+        (
+            "client_tls_key_file = /etc/pgbouncer/server.key".to_owned(),
+            String::new(),
+        ),
+        ("/etc/pgbouncer".to_owned(), dir.display().to_string()),
+        ("/var/log/postgresql".to_owned(), dir.display().to_string()),
+        (
+            "/var/run/postgresql/".to_owned(),
+            format!("{}/", dir.display()),
+        ),
+    ] {
+        if !config.contains(&shipped) {
+            bail!("deploy/pgbouncer.ini has no `{shipped}`");
+        }
+        config = config.replace(&shipped, &here);
+    }
+    let file = dir.join("pgbouncer.ini");
+    std::fs::write(&file, config)?;
+    if cluster.as_root() {
+        // PgBouncer refuses to run as root; it runs as the cluster does.
+        Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&dir)
+            .status_ok()?;
+    }
+    let mut bouncer = Command::new(super::servers::PGBOUNCER);
+    if cluster.as_root() {
+        bouncer.args(["-u", "postgres"]);
+    }
+    // Not HTTP: ready when it takes connections.
+    let _bouncer = Server {
+        name: "PgBouncer",
+        child: bouncer.arg(&file).spawn().context("starting PgBouncer")?,
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "PgBouncer did not listen on port {port}; see {}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(manifest)?;
+    let pooled_manifest = work.join("rawalite-pgbouncer.toml");
+    let direct = text
+        .lines()
+        .find(|l| l.starts_with("database = "))
+        .context("the bench manifest names no database")?;
+    std::fs::write(
+        &pooled_manifest,
+        text.replace(
+            direct,
+            &format!(
+                "database = \"postgres://postgres@127.0.0.1:{port}/bench?pgbouncer=true&sslmode=disable\""
+            ),
+        ),
+    )?;
+    let start = |system, manifest: &Path| -> Result<Server> {
+        let port = free_port()?;
+        Server::start(
+            system,
+            &mut rawalite_serve(rawalite, manifest, port, &work.join("cache")),
+            port,
+            work,
+        )
+    };
+    let direct = start("RawaLite (direct)", manifest)?;
+    let pooled = start("RawaLite via PgBouncer", &pooled_manifest)?;
+    same_customers(&direct, &pooled)?;
+    measure(
+        &[
+            Measure::new(&direct, "db 10 rows (PostgreSQL)", "/customers-page"),
+            Measure::new(&pooled, "db 10 rows (PostgreSQL)", "/customers-page"),
+        ],
+        ROUNDS,
+    )
 }
 
 /// The database page through HAProxy with the shipped configuration
@@ -356,7 +483,7 @@ fn on_postgres(root: &Path, rawalite: &Path, work: &Path) -> Result<Vec<Run>> {
 /// hosts on the same database. On one machine the hosts share its cores,
 /// so this shows the balancer's cost and the hosts' sharing, not scaling.
 fn through_haproxy(root: &Path, rawalite: &Path, manifest: &Path, work: &Path) -> Result<Vec<Run>> {
-    super::haproxy::ensure()?;
+    super::servers::ensure()?;
     let shipped = std::fs::read_to_string(root.join("deploy/haproxy.cfg"))?;
     let mut runs = Vec::new();
     for (n, system) in [
@@ -395,7 +522,7 @@ fn through_haproxy(root: &Path, rawalite: &Path, manifest: &Path, work: &Path) -
         std::fs::write(&file, config)?;
         let balancer = Server::start(
             system,
-            Command::new(super::haproxy::HAPROXY)
+            Command::new(super::servers::HAPROXY)
                 .arg("-db")
                 .arg("-f")
                 .arg(&file),
@@ -936,6 +1063,13 @@ const RATIOS: &[(&str, &str, &str, &str, &str)] = &[
         "db 10 rows on PostgreSQL: RawaLite / native (a pool: one request per connection)",
         "RawaLite",
         "native (pool)",
+        "db 10 rows (PostgreSQL)",
+        "",
+    ),
+    (
+        "db 10 rows on PostgreSQL: through PgBouncer (transaction mode) / straight to the server",
+        "RawaLite via PgBouncer",
+        "RawaLite (direct)",
         "db 10 rows (PostgreSQL)",
         "",
     ),
