@@ -139,6 +139,7 @@ fn run(args: &[String]) -> Result<()> {
                 .arg("--")
                 .args(SQLITE_ONLY.iter().flat_map(|(test, _)| ["--skip", test]))
                 .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
+                .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
                 .env("RAWALITE_TEST_BACKEND", "postgres")
                 .status_ok()?;
             // A run of some tests only is not a run of everything.
