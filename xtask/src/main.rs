@@ -135,8 +135,11 @@ fn run(args: &[String]) -> Result<()> {
             for suite in POSTGRES_SUITES {
                 pass.args(["--test", suite]);
             }
-            pass.args(rest)
+            // The skips join the test binaries' own arguments, if any.
+            let split = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+            pass.args(&rest[..split])
                 .arg("--")
+                .args(rest.get(split + 1..).unwrap_or_default())
                 .args(SQLITE_ONLY.iter().flat_map(|(test, _)| ["--skip", test]))
                 .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
                 .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
