@@ -1,6 +1,6 @@
-//! An app as its manifest describes it: the database of its data directory
-//! (opened and migrated), and its guests loaded with their limits and
-//! grants. Refuses a grant that names a table the database does not have,
+//! An app as its manifest describes it: its database (SQLite in its data
+//! directory, opened and migrated; or PostgreSQL, which must be migrated
+//! already), and its guests loaded with their limits and grants. Refuses a grant that names a table the database does not have,
 //! and a root that is, contains or lies inside another root, or contains
 //! the data directory (where the database lives).
 

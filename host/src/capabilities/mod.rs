@@ -2,8 +2,10 @@
 //!
 //! Each is one module with the same shape: its grant (parsed once from the
 //! manifest), its per-request state, and its implementation of the host
-//! trait generated from `wit/`. Adding a capability means one WIT interface
-//! and one module here; nothing else changes.
+//! trait generated from `wit/`. Adding a capability means a WIT interface,
+//! a module here, and its wiring: a field of [`Grants`] and of
+//! `RequestStates` (and `runtime::GuestState`), a [`States`] method, its
+//! key in the manifest and its branch in `App::grants`.
 
 mod call;
 pub mod db;

@@ -109,7 +109,7 @@ fn update(f: impl FnOnce(&mut Budget)) {
 
 /// Whether a charged call runs on this thread and its deadline has
 /// passed: for work SQLite does in one step, which the progress handler
-/// cannot stop (see `NOCASE` in `capabilities/db/functions.rs`). Reads the
+/// cannot stop (see `NOCASE` in `capabilities/db/sqlite/functions.rs`). Reads the
 /// clock at most once per 256 calls.
 pub fn past_deadline() -> bool {
     thread_local! {

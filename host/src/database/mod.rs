@@ -1,8 +1,10 @@
-//! The host's one SQLite database, `<data>/rawalite.db`: opened by the host
+//! The app's database: SQLite, `<data>/rawalite.db`, opened by the host
 //! only (WAL, foreign keys, busy timeout) and migrated at every start from
-//! the migrations embedded in the binary. Guests reach it only through the
-//! `db` capability, on connections of their own, whose memory is charged
-//! to the guest call that uses it ([`memory`]).
+//! the migrations embedded in the binary; or PostgreSQL ([`postgres`]),
+//! migrated by `rawalite migrate` only. [`Backend`] is which one, [`url`]
+//! where a PostgreSQL URL comes from. Guests reach either only through the
+//! `db` capability, on connections of their own (on SQLite their memory is
+//! charged to the guest call that uses it, [`memory`]).
 
 pub mod memory;
 pub mod postgres;

@@ -122,7 +122,6 @@ impl Runtime {
         })
     }
 
-    /// How many components were compiled, or found already compiled.
     /// Keeps the compile cache within `cap` bytes, removing the artifacts of
     /// components not in `in_use` (by SHA-256), oldest first. Returns how
     /// many were removed and the bytes left.
@@ -130,6 +129,7 @@ impl Runtime {
         self.cache.prune(in_use, cap)
     }
 
+    /// How many components were compiled, or found already compiled.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
     }

@@ -82,9 +82,8 @@ impl Store {
         each!(self, s => s.user(username))
     }
 
-    /// Sets a user's password hash or disabled flag (`column` is one of
-    /// this crate's, never input), ending their sessions with
-    /// `end_sessions`; `false` when there is no such user.
+    /// Sets a user's password hash or disabled flag, ending their sessions
+    /// with `end_sessions`; `false` when there is no such user.
     pub fn update_user(
         &self,
         username: &str,
