@@ -2,7 +2,8 @@
 //! host's decoders of what a client sends, which are private to `server`,
 //! run on one request as `serve` runs them.
 
-use super::{isolation, percent_decode, rules};
+use super::guest_io::percent_decode;
+use super::{isolation, rules};
 use crate::manifest::Network;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Uri, header};

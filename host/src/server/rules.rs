@@ -2,7 +2,7 @@
 //! same-origin check for state changes, who the client is behind a proxy,
 //! the session cookie, and which request headers a guest may see.
 
-use super::{MAX_HEADERS, MAX_URL};
+use super::limits::{MAX_HEADERS, MAX_URL};
 use crate::auth::Token;
 use crate::manifest::Network;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
