@@ -5,7 +5,8 @@
 //! - [`runtime`]: the engine, the compile cache, the import check, and one
 //!   fresh store per request;
 //! - [`limits`]: what a request may use, below both the runtime and the
-//!   capabilities;
+//!   capabilities; [`units`] and [`net`]: sizes, intervals and networks as
+//!   the manifest writes them, below everything that reads one;
 //! - [`capabilities`]: one module per capability with its grant and state;
 //! - [`manifest`] reads `rawalite.toml`;
 //! - [`database`]: the app's database, a SQLite file or PostgreSQL, and
@@ -26,6 +27,8 @@ pub mod limits;
 pub mod log_queue;
 pub mod manifest;
 pub mod metrics;
+pub mod net;
 pub mod runtime;
 pub mod server;
+pub mod units;
 pub mod utc;

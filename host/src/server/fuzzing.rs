@@ -4,7 +4,7 @@
 
 use super::guest_io::percent_decode;
 use super::{isolation, rules};
-use crate::manifest::Network;
+use crate::net::Network;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 

@@ -4,7 +4,7 @@
 
 use super::limits::{MAX_HEADERS, MAX_URL};
 use crate::auth::Token;
-use crate::manifest::Network;
+use crate::net::Network;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use std::net::{IpAddr, SocketAddr};
 

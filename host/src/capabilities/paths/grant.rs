@@ -1,7 +1,7 @@
 //! `[guest.paths]`: the roots a guest may open, each with its access, its
 //! byte quota, its bound on entries and its largest file.
 
-use crate::manifest::Size;
+use crate::units::Size;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
