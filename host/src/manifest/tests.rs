@@ -352,3 +352,43 @@ fn missing_guest_lists_the_others() {
         "{e}"
     );
 }
+
+/// Each `ui/NAME.toml` is refused with the text of `ui/NAME.err`, whole:
+/// what a user reads is part of the contract. `RAWALITE_BLESS=1` writes
+/// the texts anew, for a review of their diff.
+#[test]
+fn every_ui_manifest_is_refused_with_its_text() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/manifest/ui");
+    let bless = std::env::var_os("RAWALITE_BLESS").is_some();
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 10,
+        "{} cases in {}",
+        cases.len(),
+        dir.display()
+    );
+    for case in cases {
+        let text = std::fs::read_to_string(&case).unwrap();
+        let refused = match parse(&text) {
+            Ok(_) => panic!("{} was accepted", case.display()),
+            Err(e) => format!("{e}\n"),
+        };
+        let expected = case.with_extension("err");
+        if bless {
+            std::fs::write(&expected, &refused).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&expected).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run with RAWALITE_BLESS=1 to write it",
+                expected.display()
+            )
+        });
+        assert_eq!(refused, want, "{}", case.display());
+    }
+}
