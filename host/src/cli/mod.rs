@@ -13,7 +13,6 @@ mod sdk;
 mod serve;
 mod session;
 pub mod trace;
-mod typescript;
 mod user;
 
 use anyhow::{Result, bail};

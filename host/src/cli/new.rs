@@ -146,7 +146,7 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
         // What `build` writes, now, from the manifest just written: an
         // editor finds the types at once.
         let granted = super::build::granted_capabilities(&dir.join("rawalite.toml"), name)?;
-        super::typescript::write_sdk(dir, &granted)?;
+        super::build::typescript::write_sdk(dir, &granted)?;
     }
     Ok(())
 }

@@ -8,8 +8,8 @@
 //! 8-18 s and ~2 ms (docs/DESIGN-NOTES.md has the figures). What QuickJS
 //! lacks, a clock and entropy, the SDK takes from the bridge.
 
-use super::build::{hold, step};
 use super::sdk;
+use super::steps::{hold, step};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -19,11 +19,11 @@ use std::process::Command;
 const TOOLS: &[sdk::File] = &[
     (
         "package.json",
-        include_str!("../../../guest-sdk-ts/tools/package.json"),
+        include_str!("../../../../guest-sdk-ts/tools/package.json"),
     ),
     (
         "package-lock.json",
-        include_str!("../../../guest-sdk-ts/tools/package-lock.json"),
+        include_str!("../../../../guest-sdk-ts/tools/package-lock.json"),
     ),
 ];
 
@@ -97,7 +97,7 @@ pub fn write_sdk(dir: &Path, capabilities: &[&str]) -> Result<PathBuf> {
     sdk::write(&sdk_dir, sdk::WIT)?;
     sdk::write(&sdk_dir, sdk::TYPESCRIPT)?;
     let generated = [
-        ("wit/guest.wit", super::build::guest_world(capabilities)),
+        ("wit/guest.wit", super::imports::guest_world(capabilities)),
         ("guest-sdk-ts/granted.ts", granted(capabilities)),
         ("tsconfig.json", TSCONFIG.to_owned()),
         ("entry.ts", ENTRY.to_owned()),
