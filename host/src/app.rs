@@ -99,7 +99,7 @@ impl App {
             }
             Some(url) => {
                 // The roots still live in the data directory.
-                crate::backup::create_private_dir(&data_dir).with_context(|| {
+                crate::data_dir::create_private_dir(&data_dir).with_context(|| {
                     format!("cannot create the data directory {}", data_dir.display())
                 })?;
                 let pg = Arc::new(Postgres::connect(&url)?);

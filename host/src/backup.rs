@@ -19,7 +19,7 @@
 //! lock throughout, and the new directory's lock from before it is moved
 //! into place, so no `serve` starts on either meanwhile.
 
-use crate::capabilities::paths::TEMP_PREFIX;
+use crate::data_dir::{DataLock, LOCK, STAGING_PREFIXES, TEMP_PREFIX, create_private_dir};
 use crate::database::{Database, MigrationState, migration_state};
 use anyhow::{Context, Result, bail};
 use rusqlite::OpenFlags;
@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,9 +39,6 @@ const DATABASE: &str = "rawalite.db";
 /// (its snapshot is) and `serve`'s lock. Temporary and staging files are
 /// skipped by their prefixes.
 const SKIPPED: &[&str] = &["rawalite.db", "rawalite.db-wal", "rawalite.db-shm", LOCK];
-/// The directories a backup and a restore work in, beside their target;
-/// a crash may leave one (`rawalite doctor` reports them).
-pub const STAGING_PREFIXES: [&str; 2] = [".rawalite-backup-", ".rawalite-restore-"];
 
 #[derive(Serialize, Deserialize)]
 pub struct Contents {
@@ -256,14 +253,6 @@ pub fn take_scheduled(data_dir: &Path, dir: &Path, keep: usize) -> Result<PathBu
             .with_context(|| format!("removing the old backup {}", old.display()))?;
     }
     Ok(dest)
-}
-
-/// Creates `dir` (and what is missing above it) readable by its owner only.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 /// Refuses a backup directory inside the data directory (each backup
@@ -541,33 +530,4 @@ fn free_space(dir: &Path) -> Result<u64> {
             .with_context(|| format!("cannot read the free space of {}", dir.display()));
     }
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
-}
-
-/// The name of the lock `serve` holds in its data directory.
-pub const LOCK: &str = ".serve.lock";
-
-/// A lock on a data directory: `serve` holds one while it runs (shared
-/// among hosts on PostgreSQL, which may share the directory; exclusive on
-/// SQLite), and `restore` refuses when it cannot take it exclusively.
-pub struct DataLock {
-    // Held, not read: closing the file releases the lock.
-    _file: File,
-}
-
-impl DataLock {
-    /// The lock, or `None` when another process holds it in a way that
-    /// excludes this one.
-    pub fn try_acquire(data_dir: &Path, shared: bool) -> Result<Option<Self>> {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(data_dir.join(LOCK))?;
-        // SAFETY: flock on a descriptor this function owns.
-        let mode = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
-        let locked = unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) } == 0;
-        Ok(locked.then_some(DataLock { _file: file }))
-    }
 }

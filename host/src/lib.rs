@@ -7,6 +7,8 @@
 //! - [`limits`]: what a request may use, below both the runtime and the
 //!   capabilities; [`units`] and [`net`]: sizes, intervals and networks as
 //!   the manifest writes them, below everything that reads one;
+//!   [`data_dir`]: the data directory's lock, its temporary and staging
+//!   names, private directories;
 //! - [`capabilities`]: one module per capability with its grant and state;
 //! - [`manifest`] reads `rawalite.toml`;
 //! - [`database`]: the app's database, a SQLite file or PostgreSQL, and
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod backup;
 mod blocking;
 pub mod capabilities;
+pub mod data_dir;
 pub mod database;
 pub mod limits;
 pub mod log_queue;

@@ -4,8 +4,8 @@
 use super::{DataArgs, Exit};
 use anyhow::Result;
 use clap::Args;
-use rawalite_host::backup::{DataLock, STAGING_PREFIXES};
-use rawalite_host::capabilities::paths::{BLOCK, TEMP_PREFIX};
+use rawalite_host::capabilities::paths::BLOCK;
+use rawalite_host::data_dir::{DataLock, STAGING_PREFIXES, TEMP_PREFIX};
 use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
 use rawalite_host::database::{MigrationState, known_migrations, migration_state};
 use rawalite_host::manifest::Manifest;

@@ -4,7 +4,7 @@ use super::Exit;
 use anyhow::{Context, Result};
 use clap::Args;
 use rawalite_host::app::App;
-use rawalite_host::backup::{DataLock, create_private_dir};
+use rawalite_host::data_dir::{DataLock, create_private_dir};
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{self, Runtime};
 use rawalite_host::server::{self, Options};

@@ -184,7 +184,7 @@ impl Database {
         init()?;
         // The directory and the file hold every password hash: readable by
         // their owner only. SQLite gives its -wal and -shm the file's mode.
-        crate::backup::create_private_dir(data_dir)
+        crate::data_dir::create_private_dir(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let db = Database {
             path: data_dir.join("rawalite.db"),

@@ -13,6 +13,7 @@
 //! that no one else may read or write, with one link, whose header names
 //! the component it was compiled from and the SHA-256 of what follows.
 
+use crate::data_dir::create_private_dir;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -355,14 +356,6 @@ fn open_trusted(dir: &Path) -> std::io::Result<std::fs::File> {
         }
     }
     Ok(file)
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 /// Feeds `Hash` input into SHA-256, so the engine key is stable across runs

@@ -51,7 +51,7 @@ pub struct Options {
     /// Reload guests when their components or the manifest change.
     pub watch: bool,
     /// The data directory's lock, held while serving.
-    pub lock: crate::backup::DataLock,
+    pub lock: crate::data_dir::DataLock,
     /// On SIGTERM, how long `/healthz` answers 503 while requests are still
     /// served, so a load balancer stops sending any before the listener
     /// closes.

@@ -17,9 +17,8 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Instant, UNIX_EPOCH};
 
-/// Temporary files start with this; they are never listed, never counted,
-/// never valid in a guest's path, and swept away when the root is opened.
-pub const TEMP_PREFIX: &str = ".rawalite-tmp-";
+pub use crate::data_dir::TEMP_PREFIX;
+
 const MAX_PATH_BYTES: usize = 1024;
 const MAX_SEGMENTS: usize = 32;
 /// What every entry costs at least: a file system block. A directory, an

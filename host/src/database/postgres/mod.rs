@@ -187,7 +187,7 @@ impl Postgres {
         // (stepped off outside this runtime's context, so the worker's
         // replacement comes from the caller's runtime).
         first.unwrap_or_else(|| {
-            crate::capabilities::blocking(|| {
+            crate::blocking::blocking(|| {
                 let _context = runtime.enter();
                 poll_until(work.as_mut(), None).expect("polled until done")
             })
