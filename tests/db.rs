@@ -190,163 +190,6 @@ fn guest_without_db_grant_can_do_nothing() {
     );
 }
 
-#[test]
-fn hostile_statements_get_their_code_and_change_nothing() {
-    let f = fixture();
-    let before = snapshot(&f);
-    let writer = f.guest("writer");
-    let cases: &[(&str, bool, ErrorCode, &str)] = &[
-        (
-            "SELECT * FROM users",
-            true,
-            ErrorCode::Denied,
-            "table `users` is not in this guest's db.read grant",
-        ),
-        (
-            "SELECT token_hash FROM sessions",
-            true,
-            ErrorCode::Denied,
-            "`sessions`",
-        ),
-        (
-            "SELECT * FROM no_such_table",
-            true,
-            ErrorCode::Denied,
-            "table `no_such_table` is not in this guest's db.read grant",
-        ),
-        (
-            "SELECT * FROM sqlite_master",
-            true,
-            ErrorCode::Denied,
-            "sqlite_master",
-        ),
-        (
-            "SELECT * FROM pragma_table_info('users')",
-            true,
-            ErrorCode::Denied,
-            "pragma_table_info",
-        ),
-        (
-            "DROP TABLE customers",
-            false,
-            ErrorCode::Denied,
-            "schema changes through migrations",
-        ),
-        (
-            "ALTER TABLE customers ADD COLUMN x",
-            false,
-            ErrorCode::Denied,
-            "schema",
-        ),
-        ("CREATE TABLE evil (x)", false, ErrorCode::Denied, "schema"),
-        (
-            "PRAGMA writable_schema=1",
-            false,
-            ErrorCode::Denied,
-            "PRAGMA writable_schema is not allowed",
-        ),
-        (
-            "PRAGMA foreign_keys=OFF",
-            false,
-            ErrorCode::Denied,
-            "PRAGMA foreign_keys",
-        ),
-        (
-            "ATTACH DATABASE '/tmp/evil.db' AS x",
-            false,
-            ErrorCode::Denied,
-            "ATTACH",
-        ),
-        (
-            "VACUUM INTO '/tmp/copy.db'",
-            false,
-            ErrorCode::Denied,
-            "VACUUM",
-        ),
-        ("VACUUM", false, ErrorCode::Denied, "VACUUM"),
-        (
-            "CREATE TRIGGER t AFTER INSERT ON customers BEGIN DELETE FROM customers; END",
-            false,
-            ErrorCode::Denied,
-            "schema",
-        ),
-        (
-            "CREATE TEMP TABLE x (a)",
-            false,
-            ErrorCode::Denied,
-            "schema",
-        ),
-        (
-            "SELECT load_extension('/tmp/evil.so')",
-            true,
-            ErrorCode::Denied,
-            "function `load_extension` is not allowed",
-        ),
-        (
-            "SELECT 1; DELETE FROM customers",
-            true,
-            ErrorCode::InvalidInput,
-            "one statement per call",
-        ),
-        ("BEGIN", false, ErrorCode::Denied, "db.transaction"),
-        ("SAVEPOINT s", false, ErrorCode::Denied, "db.transaction"),
-        (
-            "INSERT INTO users (username, display_name, password_hash) VALUES ('x','x','x')",
-            false,
-            ErrorCode::Denied,
-            "`users`",
-        ),
-        ("SELEKT 1", true, ErrorCode::InvalidInput, "syntax error"),
-        (
-            "DELETE FROM customers",
-            true,
-            ErrorCode::InvalidInput,
-            "use db.execute",
-        ),
-        ("SELECT 1", false, ErrorCode::InvalidInput, "use db.query"),
-        (
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
-            true,
-            ErrorCode::Timeout,
-            "deadline",
-        ),
-        (
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000000) SELECT x FROM c",
-            true,
-            ErrorCode::TooLarge,
-            "more than 10000 rows",
-        ),
-        (
-            "SELECT zeroblob(20 * 1024 * 1024)",
-            true,
-            ErrorCode::TooLarge,
-            "larger than",
-        ),
-        (
-            "INSERT INTO customers (name, notes) VALUES ('x', randomblob(20 * 1024 * 1024))",
-            false,
-            ErrorCode::TooLarge,
-            "larger than",
-        ),
-    ];
-    for (sql, is_query, code, needle) in cases {
-        let outcome = if *is_query {
-            query(&writer, sql, &[])
-        } else {
-            execute(&writer, sql, &[])
-        };
-        let e = err(outcome);
-        assert_eq!(e.code, *code, "{sql}: {}", e.message);
-        assert!(
-            e.message.contains(needle),
-            "{sql}: `{needle}` not in `{}`",
-            e.message
-        );
-    }
-    assert_eq!(snapshot(&f), before, "the database changed");
-    assert_eq!(before.2, "ok");
-}
-
 /// Every kind of value reads back exactly, through the packed query the SDK
 /// uses and through `db.query` itself, which older guests call.
 #[test]
@@ -555,25 +398,6 @@ fn a_transaction_cannot_smuggle_a_denied_statement() {
 }
 
 #[test]
-fn a_busy_database_is_conflict() {
-    let f = fixture();
-    let writer = f.guest("writer");
-    let lock = rusqlite::Connection::open(f.db_file()).unwrap();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    assert_code(
-        execute(&writer, "INSERT INTO customers (name) VALUES ('x')", &[]),
-        ErrorCode::Conflict,
-        "busy",
-    );
-    lock.execute_batch("ROLLBACK").unwrap();
-    json(execute(
-        &writer,
-        "INSERT INTO customers (name) VALUES ('x')",
-        &[],
-    ));
-}
-
-#[test]
 fn grant_naming_a_missing_table_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let guests =
@@ -744,75 +568,262 @@ fn every_call_writes_one_audit_event() {
     }
 }
 
-#[test]
-fn migrate_applies_once_and_an_edited_migration_stops_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_arg = data.to_str().unwrap();
-    let cache = dir.path().join("cache");
-    let out = rawalite(&["migrate", "--data", data_arg], &cache);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("applied 0001_init"),
-        "{}",
-        stdout(&out)
-    );
-    let out = rawalite(&["migrate", "--data", data_arg], &cache);
-    assert!(stdout(&out).contains("up to date"), "{}", stdout(&out));
+/// Tests about SQLite itself, which the PostgreSQL pass of `cargo xtask test`
+/// skips (`--skip sqlite_only::`); each says which test covers the same
+/// ground on PostgreSQL.
+mod sqlite_only {
+    use super::*;
 
-    // What an edited 0001_init.sql looks like to the database: its recorded
-    // checksum no longer matches the migration the binary carries.
-    let conn = rusqlite::Connection::open(data.join("rawalite.db")).unwrap();
-    conn.execute("UPDATE refinery_schema_history SET checksum = '42'", [])
-        .unwrap();
-    drop(conn);
-    let out = rawalite(&["migrate", "--data", data_arg], &cache);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("migration 0001_init was changed after it was applied"),
-        "{}",
-        stderr(&out)
-    );
-    let hello = common::guest("hello");
-    let file = manifest(
-        dir.path(),
-        &format!(
-            "[[guest]]\nname = \"h\"\ncomponent = \"{}\"\n",
-            hello.display()
-        ),
-    );
-    let out = rawalite(
-        &[
-            "render",
-            "--manifest",
-            file.to_str().unwrap(),
-            "--guest",
-            "h",
-            "/",
-        ],
-        &cache,
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("0001_init was changed"),
-        "{}",
-        stderr(&out)
-    );
-}
+    // SQLite's own attacks (PRAGMA, ATTACH, sqlite_schema); on PostgreSQL, `postgres::postgresql_attacks_get_their_code_and_change_nothing`.
+    #[test]
+    fn hostile_statements_get_their_code_and_change_nothing() {
+        let f = fixture();
+        let before = snapshot(&f);
+        let writer = f.guest("writer");
+        let cases: &[(&str, bool, ErrorCode, &str)] = &[
+            (
+                "SELECT * FROM users",
+                true,
+                ErrorCode::Denied,
+                "table `users` is not in this guest's db.read grant",
+            ),
+            (
+                "SELECT token_hash FROM sessions",
+                true,
+                ErrorCode::Denied,
+                "`sessions`",
+            ),
+            (
+                "SELECT * FROM no_such_table",
+                true,
+                ErrorCode::Denied,
+                "table `no_such_table` is not in this guest's db.read grant",
+            ),
+            (
+                "SELECT * FROM sqlite_master",
+                true,
+                ErrorCode::Denied,
+                "sqlite_master",
+            ),
+            (
+                "SELECT * FROM pragma_table_info('users')",
+                true,
+                ErrorCode::Denied,
+                "pragma_table_info",
+            ),
+            (
+                "DROP TABLE customers",
+                false,
+                ErrorCode::Denied,
+                "schema changes through migrations",
+            ),
+            (
+                "ALTER TABLE customers ADD COLUMN x",
+                false,
+                ErrorCode::Denied,
+                "schema",
+            ),
+            ("CREATE TABLE evil (x)", false, ErrorCode::Denied, "schema"),
+            (
+                "PRAGMA writable_schema=1",
+                false,
+                ErrorCode::Denied,
+                "PRAGMA writable_schema is not allowed",
+            ),
+            (
+                "PRAGMA foreign_keys=OFF",
+                false,
+                ErrorCode::Denied,
+                "PRAGMA foreign_keys",
+            ),
+            (
+                "ATTACH DATABASE '/tmp/evil.db' AS x",
+                false,
+                ErrorCode::Denied,
+                "ATTACH",
+            ),
+            (
+                "VACUUM INTO '/tmp/copy.db'",
+                false,
+                ErrorCode::Denied,
+                "VACUUM",
+            ),
+            ("VACUUM", false, ErrorCode::Denied, "VACUUM"),
+            (
+                "CREATE TRIGGER t AFTER INSERT ON customers BEGIN DELETE FROM customers; END",
+                false,
+                ErrorCode::Denied,
+                "schema",
+            ),
+            (
+                "CREATE TEMP TABLE x (a)",
+                false,
+                ErrorCode::Denied,
+                "schema",
+            ),
+            (
+                "SELECT load_extension('/tmp/evil.so')",
+                true,
+                ErrorCode::Denied,
+                "function `load_extension` is not allowed",
+            ),
+            (
+                "SELECT 1; DELETE FROM customers",
+                true,
+                ErrorCode::InvalidInput,
+                "one statement per call",
+            ),
+            ("BEGIN", false, ErrorCode::Denied, "db.transaction"),
+            ("SAVEPOINT s", false, ErrorCode::Denied, "db.transaction"),
+            (
+                "INSERT INTO users (username, display_name, password_hash) VALUES ('x','x','x')",
+                false,
+                ErrorCode::Denied,
+                "`users`",
+            ),
+            ("SELEKT 1", true, ErrorCode::InvalidInput, "syntax error"),
+            (
+                "DELETE FROM customers",
+                true,
+                ErrorCode::InvalidInput,
+                "use db.execute",
+            ),
+            ("SELECT 1", false, ErrorCode::InvalidInput, "use db.query"),
+            (
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                true,
+                ErrorCode::Timeout,
+                "deadline",
+            ),
+            (
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000000) SELECT x FROM c",
+                true,
+                ErrorCode::TooLarge,
+                "more than 10000 rows",
+            ),
+            (
+                "SELECT zeroblob(20 * 1024 * 1024)",
+                true,
+                ErrorCode::TooLarge,
+                "larger than",
+            ),
+            (
+                "INSERT INTO customers (name, notes) VALUES ('x', randomblob(20 * 1024 * 1024))",
+                false,
+                ErrorCode::TooLarge,
+                "larger than",
+            ),
+        ];
+        for (sql, is_query, code, needle) in cases {
+            let outcome = if *is_query {
+                query(&writer, sql, &[])
+            } else {
+                execute(&writer, sql, &[])
+            };
+            let e = err(outcome);
+            assert_eq!(e.code, *code, "{sql}: {}", e.message);
+            assert!(
+                e.message.contains(needle),
+                "{sql}: `{needle}` not in `{}`",
+                e.message
+            );
+        }
+        assert_eq!(snapshot(&f), before, "the database changed");
+        assert_eq!(before.2, "ok");
+    }
 
-#[test]
-fn migrate_refuses_to_guess_the_data_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::bin())
-        .arg("migrate")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("no --data DIR given"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!Path::new(&dir.path().join("data")).exists());
+    // SQLite's write lock; on PostgreSQL, `postgres::concurrent_writers_are_serialized_and_retried`.
+    #[test]
+    fn a_busy_database_is_conflict() {
+        let f = fixture();
+        let writer = f.guest("writer");
+        let lock = rusqlite::Connection::open(f.db_file()).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_code(
+            execute(&writer, "INSERT INTO customers (name) VALUES ('x')", &[]),
+            ErrorCode::Conflict,
+            "busy",
+        );
+        lock.execute_batch("ROLLBACK").unwrap();
+        json(execute(
+            &writer,
+            "INSERT INTO customers (name) VALUES ('x')",
+            &[],
+        ));
+    }
+
+    // SQLite's migrations at start; on PostgreSQL, `postgres::migrate_provisions_roles_idempotently_and_serve_refuses_drift`.
+    #[test]
+    fn migrate_applies_once_and_an_edited_migration_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_arg = data.to_str().unwrap();
+        let cache = dir.path().join("cache");
+        let out = rawalite(&["migrate", "--data", data_arg], &cache);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("applied 0001_init"),
+            "{}",
+            stdout(&out)
+        );
+        let out = rawalite(&["migrate", "--data", data_arg], &cache);
+        assert!(stdout(&out).contains("up to date"), "{}", stdout(&out));
+
+        // What an edited 0001_init.sql looks like to the database: its recorded
+        // checksum no longer matches the migration the binary carries.
+        let conn = rusqlite::Connection::open(data.join("rawalite.db")).unwrap();
+        conn.execute("UPDATE refinery_schema_history SET checksum = '42'", [])
+            .unwrap();
+        drop(conn);
+        let out = rawalite(&["migrate", "--data", data_arg], &cache);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).contains("migration 0001_init was changed after it was applied"),
+            "{}",
+            stderr(&out)
+        );
+        let hello = common::guest("hello");
+        let file = manifest(
+            dir.path(),
+            &format!(
+                "[[guest]]\nname = \"h\"\ncomponent = \"{}\"\n",
+                hello.display()
+            ),
+        );
+        let out = rawalite(
+            &[
+                "render",
+                "--manifest",
+                file.to_str().unwrap(),
+                "--guest",
+                "h",
+                "/",
+            ],
+            &cache,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).contains("0001_init was changed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // the SQLite file of a data directory, which PostgreSQL has not.
+    #[test]
+    fn migrate_refuses_to_guess_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(common::bin())
+            .arg("migrate")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).contains("no --data DIR given"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!Path::new(&dir.path().join("data")).exists());
+    }
 }

@@ -54,37 +54,9 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 const FUZZ_SECONDS: u64 = 10;
 
 /// The suites `cargo xtask test` runs a second time with PostgreSQL as the
-/// database (`RAWALITE_TEST_BACKEND=postgres`).
+/// database (`RAWALITE_TEST_BACKEND=postgres`), without their tests about
+/// SQLite itself (in a module `sqlite_only` of each suite).
 const POSTGRES_SUITES: &[&str] = &["db", "session", "hostile", "crash", "paths", "e2e"];
-
-/// Tests of those suites that are about SQLite itself, left out of the
-/// PostgreSQL pass, each with the test that covers the same ground there.
-const SQLITE_ONLY: &[(&str, &str)] = &[
-    (
-        "hostile_statements_get_their_code_and_change_nothing",
-        "SQLite's own attacks (PRAGMA, ATTACH, sqlite_schema): postgres::postgresql_attacks_get_their_code_and_change_nothing",
-    ),
-    (
-        "a_busy_database_is_conflict",
-        "SQLite's write lock: postgres::concurrent_writers_are_serialized_and_retried",
-    ),
-    (
-        "migrate_applies_once_and_an_edited_migration_stops_the_start",
-        "SQLite's migrations at start: postgres::migrate_provisions_roles_idempotently_and_serve_refuses_drift",
-    ),
-    (
-        "migrate_refuses_to_guess_the_data_directory",
-        "the SQLite data directory",
-    ),
-    (
-        "database_attacks_end_with_their_code_and_bounded_memory",
-        "SQLite's allocator charge: postgres::functions_that_build_huge_values_are_refused",
-    ),
-    (
-        "a_long_sort_ends_near_its_deadline",
-        "SQLite's NOCASE sort: postgres::a_query_past_its_deadline_is_cancelled_on_the_server",
-    ),
-];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -140,7 +112,7 @@ fn run(args: &[String]) -> Result<()> {
             pass.args(&rest[..split])
                 .arg("--")
                 .args(rest.get(split + 1..).unwrap_or_default())
-                .args(SQLITE_ONLY.iter().flat_map(|(test, _)| ["--skip", test]))
+                .args(["--skip", "sqlite_only::"])
                 .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
                 .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
                 .env("RAWALITE_TEST_BACKEND", "postgres")
