@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Served, demo_on_shared_postgres, free_port, sql_behind};
+use common::{Served, agent, demo_on_shared_postgres, free_port, sql_behind};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -26,15 +26,6 @@ fn haproxy() -> PathBuf {
     .map(PathBuf::from)
     .find(|p| p.exists())
     .expect("haproxy is not installed: `cargo xtask test` installs it (apt-get install haproxy)")
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
 }
 
 /// HAProxy running the shipped configuration.

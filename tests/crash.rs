@@ -9,12 +9,11 @@
 
 mod common;
 
-use common::{Served, guest, shared_cache};
+use common::{Served, agent, guest, shared_cache};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use ureq::Agent;
 
 const ROUNDS: usize = 20;
 /// Each file version is this many bytes of one repeated 9-byte marker.
@@ -28,14 +27,6 @@ struct Acknowledged {
     pairs: Vec<String>,
     /// The newest acknowledged version of each file.
     versions: HashMap<&'static str, u64>,
-}
-
-fn agent() -> Agent {
-    Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 fn manifest(dir: &Path) -> PathBuf {

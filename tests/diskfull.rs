@@ -7,16 +7,7 @@
 
 mod common;
 
-use common::{Served, guest, shared_cache};
-use std::time::Duration;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
+use common::{Served, agent, guest, shared_cache};
 
 /// (status, body) of a request to the probe.
 fn call(served: &Served, post: Option<&[u8]>, path: &str) -> (u16, String) {

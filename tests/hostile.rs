@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{ProbeApp, Served, assert_code, demo_manifest, get_with, guest, stderr, url};
+use common::{ProbeApp, Served, agent, assert_code, demo_manifest, get_with, guest, stderr, url};
 use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::capabilities::session::Caller;
 use rawalite_host::runtime::{Outcome, Stopped};
@@ -238,15 +238,6 @@ fn start() -> (tempfile::TempDir, Served) {
     let file = demo_manifest(dir.path(), true);
     let served = Served::start(&file, &dir.path().join("data"), &common::shared_cache());
     (dir, served)
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
 }
 
 fn status(served: &Served, path: &str) -> u16 {

@@ -7,11 +7,10 @@
 
 mod common;
 
-use common::{Served, demo_on_shared_postgres};
+use common::{Served, agent, demo_on_shared_postgres};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
-use ureq::Agent;
 
 /// Three hosts of the demo app on one fresh database, each with a data
 /// directory of its own, trusting 127.0.0.1 as their proxy (so a test can
@@ -28,15 +27,6 @@ fn three_hosts(dir: &Path) -> (std::path::PathBuf, Vec<Served>) {
         })
         .collect();
     (file, hosts)
-}
-
-fn agent() -> Agent {
-    Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
 }
 
 /// A sign-in on `host` from `client`: its status, its body and the

@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{Served, demo_manifest};
+use common::{Served, agent, demo_manifest};
 use std::io::{BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use ureq::Agent;
 
 fn start() -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
@@ -17,16 +16,6 @@ fn start() -> (tempfile::TempDir, Served) {
     (dir, served)
 }
 
-/// A client that shows every response as it is: no redirects followed, no
-/// error for 4xx/5xx.
-fn agent() -> Agent {
-    Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 struct Reply {
     status: u16,

@@ -707,3 +707,15 @@ pub fn sql_behind(manifest: &Path, data: &Path, sql: &str) -> Vec<String> {
         }
     }
 }
+
+/// The HTTP client of every test: statuses are answers, not errors; no
+/// redirect is followed (a test looks at where it points); a request
+/// that hangs fails after a minute.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
