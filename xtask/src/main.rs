@@ -86,7 +86,7 @@ fn run(args: &[String]) -> Result<()> {
             docs::check_sdk_docs(&root)?;
             // The host and every test in one build, with the features the
             // tests unify on, so `cargo test` below compiles nothing again.
-            build_with(&root, &["--workspace", "--all-targets"])?;
+            build(&root)?;
             browser::ensure()?;
             servers::ensure()?;
             let cluster = postgres::Cluster::start(&root)?;
@@ -103,7 +103,9 @@ fn run(args: &[String]) -> Result<()> {
                 POSTGRES_SUITES.join(", ")
             ));
             let mut pass = cargo(&root);
-            pass.args(["test", "--release", "-p", "rawalite-tests"]);
+            // `--workspace`, as the first pass: the same features, so nothing is
+            // compiled again.
+            pass.args(["test", "--release", "--workspace"]);
             for suite in POSTGRES_SUITES {
                 pass.args(["--test", suite]);
             }
@@ -135,7 +137,9 @@ fn run(args: &[String]) -> Result<()> {
             step("running the benchmarks");
             let started = SystemTime::now();
             cargo(&root)
-                .args(["bench", "-p", "rawalite-host"])
+                // The workspace's features, as `build` has them: only the
+                // bench itself is compiled.
+                .args(["bench", "--workspace", "--bench", "render"])
                 .args(rest)
                 .env("RAWALITE_BENCH_POSTGRES", cluster.socket_dir())
                 .status_ok()?;
@@ -151,22 +155,16 @@ fn run(args: &[String]) -> Result<()> {
     }
 }
 
+/// The Rust guests, then the host with every test and bench of the
+/// workspace (`build`, `run`, `test` and `bench` build the same set with the
+/// same features, so none compiles again what another built), then the
+/// Python and TypeScript guests.
 fn build(root: &Path) -> Result<()> {
-    build_with(root, &["-p", "rawalite-host"])
-}
-
-/// The Rust guests, `cargo build --release` of what `packages` selects, then
-/// the Python and TypeScript guests.
-fn build_with(root: &Path, packages: &[&str]) -> Result<()> {
     ensure_wasm_target()?;
     build_guests(root)?;
-    step(&format!(
-        "building the host (release {})",
-        packages.join(" ")
-    ));
+    step("building the host and its tests (release --workspace --all-targets)");
     cargo(root)
-        .args(["build", "--release"])
-        .args(packages)
+        .args(["build", "--release", "--workspace", "--all-targets"])
         .status_ok()?;
     // Python and TypeScript guests are built by the host's own `rawalite build`.
     sdk_guests::build(root)
@@ -248,11 +246,15 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// Cargo, for every command of xtask's alike: the release profile with
+/// line tables (`cargo install` builds it without them; Cargo.toml).
 pub fn cargo(root: &Path) -> Command {
-    cargo_like(
+    let mut cargo = cargo_like(
         root,
         Path::new(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
-    )
+    );
+    cargo.env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    cargo
 }
 
 fn cargo_like(root: &Path, program: &Path) -> Command {
