@@ -7,11 +7,14 @@ mod common;
 
 use rawalite_host::capabilities::session::Caller;
 
-use common::{ProbeApp, assert_code, err, get_with, json, manifest, rawalite, stderr, stdout, url};
+use common::{
+    ProbeApp, assert_code, err, execute, get_with, json, manifest, query, rawalite, stderr, stdout,
+    url,
+};
 use rawalite_host::app::App;
 use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::manifest::Manifest;
-use rawalite_host::runtime::{Guest, Outcome, Runtime};
+use rawalite_host::runtime::Runtime;
 use serde_json::json;
 use std::path::Path;
 
@@ -101,22 +104,6 @@ fn snapshot(f: &ProbeApp) -> (Vec<(String, i64)>, Vec<String>, String) {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     (counts, schema, integrity)
-}
-
-fn query(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
-    let mut pairs = vec![("sql", sql)];
-    pairs.extend(params.iter().map(|p| ("p", *p)));
-    guest
-        .render(&get_with("/db/query", &pairs), Caller::default())
-        .outcome
-}
-
-fn execute(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
-    let mut pairs = vec![("sql", sql)];
-    pairs.extend(params.iter().map(|p| ("p", *p)));
-    guest
-        .render(&get_with("/db/execute", &pairs), Caller::default())
-        .outcome
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{ProbeApp, err, get_with, json, rawalite, stderr, stdout};
+use common::{ProbeApp, err, execute, get_with, json, query, rawalite, stderr, stdout};
 use rawalite_host::capabilities::ErrorCode;
 use rawalite_host::capabilities::session::Caller;
 use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
@@ -60,22 +60,6 @@ read = ["customers"]
 /// An app of [`GUESTS`] on a fresh database of the test cluster.
 fn app() -> ProbeApp {
     ProbeApp::open_on_postgres(GUESTS)
-}
-
-fn query(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
-    let mut pairs = vec![("sql", sql)];
-    pairs.extend(params.iter().map(|p| ("p", *p)));
-    guest
-        .render(&get_with("/db/query", &pairs), Caller::default())
-        .outcome
-}
-
-fn execute(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
-    let mut pairs = vec![("sql", sql)];
-    pairs.extend(params.iter().map(|p| ("p", *p)));
-    guest
-        .render(&get_with("/db/execute", &pairs), Caller::default())
-        .outcome
 }
 
 /// `psql` as `role` on the app's database: what a guest's role may do

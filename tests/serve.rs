@@ -16,7 +16,6 @@ fn start() -> (tempfile::TempDir, Served) {
     (dir, served)
 }
 
-
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,

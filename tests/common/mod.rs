@@ -318,6 +318,28 @@ pub fn get_with(path: &str, pairs: &[(&str, &str)]) -> Request {
     req
 }
 
+/// The probe's `db.query` of `sql` with text parameters, rendered in
+/// process by `guest` for no one.
+pub fn query(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
+    probe_db(guest, "/db/query", sql, params)
+}
+
+/// The probe's `db.execute`, as [`query`].
+pub fn execute(guest: &Guest, sql: &str, params: &[&str]) -> Outcome {
+    probe_db(guest, "/db/execute", sql, params)
+}
+
+fn probe_db(guest: &Guest, path: &str, sql: &str, params: &[&str]) -> Outcome {
+    let mut pairs = vec![("sql", sql)];
+    pairs.extend(params.iter().map(|p| ("p", *p)));
+    guest
+        .render(
+            &get_with(path, &pairs),
+            rawalite_host::capabilities::session::Caller::default(),
+        )
+        .outcome
+}
+
 /// `rawalite ARGS…` with `stdin` as its standard input.
 pub fn rawalite_with_stdin(args: &[&str], cache: &Path, stdin: &str) -> Output {
     use std::io::Write;
