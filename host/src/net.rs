@@ -1,6 +1,8 @@
-//! Network addresses as the manifest names them.
+//! Network addresses: networks as the manifest names them, clients as the
+//! host counts them.
 
 use serde::Deserialize;
+use std::net::IpAddr;
 
 /// An address or a network (`10.0.0.0/8`, `::1`) of `[app] trusted_proxies`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,5 +34,36 @@ impl<'de> Deserialize<'de> for Network {
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A client as the host counts it, for connection caps and the sign-in
+/// limiter: IPv4 as it is, IPv6 by its /64 (one subscriber's network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Address(IpAddr);
+
+impl Address {
+    /// IPv4 as it is; IPv6 by its /64.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Address(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    Address(IpAddr::V6(prefix.into()))
+                }
+            },
+            v4 => Address(v4),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        text.parse().ok().map(Address::of)
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }

@@ -31,9 +31,9 @@
 //! limiter like governor's.
 
 use crate::auth::store::PostgresStore;
+use crate::net::Address;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -67,36 +67,6 @@ impl Default for Rules {
 const FAMILIAR_PER_USER: usize = 8;
 /// How long a successful sign-in makes an address familiar.
 pub const FAMILIAR_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-
-/// A client, as the limiter counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Address(IpAddr);
-
-impl Address {
-    /// IPv4 as it is; IPv6 by its /64.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Address(IpAddr::V4(v4)),
-                None => {
-                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    Address(IpAddr::V6(prefix.into()))
-                }
-            },
-            v4 => Address(v4),
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        text.parse().ok().map(Address::of)
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// What a count is kept under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -300,8 +270,8 @@ impl Limiter {
             .iter()
             .map(|(key, count)| {
                 let (kind, address, user) = match key {
-                    Key::Pair(a, u) => ("pair", Some(a.0), Some(u.as_str())),
-                    Key::Address(a) => ("address", Some(a.0), None),
+                    Key::Pair(a, u) => ("pair", Some(*a), Some(u.as_str())),
+                    Key::Address(a) => ("address", Some(*a), None),
                     Key::User(u) => ("user", None, Some(u.as_str())),
                 };
                 json!({
@@ -319,7 +289,7 @@ impl Limiter {
             .map(|(user, seen)| {
                 let seen: Vec<Value> = seen
                     .iter()
-                    .map(|(a, at)| json!([a.0.to_string(), at]))
+                    .map(|(a, at)| json!([a.to_string(), at]))
                     .collect();
                 json!({"user": user, "seen": seen})
             })

@@ -10,8 +10,9 @@ pub mod limiter;
 pub mod password;
 pub mod store;
 
+use crate::net::Address;
 use anyhow::{Context, Result, bail};
-use limiter::{Address, Refusal};
+use limiter::Refusal;
 use password::Password;
 use sha2::{Digest, Sha256};
 use std::fmt;

@@ -10,7 +10,7 @@
 //! request it is serving, or the one waiting unread in its socket, for at
 //! most a bound: past it the rest are cut, so a stop always ends.
 
-use crate::auth::limiter::Address;
+use crate::net::Address;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;

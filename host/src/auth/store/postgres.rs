@@ -3,9 +3,10 @@
 //! a request gives up at its deadline.
 
 use super::{NewSession, Resolved, SessionRow, UserChange};
-use crate::auth::limiter::{Address, Count, Key, Slice};
+use crate::auth::limiter::{Count, Key, Slice};
 use crate::auth::{LoginError, User, split_roles};
 use crate::database::postgres::{Pool, PoolError, Pooled, Postgres, describe};
+use crate::net::Address;
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
