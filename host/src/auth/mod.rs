@@ -195,6 +195,26 @@ impl Auth {
             .context("the user just added is missing")
     }
 
+    /// On a database without users: an `admin` with a random password,
+    /// which is returned (to be shown once); `None` when there are users,
+    /// including when another host made the first one meanwhile.
+    pub fn ensure_admin(&self) -> Result<Option<String>> {
+        if !self.users()?.is_empty() {
+            return Ok(None);
+        }
+        let password = random_password()?;
+        match self.add_user(
+            "admin",
+            Some("Administrator"),
+            &["admin".to_owned()],
+            &Password::new(password.clone()),
+        ) {
+            Ok(_) => Ok(Some(password)),
+            Err(_) if !self.users()?.is_empty() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn users(&self) -> Result<Vec<User>> {
         self.store.users()
     }
@@ -534,9 +554,27 @@ pub fn check_role(role: &str) -> Result<()> {
     Ok(())
 }
 
+/// 20 characters from 56 unambiguous ones: about 116 bits.
+fn random_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_passwords_are_long_and_differ() {
+        let a = random_password().unwrap();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, random_password().unwrap());
+    }
 
     fn auth() -> (tempfile::TempDir, Arc<Auth>) {
         let dir = tempfile::tempdir().unwrap();

@@ -88,9 +88,20 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
             metrics: args.metrics,
             lock,
             drain_grace: args.drain_grace,
+            cache_cap: cache_cap(),
         },
     )?;
     Ok(Exit::Ok)
+}
+
+/// The compile cache's cap: `RAWALITE_CACHE_MAX` (`"2 GiB"`, or bytes),
+/// else 1 GiB. A Python guest's artifact alone is ~35 MB, and `--watch`
+/// adds one per build.
+fn cache_cap() -> u64 {
+    std::env::var("RAWALITE_CACHE_MAX")
+        .ok()
+        .and_then(|text| text.trim().parse::<bytesize::ByteSize>().ok())
+        .map_or(1 << 30, |size| size.0)
 }
 
 /// A number of seconds from 0 to 600, e.g. `2` or `0.5`.

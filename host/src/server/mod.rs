@@ -56,6 +56,9 @@ pub struct Options {
     /// served, so a load balancer stops sending any before the listener
     /// closes.
     pub drain_grace: Duration,
+    /// The compile cache's cap in bytes: artifacts of components no route
+    /// uses are removed, oldest first, past it.
+    pub cache_cap: u64,
 }
 
 struct Server {
@@ -75,6 +78,7 @@ struct Server {
     loopback: bool,
     /// Set on SIGTERM: `/healthz` says so while the server drains.
     draining: std::sync::atomic::AtomicBool,
+    cache_cap: u64,
 }
 
 /// Runs the server until SIGINT or SIGTERM; in-flight requests finish and
@@ -101,7 +105,7 @@ impl Server {
     /// first, while the cache is over its cap.
     fn prune_cache(&self) {
         let in_use: Vec<[u8; 32]> = self.routes().guests().map(|g| *g.hash()).collect();
-        let (removed, left) = self.app.runtime.prune_cache(&in_use, startup::cache_cap());
+        let (removed, left) = self.app.runtime.prune_cache(&in_use, self.cache_cap);
         if removed > 0 {
             tracing::info!(removed, bytes_left = left, "pruned the compile cache");
         }

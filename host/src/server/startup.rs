@@ -8,7 +8,6 @@ use super::metrics_listener::serve_metrics;
 use super::routes::Routes;
 use super::{Options, Server, compile, jobs, listen, outgoing, watch};
 use crate::app::App;
-use crate::auth::password::Password;
 use crate::capabilities::paths::Root;
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
@@ -69,6 +68,7 @@ pub(super) async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         outgoing: outgoing::Outgoing::new(outgoing::OUTGOING_BYTES),
         loopback,
         draining: std::sync::atomic::AtomicBool::new(false),
+        cache_cap: options.cache_cap,
         app,
     });
     let caps = listen::Caps::for_this_process();
@@ -200,54 +200,19 @@ pub(super) async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     Ok(())
 }
 
-/// The compile cache's cap: `RAWALITE_CACHE_MAX` (`"2 GiB"`, or bytes),
-/// else 1 GiB. A Python guest's artifact alone is ~35 MB, and `--watch`
-/// adds one per build.
-pub(super) fn cache_cap() -> u64 {
-    std::env::var("RAWALITE_CACHE_MAX")
-        .ok()
-        .and_then(|text| text.trim().parse::<bytesize::ByteSize>().ok())
-        .map_or(1 << 30, |size| size.0)
-}
-
 /// On a fresh data directory: an `admin` with a random password, shown once.
 fn first_run(app: &App) -> Result<()> {
     if !app.migrations.is_empty() {
         println!("database ready: {}", app.database.describe());
     }
-    if !app.auth.users()?.is_empty() {
-        return Ok(());
+    if let Some(password) = app.auth.ensure_admin()? {
+        println!();
+        println!("  Created the first user: admin");
+        println!("  Password (shown only now): {password}");
+        println!("  Change it with: rawalite user passwd admin");
+        println!();
     }
-    let password = random_password()?;
-    if let Err(e) = app.auth.add_user(
-        "admin",
-        Some("Administrator"),
-        &["admin".to_owned()],
-        &Password::new(password.clone()),
-    ) {
-        // Another host on the same database made the first user meanwhile.
-        if !app.auth.users()?.is_empty() {
-            return Ok(());
-        }
-        return Err(e);
-    }
-    println!();
-    println!("  Created the first user: admin");
-    println!("  Password (shown only now): {password}");
-    println!("  Change it with: rawalite user passwd admin");
-    println!();
     Ok(())
-}
-
-fn random_password() -> Result<String> {
-    // 20 characters from 56 unambiguous ones: about 116 bits.
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; 20];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect())
 }
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this
@@ -273,17 +238,5 @@ async fn received(signal: &mut std::io::Result<tokio::signal::unix::Signal>) {
             signal.recv().await;
         }
         Err(_) => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random_passwords_are_long_and_differ() {
-        let a = random_password().unwrap();
-        assert_eq!(a.len(), 20);
-        assert_ne!(a, random_password().unwrap());
     }
 }
