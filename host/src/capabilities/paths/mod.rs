@@ -13,7 +13,7 @@ mod shared;
 pub use grant::{
     Access as GrantAccess, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE, PathsGrant, RootGrant,
 };
-pub use root::{BLOCK, Root, TEMP_PREFIX, Usage};
+pub use root::{BLOCK, Root, Usage};
 pub use shared::SharedUsage;
 
 use super::rawalite::bridge::paths::{Access, Entry, EntryKind, Host, HostRoot};

@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Instant, UNIX_EPOCH};
 
-pub use crate::data_dir::TEMP_PREFIX;
+use crate::data_dir::TEMP_PREFIX;
 
 const MAX_PATH_BYTES: usize = 1024;
 const MAX_SEGMENTS: usize = 32;

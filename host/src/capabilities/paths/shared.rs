@@ -8,7 +8,8 @@
 //! A host that dies mid-change leaves the row as it was (its transaction
 //! ends with its connection); one that stops without a word (a paused VM, a
 //! cut network) has its transaction ended by the server a second after its
-//! request's deadline, so other hosts wait no longer than that. If the file
+//! hold (`root.rs`'s `HOLD`, the time its file work may take under the
+//! lock), so other hosts wait no longer than that. If the file
 //! had already been renamed into place, the row is short by that file until
 //! a host opens the root again: every host measures the directory when it
 //! starts, under the same lock.

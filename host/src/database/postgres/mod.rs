@@ -670,9 +670,7 @@ impl Pool {
         });
         Ok(client)
     }
-}
 
-impl Pool {
     /// Opens a connection of this pool's role.
     async fn connect(&self) -> Result<(Client, Io), PoolError> {
         self.config
@@ -680,9 +678,7 @@ impl Pool {
             .await
             .map_err(|e| PoolError::Connect(describe(&e)))
     }
-}
 
-impl Pool {
     /// Closes the idle connections that waited past [`IDLE`] or lived past
     /// [`LIFETIME`].
     fn sweep(&self) {
