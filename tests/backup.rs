@@ -176,7 +176,7 @@ fn a_backup_of_a_newer_schema_is_refused() {
     let (code, out) = run(&["migrate", "--data", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     // A migration this binary does not know, as a newer rawalite would leave.
-    rawalite_host::database::init().unwrap();
+    rawalite_host::database::sqlite::init().unwrap();
     rusqlite::Connection::open(data.join("rawalite.db"))
         .unwrap()
         .execute(

@@ -4,14 +4,12 @@
 //! and a root that is, contains or lies inside another root, or contains
 //! the data directory (where the database lives).
 
-use crate::auth::store::{PostgresStore, SqliteStore, Store};
 use crate::auth::{Auth, Policy};
 use crate::capabilities::Grants;
 use crate::capabilities::db::portable::Schema;
 use crate::capabilities::db::{DbLimits, GuestDb};
-use crate::capabilities::paths::{GuestPaths, Root, SharedUsage};
-use crate::database::postgres::Postgres;
-use crate::database::{Applied, Backend, Database, MigrationState};
+use crate::capabilities::paths::{GuestPaths, Root};
+use crate::database::{Applied, Database};
 use crate::manifest::{GuestEntry, Manifest};
 use crate::runtime::{Guest, Runtime};
 use anyhow::{Context, Result, bail};
@@ -22,7 +20,7 @@ use std::sync::Arc;
 pub struct App {
     pub manifest: Manifest,
     pub data_dir: PathBuf,
-    pub database: Backend,
+    pub database: Arc<dyn Database>,
     pub auth: Arc<Auth>,
     pub runtime: Runtime,
     /// The migrations this start applied.
@@ -81,62 +79,16 @@ impl App {
     ) -> Result<Self> {
         let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         let url = crate::database::url(database, manifest.database.as_deref())?;
-        let (database, migrations, schema, store) = match url {
-            None => {
-                let (database, migrations) = Database::open(&data_dir)?;
-                let database = Arc::new(database);
-                let columns = database.app_tables()?;
-                let store = Store::Sqlite(Box::new(SqliteStore::new(&database)?));
-                (
-                    Backend::Sqlite(database),
-                    migrations,
-                    Schema {
-                        columns: columns.into_iter().collect(),
-                        identity: Default::default(),
-                    },
-                    store,
-                )
-            }
-            Some(url) => {
-                // The roots still live in the data directory.
-                crate::data_dir::create_private_dir(&data_dir).with_context(|| {
-                    format!("cannot create the data directory {}", data_dir.display())
-                })?;
-                let pg = Arc::new(Postgres::connect(&url)?);
-                let fix = format!(
-                    "run `rawalite migrate --database {url}` (with a role that may create roles)"
-                );
-                match pg.migration_state()? {
-                    MigrationState::Current => {}
-                    MigrationState::Pending(n) => {
-                        bail!("{url} has {n} migration(s) to apply: {fix}")
-                    }
-                    MigrationState::Unknown(newer) => bail!(
-                        "{url} has migration {newer} applied, which this rawalite does not know: use a newer rawalite"
-                    ),
-                }
-                let drift = pg.grant_drift(db_grants(&manifest))?;
-                if !drift.is_empty() {
-                    bail!(
-                        "the guests' privileges in {url} are out of step with {}: {}; {fix}",
-                        manifest.file.display(),
-                        drift.join("; ")
-                    );
-                }
-                let (columns, identity) = pg.app_tables()?;
-                let store = Store::Postgres(PostgresStore::new(&pg));
-                (
-                    Backend::Postgres(pg),
-                    Vec::new(),
-                    Schema {
-                        columns: columns.into_iter().collect(),
-                        identity,
-                    },
-                    store,
-                )
-            }
+        // The roots live in the data directory whichever the backend.
+        crate::data_dir::create_private_dir(&data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let grants = crate::database::Grants {
+            manifest: &manifest.file,
+            guests: db_grants(&manifest),
         };
-        let auth = Auth::new(store, Policy::default())?;
+        let (database, migrations) = crate::database::open(url.as_ref(), &data_dir, Some(grants))?;
+        let schema = database.schema()?;
+        let auth = Auth::new(database.store()?, Policy::default())?;
         let mut roots = BTreeMap::new();
         let mut places = Vec::new();
         for (name, path) in &manifest.roots {
@@ -148,10 +100,10 @@ impl App {
         check_apart(&manifest, &std::fs::canonicalize(&data_dir)?, &places)?;
         for (name, path) in &manifest.roots {
             let path = data_dir.join(path);
-            // On PostgreSQL other hosts may share the data directory.
-            let root = match &database {
-                Backend::Postgres(pg) => Root::open_shared(&path, SharedUsage::new(pg, name)),
-                Backend::Sqlite(_) => Root::open(&path),
+            // Other hosts may share the data directory.
+            let root = match database.shared_usage(name) {
+                Some(shared) => Root::open_shared(&path, shared),
+                None => Root::open(&path),
             }
             .with_context(|| format!("cannot open root `{name}` at {}", path.display()))?;
             roots.insert(name.clone(), Arc::new(root));
@@ -237,22 +189,15 @@ impl App {
                             .join(", ")
                     );
                 }
-                let limits = DbLimits::of(&entry.limits);
-                Some(Arc::new(match &self.database {
-                    Backend::Sqlite(database) => GuestDb::sqlite(
-                        grant.clone(),
-                        database.clone(),
-                        limits,
-                        self.manifest.portable_sql.then(|| self.schema.clone()),
-                    ),
-                    Backend::Postgres(pg) => GuestDb::postgres(
-                        grant.clone(),
-                        pg.clone(),
-                        &entry.name,
-                        self.schema.clone(),
-                        limits,
-                    ),
-                }))
+                let grant = Arc::new(grant.clone());
+                let backend = self.database.guest_db(
+                    &entry.name,
+                    grant.clone(),
+                    DbLimits::of(&entry.limits),
+                    &self.schema,
+                    self.manifest.portable_sql,
+                );
+                Some(Arc::new(GuestDb::new(grant, backend)))
             }
         };
         let paths = if entry.paths.is_empty() {

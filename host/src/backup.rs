@@ -20,9 +20,9 @@
 //! into place, so no `serve` starts on either meanwhile.
 
 use crate::data_dir::{DataLock, LOCK, STAGING_PREFIXES, TEMP_PREFIX, create_private_dir};
-use crate::database::{Database, MigrationState, migration_state};
+use crate::database::MigrationState;
+use crate::database::sqlite::{ReadOnly, Sqlite};
 use anyhow::{Context, Result, bail};
-use rusqlite::OpenFlags;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -64,8 +64,6 @@ pub struct Entry {
 /// done. The archive is readable by its owner only: it holds every
 /// password hash.
 pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<Contents> {
-    // Read as it is, without migrating: a backup takes whatever is there.
-    crate::database::init()?;
     let live = data_dir.join(DATABASE);
     if !live.is_file() {
         bail!("there is no database at {}", live.display());
@@ -80,12 +78,9 @@ pub fn backup(data_dir: &Path, dest: &Path, progress: &mut dyn FnMut(&str)) -> R
         .context("cannot create a staging directory beside the backup")?;
     let snapshot = staging.path().join(DATABASE);
     progress("snapshot of the database (VACUUM INTO)");
-    let conn = rusqlite::Connection::open_with_flags(&live, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(crate::database::BUSY_TIMEOUT)?;
-    conn.execute("VACUUM INTO ?", [snapshot.to_string_lossy()])
-        .context("taking a snapshot of the database")?;
-    let migrations = applied_migrations(&snapshot)?;
-    drop(conn);
+    // Read as it is, without migrating: a backup takes whatever is there.
+    ReadOnly::open(&live)?.snapshot(&snapshot)?;
+    let migrations = ReadOnly::open(&snapshot)?.applied_migrations()?;
 
     let mut found = Vec::new();
     let mut directories = Vec::new();
@@ -207,11 +202,6 @@ fn checksum(path: &Path) -> Result<(u64, String)> {
     Ok((size, hashing.finish()))
 }
 
-fn applied_migrations(db: &Path) -> Result<Vec<String>> {
-    let conn = rusqlite::Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    Ok(crate::database::applied_migrations(&conn)?)
-}
-
 /// The file names scheduled backups get: `rawalite-20261126T183000Z.tar.gz`.
 const SCHEDULED_PREFIX: &str = "rawalite-";
 const SCHEDULED_SUFFIX: &str = ".tar.gz";
@@ -324,22 +314,19 @@ pub fn restore(
     progress("checking the database's integrity and its migrations");
     let db = staging.path().join(DATABASE);
     {
-        crate::database::init()?;
-        let conn = rusqlite::Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let archived = ReadOnly::open(&db)?;
+        let integrity = archived.integrity()?;
         if integrity != "ok" {
             bail!("the database in the archive fails its integrity check: {integrity}");
         }
+        if let MigrationState::Unknown(newer) = archived.migration_state()? {
+            bail!(
+                "the archive's database has migration {newer} applied, which this rawalite does not know; restore it with a newer rawalite"
+            );
+        }
     }
-    let conn = rusqlite::Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    if let MigrationState::Unknown(newer) = migration_state(&conn)? {
-        bail!(
-            "the archive's database has migration {newer} applied, which this rawalite does not know; restore it with a newer rawalite"
-        );
-    }
-    drop(conn);
     // Applies the migrations an older backup lacks.
-    Database::open(staging.path()).context("the archive's database cannot be used")?;
+    Sqlite::open(staging.path()).context("the archive's database cannot be used")?;
 
     let restored = staging.keep();
     let replaced = if data_dir.exists() {

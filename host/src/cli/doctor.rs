@@ -6,11 +6,11 @@ use anyhow::Result;
 use clap::Args;
 use rawalite_host::capabilities::paths::BLOCK;
 use rawalite_host::data_dir::{DataLock, STAGING_PREFIXES, TEMP_PREFIX};
+use rawalite_host::database::MigrationState;
 use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
-use rawalite_host::database::{MigrationState, known_migrations, migration_state};
+use rawalite_host::database::sqlite::{ReadOnly, known_migrations};
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{self, Runtime};
-use rusqlite::OpenFlags;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -219,24 +219,15 @@ fn database(dir: &Path, found: &mut Vec<Finding>) {
         )));
         return;
     }
-    let opened = rawalite_host::database::init()
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(|e| e.to_string())
-        });
-    let conn = match opened {
+    let conn = match ReadOnly::open(&path) {
         Ok(conn) => conn,
         Err(e) => {
-            found.push(Finding::Fail(format!(
-                "cannot open {}: {e}",
-                path.display()
-            )));
+            found.push(Finding::Fail(format!("{e:#}")));
             return;
         }
     };
     found.push(
-        match conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
+        match conn.integrity() {
             Ok(ok) if ok == "ok" => Finding::Ok("the database passes its integrity check".into()),
             Ok(problem) => Finding::Fail(format!(
                 "the database fails its integrity check ({problem}): restore the newest backup (`rawalite restore`)"
@@ -244,7 +235,7 @@ fn database(dir: &Path, found: &mut Vec<Finding>) {
             Err(e) => Finding::Fail(format!("the integrity check could not run: {e}")),
         },
     );
-    found.push(match migration_state(&conn) {
+    found.push(match conn.migration_state() {
         Ok(MigrationState::Current) => Finding::Ok(format!(
             "migrations are current ({})",
             known_migrations().last().unwrap_or("none")

@@ -17,10 +17,8 @@ mod user;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
-use rawalite_host::auth::store::{PostgresStore, SqliteStore, Store};
 use rawalite_host::auth::{Auth, Policy};
-use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
-use rawalite_host::database::{Database, MigrationState};
+use rawalite_host::database::postgres::DatabaseUrl;
 use rawalite_host::manifest::Manifest;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -162,14 +160,14 @@ impl DataArgs {
     /// The users and sessions: PostgreSQL when named (migrated already),
     /// else SQLite in the data directory (migrated if need be).
     fn auth(&self) -> Result<Arc<Auth>> {
-        let store = match self.url()? {
-            Some(url) => Store::Postgres(PostgresStore::new(&Arc::new(migrated(&url)?))),
-            None => {
-                let (database, _) = Database::open(&self.dir()?)?;
-                Store::Sqlite(Box::new(SqliteStore::new(&Arc::new(database))?))
-            }
+        let url = self.url()?;
+        // PostgreSQL keeps nothing in the data directory.
+        let dir = match url {
+            Some(_) => PathBuf::new(),
+            None => self.dir()?,
         };
-        Auth::new(store, Policy::default())
+        let (database, _) = rawalite_host::database::open(url.as_ref(), &dir, None)?;
+        Auth::new(database.store()?, Policy::default())
     }
 
     fn dir(&self) -> Result<PathBuf> {
@@ -207,32 +205,29 @@ struct MigrateArgs {
 }
 
 fn migrate(args: MigrateArgs) -> Result<Exit> {
-    let (shown, applied, notes) = match args.data.url()? {
-        Some(url) => {
-            let guests = match args.data.manifest()? {
-                Some(manifest) => rawalite_host::app::db_grants(&manifest),
-                None => Vec::new(),
-            };
-            let pg = Postgres::connect(url.direct()?)?;
-            let (applied, notes) = pg.migrate(guests.clone())?;
-            let mut notes = notes;
-            notes.extend(guests.iter().map(|(guest, grant)| {
-                let tables = |set: std::collections::BTreeSet<&str>| {
-                    set.into_iter().collect::<Vec<_>>().join(", ")
-                };
-                format!(
-                    "guest `{guest}`: read {} · write {}",
-                    tables(grant.readable()),
-                    tables(grant.writable())
-                )
-            }));
-            (url.to_string(), applied, notes)
-        }
-        None => {
-            let (database, applied) = Database::open(&args.data.dir()?)?;
-            (database.path().display().to_string(), applied, Vec::new())
-        }
+    let guests = match args.data.manifest()? {
+        Some(manifest) => rawalite_host::app::db_grants(&manifest),
+        None => Vec::new(),
     };
+    let url = args.data.url()?;
+    let dir = match url {
+        Some(_) => PathBuf::new(),
+        None => args.data.dir()?,
+    };
+    let migrated = rawalite_host::database::migrate(url.as_ref(), &dir, guests.clone())?;
+    let (shown, applied, mut notes) = (migrated.database, migrated.applied, migrated.notes);
+    if url.is_some() {
+        notes.extend(guests.iter().map(|(guest, grant)| {
+            let tables = |set: std::collections::BTreeSet<&str>| {
+                set.into_iter().collect::<Vec<_>>().join(", ")
+            };
+            format!(
+                "guest `{guest}`: read {} · write {}",
+                tables(grant.readable()),
+                tables(grant.writable())
+            )
+        }));
+    }
     println!("database {shown}");
     if applied.is_empty() {
         println!("up to date: no migration to apply");
@@ -244,13 +239,4 @@ fn migrate(args: MigrateArgs) -> Result<Exit> {
         println!("{note}");
     }
     Ok(Exit::Ok)
-}
-
-/// A PostgreSQL database that `migrate` has brought up to date.
-fn migrated(url: &DatabaseUrl) -> Result<Postgres> {
-    let pg = Postgres::connect(url)?;
-    match pg.migration_state()? {
-        MigrationState::Current => Ok(pg),
-        _ => bail!("{url} is not migrated: run `rawalite migrate --database {url}` first"),
-    }
 }

@@ -4,11 +4,9 @@ use super::Exit;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rawalite_host::app::App;
-use rawalite_host::auth::store::{SqliteStore, Store};
 use rawalite_host::auth::{Auth, Policy};
 use rawalite_host::capabilities::session::{Caller, SessionChange};
 use rawalite_host::capabilities::{Grants, Request, Response};
-use rawalite_host::database::Database;
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{self, Limits, Outcome, Runtime};
 use std::io::Write;
@@ -118,9 +116,7 @@ pub fn run(args: RenderArgs) -> Result<Exit> {
             // still has the session of that data directory's users.
             auth = match &args.data {
                 Some(dir) => Some(Auth::new(
-                    Store::Sqlite(Box::new(SqliteStore::new(&Arc::new(
-                        Database::open(dir)?.0,
-                    ))?)),
+                    rawalite_host::database::open(None, dir, None)?.0.store()?,
                     Policy::default(),
                 )?),
                 None => None,

@@ -12,7 +12,7 @@ use wasmtime::{
 
 /// How often the ticker advances the epoch: the granularity of deadlines,
 /// and how long a guest runs before it yields to the async runtime.
-pub const TICK: Duration = Duration::from_millis(2);
+pub(super) const TICK: Duration = Duration::from_millis(2);
 
 /// How many guest instances may be alive at once across the process.
 /// Each slot reserves address space, not memory.

@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One answered request.
-pub struct Access<'a> {
+pub(super) struct Access<'a> {
     pub id: &'a str,
     pub method: &'a axum::http::Method,
     pub path: &'a str,
@@ -31,7 +31,7 @@ thread_local! {
 }
 
 impl Access<'_> {
-    pub fn record(&self) {
+    pub(super) fn record(&self) {
         if !tracing::enabled!(target: "rawalite::access", tracing::Level::INFO) {
             return;
         }

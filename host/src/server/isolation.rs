@@ -31,11 +31,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 /// The policy of every response but a script-granted guest's: same-origin
 /// resources, no script, no plugins, no frames, never framed.
-pub const POLICY: &str = "default-src 'self'; script-src 'none'; object-src 'none'; frame-src 'none'; worker-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub(super) const POLICY: &str = "default-src 'self'; script-src 'none'; object-src 'none'; frame-src 'none'; worker-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The Content-Security-Policy for a guest's response: [`POLICY`], or with
 /// its granted scripts, each at this site's origin (`http://host`).
-pub fn policy(grant: &BrowserGrant, origin: &str) -> HeaderValue {
+pub(super) fn policy(grant: &BrowserGrant, origin: &str) -> HeaderValue {
     if grant.scripts.is_empty() {
         return HeaderValue::from_static(POLICY);
     }
@@ -55,7 +55,7 @@ pub fn policy(grant: &BrowserGrant, origin: &str) -> HeaderValue {
 
 /// Why a guest may not answer with `content_type`, if it may not: a type a
 /// browser runs as code, or one that cannot be read.
-pub fn refused_type(content_type: &str) -> Option<&'static str> {
+pub(super) fn refused_type(content_type: &str) -> Option<&'static str> {
     let essence = content_type
         .split(';')
         .next()
@@ -98,7 +98,7 @@ pub fn refused_type(content_type: &str) -> Option<&'static str> {
 /// Whether the request may reach `target`: see the module's top comment.
 /// `origin` is this site's (`http://host`), `routes` the table that says
 /// which guest a page belongs to.
-pub fn check_sender(
+pub(super) fn check_sender(
     method: &Method,
     headers: &HeaderMap,
     target: &Route,
@@ -164,7 +164,7 @@ fn from_own_page(
 /// The path of `referer` when it is a page of this site (`origin`, such
 /// as `http://localhost:8080`) that a guest serves: not the host's own
 /// `/static/` or `/healthz`.
-pub fn page_path<'r>(referer: &'r str, origin: &str) -> Option<&'r str> {
+pub(super) fn page_path<'r>(referer: &'r str, origin: &str) -> Option<&'r str> {
     let rest = referer
         .get(..origin.len())
         .filter(|head| head.eq_ignore_ascii_case(origin))

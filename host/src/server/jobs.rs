@@ -7,19 +7,19 @@
 //! other host takes over, with no leader to hand over.
 
 use crate::auth::Auth;
-use crate::database::Backend;
+use crate::database::Database;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often expired sessions are deleted.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 /// How often the sign-in limiter's counts are saved when they changed: a
 /// crash forgets at most this much of them.
-pub const SAVE_LIMITS_EVERY: Duration = Duration::from_secs(2);
+pub(super) const SAVE_LIMITS_EVERY: Duration = Duration::from_secs(2);
 
 /// Deletes expired sessions now and every [`SWEEP_EVERY`], on the one host
 /// that claims each interval.
-pub async fn sweep_sessions(auth: Arc<Auth>, database: Backend) {
+pub(super) async fn sweep_sessions(auth: Arc<Auth>, database: Arc<dyn Database>) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         every.tick().await;
@@ -41,7 +41,7 @@ pub async fn sweep_sessions(auth: Arc<Auth>, database: Backend) {
 
 /// `[app.backup]`: a backup when the newest one is `every` old (at once
 /// when there is none), then every `every`.
-pub async fn scheduled_backups(
+pub(super) async fn scheduled_backups(
     data_dir: std::path::PathBuf,
     schedule: crate::manifest::BackupSchedule,
 ) {
@@ -72,7 +72,7 @@ pub async fn scheduled_backups(
 /// Saves the sign-in limiter's counts every [`SAVE_LIMITS_EVERY`] when they
 /// changed, so a restart does not reset an attacker's budget (SQLite; on
 /// PostgreSQL each attempt writes them).
-pub async fn save_limits(auth: Arc<Auth>) {
+pub(super) async fn save_limits(auth: Arc<Auth>) {
     let mut every = tokio::time::interval(SAVE_LIMITS_EVERY);
     loop {
         every.tick().await;

@@ -45,17 +45,17 @@ pub const RATE_BYTES: usize = 64 << 10;
 /// sends. A socket closed with unread input is reset, and a reset can
 /// reach the client before it reads the answer: a browser posting a body
 /// over the limit would see "connection reset" instead of the `413` page.
-pub const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 /// Connections one address may hold: a browser opens six, an office behind
 /// one NAT a few dozen; an attacker no more than this.
-pub const PER_ADDRESS: usize = 128;
+pub(super) const PER_ADDRESS: usize = 128;
 /// What hyper buffers per connection, for reading a request and writing a
 /// response: what a slow client can make a connection hold.
 const CONNECTION_BUFFER: usize = 32 << 10;
 
 /// How many connections may be open at once.
 #[derive(Debug, Clone, Copy)]
-pub struct Caps {
+pub(super) struct Caps {
     pub total: usize,
     /// Per client address (IPv6 per /64), except trusted proxies, behind
     /// which many clients share one address. Loopback counts like any
@@ -66,7 +66,7 @@ pub struct Caps {
 impl Caps {
     /// Caps that fit the process's file descriptors, raising the soft limit
     /// to the hard one first (most systems start at 1,024).
-    pub fn for_this_process() -> Self {
+    pub(super) fn for_this_process() -> Self {
         let files = raise_file_limit();
         // Room for the database, the roots, the compile cache and logs.
         let total = files.saturating_sub(256).clamp(64, 16_384) as usize;
@@ -103,7 +103,7 @@ fn raise_file_limit() -> u64 {
 }
 
 /// Who may exceed the per-address cap: the manifest's trusted proxies.
-pub type Exempt = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+pub(super) type Exempt = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
 /// Open connections, in all and per address.
 struct Open {
@@ -159,7 +159,7 @@ fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr) -> Option<Slot> {
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
 /// open connections finish their requests for at most `drain_limit`.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     caps: Caps,

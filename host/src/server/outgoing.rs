@@ -21,13 +21,13 @@ const UNCOUNTED: usize = 16 << 10;
 const UNIT: usize = 1 << 10;
 
 /// The budget shared by every connection of a server.
-pub struct Outgoing {
+pub(super) struct Outgoing {
     units: Arc<Semaphore>,
     total: u32,
 }
 
 impl Outgoing {
-    pub fn new(bytes: usize) -> Self {
+    pub(super) fn new(bytes: usize) -> Self {
         let total = (bytes / UNIT) as u32;
         Outgoing {
             units: Arc::new(Semaphore::new(total as usize)),
@@ -38,7 +38,7 @@ impl Outgoing {
     /// `body`, once it has a share of the budget: the share goes with the
     /// bytes, freed when hyper drops the last of them. `None` when no
     /// share came free within `wait`.
-    pub async fn hold(&self, body: Vec<u8>, wait: Duration) -> Option<Bytes> {
+    pub(super) async fn hold(&self, body: Vec<u8>, wait: Duration) -> Option<Bytes> {
         if body.len() <= UNCOUNTED {
             return Some(Bytes::from(body));
         }

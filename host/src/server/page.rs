@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a user sees when the host failed or stopped a guest.
-pub const INTERNAL: &str =
+pub(super) const INTERNAL: &str =
     "Something went wrong on our side. The request id below helps find out what.";
 
 /// Headers a guest may set. Everything else (Set-Cookie, security headers,
@@ -27,7 +27,7 @@ const GUEST_HEADERS: [HeaderName; 7] = [
 
 /// A short id for one request, unique within a run and unpredictable
 /// across runs.
-pub fn request_id() -> String {
+pub(super) fn request_id() -> String {
     static BASE: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let base = *BASE.get_or_init(|| {
@@ -41,7 +41,7 @@ pub fn request_id() -> String {
     )
 }
 
-pub fn secured(mut response: Response<Body>) -> Response<Body> {
+pub(super) fn secured(mut response: Response<Body>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -70,7 +70,7 @@ pub fn secured(mut response: Response<Body>) -> Response<Body> {
 /// A guest's response (its body already taken out of it), with only the
 /// allowed headers and a status that is one; a page that sets no caching
 /// rule is not cached.
-pub fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Response<Body> {
+pub(super) fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(guest.status) else {
         tracing::error!(request = %id, status = guest.status, "the guest answered an invalid status");
         return error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, id);
@@ -117,7 +117,7 @@ pub fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Response<Body>
     secured(response)
 }
 
-pub fn redirect(location: &str) -> Response<Body> {
+pub(super) fn redirect(location: &str) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(value) = HeaderValue::from_str(location) {
@@ -130,7 +130,7 @@ pub fn redirect(location: &str) -> Response<Body> {
 }
 
 /// The host's error page.
-pub fn error(status: StatusCode, message: &str, id: &str) -> Response<Body> {
+pub(super) fn error(status: StatusCode, message: &str, id: &str) -> Response<Body> {
     let title = status.canonical_reason().unwrap_or("Error");
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {title}</title>\
@@ -164,7 +164,12 @@ const STATIC_CHUNK: usize = 16 << 10;
 
 /// A file of the app's static directory, opened through cap-std like any
 /// root, so `..` and symlinks cannot leave it, and streamed in chunks.
-pub fn static_asset(root: Option<&Root>, method: &Method, path: &str, id: &str) -> Response<Body> {
+pub(super) fn static_asset(
+    root: Option<&Root>,
+    method: &Method,
+    path: &str,
+    id: &str,
+) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// One guest's route.
-pub struct Route {
+pub(super) struct Route {
     pub prefix: String,
     pub guest: Arc<Guest>,
     /// Renders of this guest that may run at once. Kept across `--watch`
@@ -21,7 +21,7 @@ pub struct Route {
     pub browser: BrowserGrant,
 }
 
-pub struct Routes {
+pub(super) struct Routes {
     routes: Vec<Route>,
     /// Routes (prefix, guest) whose guest is still compiling: answered 503
     /// until it is ready.
@@ -35,7 +35,7 @@ pub struct Routes {
 impl Routes {
     /// The routes, each allowed `share` renders at once; a guest of
     /// `previous` keeps the share it had there.
-    pub fn new(
+    pub(super) fn new(
         routes: Vec<(String, Arc<Guest>, BrowserGrant)>,
         share: usize,
         previous: Option<&Routes>,
@@ -61,7 +61,7 @@ impl Routes {
 
     /// This table with `name` no longer loading: served by `guest` when
     /// it loaded, else missing.
-    pub fn loaded(
+    pub(super) fn loaded(
         &self,
         name: &str,
         guest: Option<(Arc<Guest>, BrowserGrant)>,
@@ -94,22 +94,22 @@ impl Routes {
     }
 
     /// The routed guests.
-    pub fn guests(&self) -> impl Iterator<Item = &Guest> {
+    pub(super) fn guests(&self) -> impl Iterator<Item = &Guest> {
         self.routes.iter().map(|route| route.guest.as_ref())
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.routes.len()
     }
 
     /// The route of the guest called `name`.
-    pub fn by_name(&self, name: &str) -> Option<&Route> {
+    pub(super) fn by_name(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|route| route.guest.name() == name)
     }
 
     /// The route for `path`; none while the longest prefix that matches
     /// is a guest still loading.
-    pub fn find(&self, path: &str) -> Option<&Route> {
+    pub(super) fn find(&self, path: &str) -> Option<&Route> {
         let route = self
             .routes
             .iter()
@@ -121,7 +121,7 @@ impl Routes {
     }
 
     /// The guest that would answer `path` but is still loading.
-    pub fn loading(&self, path: &str) -> Option<&str> {
+    pub(super) fn loading(&self, path: &str) -> Option<&str> {
         let (prefix, name) = self.loading_prefix(path)?;
         match self.routes.iter().find(|r| matches(&r.prefix, path)) {
             Some(route) if route.prefix.len() >= prefix.len() => None,

@@ -16,14 +16,14 @@ pub const COOKIE: &str = "rawalite_session";
 pub const SECURE_COOKIE: &str = "__Host-rawalite_session";
 
 /// Headers that carry credentials: the host reads them, guests never see them.
-pub const HIDDEN_FROM_GUESTS: [HeaderName; 3] = [
+pub(super) const HIDDEN_FROM_GUESTS: [HeaderName; 3] = [
     header::COOKIE,
     header::AUTHORIZATION,
     header::PROXY_AUTHORIZATION,
 ];
 
 /// Why a request was refused before any guest saw it.
-pub struct Refusal {
+pub(super) struct Refusal {
     pub status: StatusCode,
     pub message: &'static str,
 }
@@ -34,7 +34,7 @@ fn refuse(status: StatusCode, message: &'static str) -> Result<(), Refusal> {
 
 /// What a request is checked against: where the server listens and which
 /// names it answers to.
-pub struct Site<'a> {
+pub(super) struct Site<'a> {
     /// Listening on loopback: only loopback names are accepted.
     pub loopback: bool,
     /// Off loopback: the names of `[app] hosts`.
@@ -44,7 +44,10 @@ pub struct Site<'a> {
     pub addresses: bool,
 }
 
-pub fn check_request(request: &axum::extract::Request, site: &Site<'_>) -> Result<(), Refusal> {
+pub(super) fn check_request(
+    request: &axum::extract::Request,
+    site: &Site<'_>,
+) -> Result<(), Refusal> {
     let target = request
         .uri()
         .path_and_query()
@@ -83,7 +86,7 @@ pub fn check_request(request: &axum::extract::Request, site: &Site<'_>) -> Resul
 
 /// The `Host` must be one of this site's names: on loopback a loopback
 /// name, off it one of `[app] hosts` (DNS rebinding protection).
-pub fn check_host(headers: &HeaderMap, site: &Site<'_>) -> Result<(), Refusal> {
+pub(super) fn check_host(headers: &HeaderMap, site: &Site<'_>) -> Result<(), Refusal> {
     if site.loopback && !loopback_host(headers) {
         return refuse(
             StatusCode::MISDIRECTED_REQUEST,
@@ -120,7 +123,7 @@ fn address_host(headers: &HeaderMap) -> bool {
 /// same-origin`. Without either it is refused, and so is an `Origin` that
 /// is present but not plain ASCII: a header that cannot be read is no
 /// evidence either way, so it fails closed.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
@@ -177,7 +180,7 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 /// and `X-Forwarded-Proto` are believed only from a peer in
 /// `[app] trusted_proxies`; then the client is the nearest address in
 /// `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client(peer: SocketAddr, headers: &HeaderMap, proxies: &[Network]) -> (IpAddr, bool) {
+pub(super) fn client(peer: SocketAddr, headers: &HeaderMap, proxies: &[Network]) -> (IpAddr, bool) {
     let trusted = |ip: &IpAddr| proxies.iter().any(|net| net.contains(*ip));
     let peer = peer.ip();
     if !trusted(&peer) {
@@ -228,7 +231,7 @@ fn hop_address(hop: &str) -> Option<IpAddr> {
 
 /// This site's origin as a browser names it (`http://localhost:8080`), from
 /// the `Host` the request was checked against and its scheme.
-pub fn origin(headers: &HeaderMap, secure: bool) -> String {
+pub(super) fn origin(headers: &HeaderMap, secure: bool) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -237,7 +240,7 @@ pub fn origin(headers: &HeaderMap, secure: bool) -> String {
 }
 
 /// Whether the client is a browser navigating (it accepts HTML).
-pub fn wants_html(headers: &HeaderMap) -> bool {
+pub(super) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
@@ -245,13 +248,13 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
 }
 
 /// The session cookie's name for a request over HTTPS (`secure`) or not.
-pub fn cookie_name(secure: bool) -> &'static str {
+pub(super) fn cookie_name(secure: bool) -> &'static str {
     if secure { SECURE_COOKIE } else { COOKIE }
 }
 
 /// The session token from the `Cookie` header: the cookie of the name for
 /// this scheme, if it looks like a token.
-pub fn session_token(headers: &HeaderMap, secure: bool) -> Option<Token> {
+pub(super) fn session_token(headers: &HeaderMap, secure: bool) -> Option<Token> {
     let name = cookie_name(secure);
     headers
         .get_all(header::COOKIE)

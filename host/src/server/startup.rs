@@ -110,7 +110,7 @@ pub(super) async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         None => None,
     };
     let backups = match &server.app.manifest.backup {
-        Some(_) if matches!(server.app.database, crate::database::Backend::Postgres(_)) => bail!(
+        Some(_) if !server.app.database.in_data_dir() => bail!(
             "{}: [app.backup] backs up SQLite data directories; on PostgreSQL use PostgreSQL's backups (pg_dump, or your provider's) and remove [app.backup]",
             server.app.manifest.file.display()
         ),

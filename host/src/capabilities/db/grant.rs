@@ -1,9 +1,8 @@
 //! `[guest.db]`: the tables a guest may read and write, parsed once. Each
 //! backend enforces it on every statement: SQLite's authorizer
-//! (`sqlite/authorizer.rs`), and on PostgreSQL the host's check of the
+//! (`database/sqlite/guest/authorizer.rs`), and on PostgreSQL the host's check of the
 //! statement and the guest's own role's privileges.
 
-use crate::database::is_host_table;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
@@ -79,12 +78,12 @@ impl DbGrant {
         self.read.is_empty() && self.write.is_empty()
     }
 
-    pub(super) fn may_read(&self, table: &str) -> bool {
+    pub(crate) fn may_read(&self, table: &str) -> bool {
         let table = table.to_ascii_lowercase();
         !is_host_table(&table) && (self.read.contains(&table) || self.write.contains(&table))
     }
 
-    pub(super) fn may_write(&self, table: &str) -> bool {
+    pub(crate) fn may_write(&self, table: &str) -> bool {
         let table = table.to_ascii_lowercase();
         !is_host_table(&table) && self.write.contains(&table)
     }
@@ -92,7 +91,7 @@ impl DbGrant {
 
 /// The message a guest gets for a table outside its grant, the same whether
 /// the table exists or not.
-pub(super) fn not_granted(table: &str, write: bool) -> String {
+pub(crate) fn not_granted(table: &str, write: bool) -> String {
     let (grant, key) = if write {
         ("db.write", "write")
     } else {
@@ -103,9 +102,32 @@ pub(super) fn not_granted(table: &str, write: bool) -> String {
     )
 }
 
+/// Tables that belong to the host. No grant may name them, whatever the
+/// manifest says; names starting with `sqlite_` are SQLite's own.
+const HOST_TABLES: &[&str] = &[
+    "users",
+    "sessions",
+    "sign_in_limits",
+    "refinery_schema_history",
+];
+
+/// Whether `table` belongs to the host (or to SQLite).
+pub fn is_host_table(table: &str) -> bool {
+    let table = table.to_ascii_lowercase();
+    HOST_TABLES.contains(&table.as_str()) || table.starts_with("sqlite_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_tables_include_sqlite_internals() {
+        assert!(is_host_table("users"));
+        assert!(is_host_table("SESSIONS"));
+        assert!(is_host_table("sqlite_schema"));
+        assert!(!is_host_table("customers"));
+    }
 
     #[test]
     fn names_are_lower_cased_and_write_implies_read() {

@@ -1,6 +1,10 @@
 //! The `db` capability: SQL against the host's database under the guest's
-//! table grants, on SQLite (`sqlite/`) or PostgreSQL (`postgres/`), the
-//! same calls with the same errors on both. On SQLite each guest has
+//! table grants, the same calls with the same errors on every backend.
+//! The capability owns the seam: a backend (`database/sqlite/guest`,
+//! `database/postgres/guest`) implements [`Backend`] for one guest, built
+//! once at load with its grant and limits, and [`Session`] for one
+//! request; this module checks the deadline, the grant's presence, and
+//! writes the audit line of every call. On SQLite each guest has
 //! connections of its own whose authorizer enforces its grant on every
 //! statement, and each call's memory is charged to the guest; on
 //! PostgreSQL each statement is checked against the portable subset and
@@ -13,22 +17,19 @@
 
 mod grant;
 pub mod portable;
-mod postgres;
 mod result;
-mod sqlite;
 
 pub use crate::limits::VALUE_BYTES;
-pub use grant::DbGrant;
-pub use sqlite::{LIKE_PATTERN_BYTES, MAX_FUNCTION_CALLS, MAX_TRIM_SET};
+pub(crate) use grant::not_granted;
+pub use grant::{DbGrant, is_host_table};
+pub use result::{Packed, Shape, ValueRef, Values};
 
 use super::rawalite::bridge::db::{Host, Outcome, Rows, Statement, Value};
-use super::{Call, CallError, Error, ErrorCode, blocking};
-use crate::database::Database;
-use crate::database::postgres::Postgres;
+use super::{Call, CallError, Error, ErrorCode};
 use crate::limits::Limits;
-use portable::Schema;
-use sqlite::{Budget, GuestConnection, Touched};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::HasData;
 
@@ -71,160 +72,101 @@ impl DbLimits {
     }
 }
 
-/// Idle connections kept per guest.
-const POOL: usize = 16;
+/// The longest LIKE or GLOB pattern: matching costs up to its length per
+/// character of the value.
+pub const LIKE_PATTERN_BYTES: i32 = 50;
 
-/// One guest's access to the database, built once at load: its grant, its
-/// limits and the connections that carry it out.
-pub struct GuestDb {
-    grant: Arc<DbGrant>,
-    limits: DbLimits,
-    backend: Backend,
+/// What a call touched, for the audit log.
+pub struct Touched {
+    /// The tables, comma-separated.
+    pub tables: Arc<str>,
+    pub rows: usize,
 }
 
-enum Backend {
-    Sqlite {
-        database: Arc<Database>,
-        /// With `[app] portable_sql`, the tables statements are checked
-        /// against with the portable subset too.
-        portable: Option<Arc<Schema>>,
-        idle: Mutex<Vec<GuestConnection>>,
-    },
-    Postgres(postgres::GuestPostgres),
+/// A call's answer as a backend gives it, with what it touched.
+pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<(T, Touched), Error>> + Send + 'a>>;
+
+/// One guest's database on a backend, built once at load with the guest's
+/// grant and limits.
+pub trait Backend: Send + Sync {
+    /// A request's access, opened at its first call; dropping it ends it
+    /// (a connection held for the request goes back to the guest's pool).
+    fn open(&self) -> Result<Box<dyn Session>, Error>;
+}
+
+/// One request's access to the database: the four calls of the WIT
+/// interface, each ending by `deadline`.
+pub trait Session: Send {
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> Answer<'a, Rows>;
+    fn query_packed<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> Answer<'a, Vec<u8>>;
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> Answer<'a, Outcome>;
+    fn transaction<'a>(
+        &'a mut self,
+        statements: &'a [Statement],
+        deadline: Instant,
+    ) -> Answer<'a, Vec<Outcome>>;
+}
+
+/// One guest's access to the database: its grant, and the backend that
+/// carries it out.
+pub struct GuestDb {
+    grant: Arc<DbGrant>,
+    backend: Box<dyn Backend>,
 }
 
 impl GuestDb {
-    /// On SQLite; with `portable` (the app's tables), statements outside
-    /// the portable subset are refused as they would be on PostgreSQL.
-    pub fn sqlite(
-        grant: DbGrant,
-        database: Arc<Database>,
-        limits: DbLimits,
-        portable: Option<Arc<Schema>>,
-    ) -> Self {
-        GuestDb {
-            grant: Arc::new(grant),
-            limits,
-            backend: Backend::Sqlite {
-                database,
-                portable,
-                idle: Mutex::new(Vec::new()),
-            },
-        }
-    }
-
-    /// On PostgreSQL, as the role of guest `guest`.
-    pub fn postgres(
-        grant: DbGrant,
-        database: Arc<Postgres>,
-        guest: &str,
-        schema: Arc<Schema>,
-        limits: DbLimits,
-    ) -> Self {
-        GuestDb {
-            grant: Arc::new(grant),
-            limits,
-            backend: Backend::Postgres(postgres::GuestPostgres::new(database, guest, schema)),
-        }
+    pub fn new(grant: Arc<DbGrant>, backend: Box<dyn Backend>) -> Self {
+        GuestDb { grant, backend }
     }
 
     pub fn grant(&self) -> &DbGrant {
         &self.grant
     }
-
-    fn take(&self) -> Result<GuestConnection, Error> {
-        let Backend::Sqlite {
-            database,
-            portable,
-            idle,
-        } = &self.backend
-        else {
-            unreachable!("only SQLite keeps connections per request");
-        };
-        if let Some(conn) = idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(conn);
-        }
-        GuestConnection::open(database, self.grant.clone(), &self.limits, portable.clone()).map_err(
-            |e| {
-                tracing::error!(error = %e, "cannot open a guest connection");
-                Error::new(ErrorCode::Internal, "the database is not available")
-            },
-        )
-    }
-
-    fn give_back(&self, conn: GuestConnection) {
-        if let Backend::Sqlite { idle, .. } = &self.backend {
-            let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < POOL && conn.reusable() {
-                idle.push(conn);
-            }
-        }
-    }
 }
 
-/// One request's database access (none without a grant) and the
-/// connection it took on first use.
+/// One request's database access (none without a grant) and the session
+/// it opened on first use.
 pub struct State {
     db: Option<Arc<GuestDb>>,
-    conn: Option<GuestConnection>,
+    session: Option<Box<dyn Session>>,
 }
 
 impl State {
     pub(crate) fn new(db: Option<Arc<GuestDb>>) -> Self {
-        State { db, conn: None }
+        State { db, session: None }
+    }
+
+    /// The request's session, opened on its first call.
+    fn session(&mut self) -> Result<&mut dyn Session, Error> {
+        if self.session.is_none() {
+            let db = self.db.as_ref().ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Denied,
+                    "this guest has no db grant ([guest.db] in the manifest)",
+                )
+            })?;
+            self.session = Some(db.backend.open()?);
+        }
+        Ok(self.session.as_deref_mut().expect("opened above"))
     }
 }
 
 impl View<'_> {
-    /// Starts a call: the deadline checked, the clock for its audit event
-    /// started, and the guest's database, unless it has no grant.
-    fn begin(&mut self) -> Result<(Instant, Result<Arc<GuestDb>, Error>), CallError> {
-        let started = self.call.begin()?;
-        let db = self.state.db.clone().ok_or_else(|| {
-            Error::new(
-                ErrorCode::Denied,
-                "this guest has no db grant ([guest.db] in the manifest)",
-            )
-        });
-        Ok((started, db))
-    }
-
-    /// Runs a call on SQLite, on this request's connection: a read first
-    /// where the render runs, and if it gives up (it takes more than a
-    /// moment, or must wait) again in full off the async worker; a write
-    /// off the worker at once (it waits for the disk anyway, and it must
-    /// never run twice).
-    fn sqlite<T>(
-        &mut self,
-        db: &GuestDb,
-        read: bool,
-        call: impl Fn(&mut GuestConnection, &DbLimits, Budget) -> Result<(T, Touched), Error>,
-    ) -> Result<(T, Touched), Error> {
-        let deadline = self.call.deadline;
-        let state = &mut *self.state;
-        let conn = match state.conn.take() {
-            Some(conn) => Ok(conn),
-            None => db.take(),
-        };
-        conn.and_then(|mut conn| {
-            let full = |conn: &mut GuestConnection| {
-                blocking(|| call(conn, &db.limits, Budget::full(deadline)))
-            };
-            let result = if read {
-                let first = call(&mut conn, &db.limits, Budget::first(deadline));
-                if conn.gave_up() {
-                    full(&mut conn)
-                } else {
-                    first
-                }
-            } else {
-                full(&mut conn)
-            };
-            state.conn = Some(conn);
-            result
-        })
-    }
-
     /// Ends a call: writes its audit event and hands back its value.
     fn finish<T>(
         &mut self,
@@ -263,48 +205,24 @@ impl View<'_> {
     }
 }
 
-/// One call on whichever backend the guest's database is: SQLite's
-/// synchronously (`$sqlite`, given the connection, limits and budget), or
-/// PostgreSQL's awaited (`$postgres`, given the guest's access, its
-/// database and the deadline), where the guest's fiber waits and the
-/// worker serves other requests meanwhile.
+/// One call: the deadline checked, the request's session opened if need
+/// be, `$call` awaited on it, and the audit line written.
 macro_rules! call {
-    ($view:ident, $op:literal, $read:literal, |$conn:ident, $limits:ident, $budget:ident| $sqlite:expr, |$pg:ident, $db:ident, $deadline:ident| $postgres:expr) => {{
-        let (started, db) = $view.begin()?;
-        let result = match db {
+    ($view:ident, $op:literal, |$session:ident, $deadline:ident| $call:expr) => {{
+        let started = $view.call.begin()?;
+        let $deadline = $view.call.deadline;
+        let result = match $view.state.session() {
+            Ok($session) => $call.await,
             Err(e) => Err(e),
-            Ok($db) => match &$db.backend {
-                Backend::Postgres($pg) => {
-                    let $deadline = $view.call.deadline;
-                    $postgres.await
-                }
-                Backend::Sqlite { .. } => {
-                    $view.sqlite(&$db, $read, |$conn, $limits, $budget| $sqlite)
-                }
-            },
         };
         $view.finish($op, started, result)
     }};
 }
 
-impl Drop for State {
-    fn drop(&mut self) {
-        if let (Some(db), Some(conn)) = (&self.db, self.conn.take()) {
-            db.give_back(conn);
-        }
-    }
-}
-
 impl Host for View<'_> {
     async fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, CallError> {
-        call!(
-            self,
-            "query",
-            true,
-            |conn, limits, budget| conn.query::<result::Values>(&sql, &params, limits, budget),
-            |pg, db, deadline| pg
-                .query::<result::Values>(&sql, &params, &db.grant, &db.limits, deadline)
-        )
+        call!(self, "query", |s, deadline| s
+            .query(&sql, &params, deadline))
     }
 
     async fn query_packed(
@@ -312,33 +230,17 @@ impl Host for View<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Result<Vec<u8>, CallError> {
-        call!(
-            self,
-            "query",
-            true,
-            |conn, limits, budget| conn.query::<result::Packed>(&sql, &params, limits, budget),
-            |pg, db, deadline| pg
-                .query::<result::Packed>(&sql, &params, &db.grant, &db.limits, deadline)
-        )
+        call!(self, "query", |s, deadline| s
+            .query_packed(&sql, &params, deadline))
     }
 
     async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<Outcome, CallError> {
-        call!(
-            self,
-            "execute",
-            false,
-            |conn, limits, budget| conn.execute(&sql, &params, limits, budget),
-            |pg, db, deadline| pg.execute(&sql, &params, &db.grant, &db.limits, deadline)
-        )
+        call!(self, "execute", |s, deadline| s
+            .execute(&sql, &params, deadline))
     }
 
     async fn transaction(&mut self, statements: Vec<Statement>) -> Result<Vec<Outcome>, CallError> {
-        call!(
-            self,
-            "transaction",
-            false,
-            |conn, limits, budget| conn.transaction(&statements, limits, budget),
-            |pg, db, deadline| pg.transaction(&statements, &db.grant, &db.limits, deadline)
-        )
+        call!(self, "transaction", |s, deadline| s
+            .transaction(&statements, deadline))
     }
 }

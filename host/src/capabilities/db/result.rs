@@ -1,14 +1,24 @@
-//! The two shapes a query's result is built in, as SQLite hands it over:
+//! The two shapes a query's result is built in, as a backend hands it over:
 //! `rows` (a value at a time, what `db.query` returns) and one packed
 //! buffer (what `db.query-packed` returns, in the layout `wit/bridge.wit`
 //! gives). Each says how many bytes of the host's memory a value took, so
 //! the call's charge counts the result as it grows.
 
 use crate::capabilities::rawalite::bridge::db::{Rows, Value};
-use rusqlite::types::ValueRef;
+
+/// A value as a backend hands it over, borrowed from its row: SQLite's
+/// five kinds, which PostgreSQL's values are mapped to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a [u8]),
+    Blob(&'a [u8]),
+}
 
 /// What a result is built into.
-pub(super) trait Shape: Default {
+pub trait Shape: Default {
     type Output;
     /// Starts the result with its column names; the bytes they took.
     fn columns(&mut self, names: &[&str]) -> usize;
@@ -23,7 +33,7 @@ pub(super) trait Shape: Default {
 
 /// `rows`: one `Value` per value.
 #[derive(Default)]
-pub(super) struct Values {
+pub struct Values {
     columns: Vec<String>,
     rows: Vec<Vec<Value>>,
 }
@@ -77,7 +87,7 @@ impl Shape for Values {
 
 /// One buffer: the columns, a row count patched in at the end, the values.
 #[derive(Default)]
-pub(super) struct Packed {
+pub struct Packed {
     bytes: Vec<u8>,
     /// Where the row count goes.
     count_at: usize,

@@ -8,17 +8,15 @@
 
 mod grant;
 mod root;
-mod shared;
 
 pub use grant::{
     Access as GrantAccess, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE, PathsGrant, RootGrant,
 };
-pub use root::{BLOCK, Root, Usage};
-pub use shared::SharedUsage;
+pub use root::{BLOCK, Change, Root, RootError, SharedUsage, Usage};
 
 use super::rawalite::bridge::paths::{Access, Entry, EntryKind, Host, HostRoot};
 use super::{Call, CallError, Error, ErrorCode, blocking};
-use root::{Bounds, RootError};
+use root::Bounds;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;

@@ -8,14 +8,13 @@
 //! updated by every change the host makes, so checking a quota costs no
 //! walk of the tree. Changes are serialized on it, and a change waits for
 //! the lock only until its request's deadline. A root other hosts write
-//! too keeps its usage in PostgreSQL ([`SharedUsage`]), where changes on
-//! every host take turns.
+//! too keeps its usage in the database they share ([`SharedUsage`]), where
+//! changes on every host take turns.
 
-use super::shared::SharedUsage;
 use cap_std::fs::{Dir, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::data_dir::TEMP_PREFIX;
 
@@ -117,6 +116,27 @@ fn cost(len: u64) -> u64 {
     len.max(BLOCK)
 }
 
+/// How a shared root's change is made: given the usage every host left
+/// and the instant its file work must end by, the usage after it.
+pub type Change<'a> = Box<dyn FnOnce(Usage, Instant) -> Result<Usage, RootError> + 'a>;
+
+/// A root's usage kept where every host that shares the root sees it
+/// (`database/postgres/root_usage.rs`).
+pub trait SharedUsage: Send + Sync {
+    /// Runs `change` with the usage every host has left, and keeps the
+    /// usage it returns (nothing when it fails). Every other host's change
+    /// of this root waits meanwhile; this one waits for theirs until
+    /// `deadline`. `change` must end its file work by the instant it gets:
+    /// `hold` after the lock is had, at most, so the lock is held for
+    /// about that long however long the request may take.
+    fn change(
+        &self,
+        deadline: Instant,
+        hold: Duration,
+        change: Change<'_>,
+    ) -> Result<Usage, RootError>;
+}
+
 /// A root of the PATHS registry.
 pub struct Root {
     dir: Dir,
@@ -125,7 +145,7 @@ pub struct Root {
     /// the usage as this host last saw it.)
     usage: parking_lot::Mutex<Usage>,
     /// Where the usage every host sees is kept, for a shared root.
-    shared: Option<SharedUsage>,
+    shared: Option<Box<dyn SharedUsage>>,
 }
 
 impl Root {
@@ -141,27 +161,24 @@ impl Root {
     /// and only temporary files older than [`IN_FLIGHT`] are swept: a
     /// younger one may be the write of a host that lost its connection to
     /// the database and with it the lock.
-    pub fn open_shared(path: &Path, shared: SharedUsage) -> io::Result<Self> {
+    pub fn open_shared(path: &Path, shared: Box<dyn SharedUsage>) -> io::Result<Self> {
         Self::open_with(path, Some(shared))
     }
 
-    fn open_with(path: &Path, shared: Option<SharedUsage>) -> io::Result<Self> {
+    fn open_with(path: &Path, shared: Option<Box<dyn SharedUsage>>) -> io::Result<Self> {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
         let usage = match &shared {
             None => sweep_and_measure(&dir, false)?,
             Some(shared) => {
+                let measure = Box::new(|_, _| Ok(sweep_and_measure(&dir, true)?));
                 shared
-                    .change(Instant::now() + MEASURE_WAIT, MEASURE_WAIT, |_, _| {
-                        let usage = sweep_and_measure(&dir, true)?;
-                        Ok((usage, usage))
-                    })
+                    .change(Instant::now() + MEASURE_WAIT, MEASURE_WAIT, measure)
                     .map_err(|e| {
                         io::Error::other(format!(
                             "cannot measure it under the lock other hosts share: {e:?}"
                         ))
                     })?
-                    .0
             }
         };
         Ok(Root {
@@ -223,7 +240,19 @@ impl Root {
         let mut usage = self.usage.try_lock_until(deadline).ok_or(RootError::Busy)?;
         let (value, after) = match &self.shared {
             None => change(*usage, deadline)?,
-            Some(shared) => shared.change(deadline, HOLD, change)?,
+            Some(shared) => {
+                let mut value = None;
+                let after = shared.change(
+                    deadline,
+                    HOLD,
+                    Box::new(|usage, until| {
+                        let (v, after) = change(usage, until)?;
+                        value = Some(v);
+                        Ok(after)
+                    }),
+                )?;
+                (value.ok_or(RootError::Busy)?, after)
+            }
         };
         *usage = after;
         Ok(value)
@@ -465,7 +494,7 @@ fn rand_suffix() -> u64 {
 /// How old a temporary file in a shared root must be before a host that
 /// starts removes it: longer than any request may run (`timeout_ms` is at
 /// most 600,000), with a margin.
-pub const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(11 * 60);
+pub(super) const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(11 * 60);
 
 /// How long opening a shared root waits for other hosts' changes.
 const MEASURE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -504,264 +533,4 @@ fn sweep_and_measure(dir: &Dir, shared: bool) -> io::Result<Usage> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::time::Duration;
-
-    fn bounds(quota: u64, entries: u64) -> Bounds {
-        Bounds {
-            quota,
-            entries,
-            max_file: 1 << 20,
-            deadline: Instant::now() + Duration::from_secs(10),
-        }
-    }
-
-    #[test]
-    fn a_shared_root_keeps_temporary_files_another_host_may_be_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let young = dir.path().join(format!("{TEMP_PREFIX}young"));
-        let old = dir.path().join(format!("{TEMP_PREFIX}old"));
-        std::fs::write(&young, b"in flight").unwrap();
-        std::fs::write(&old, b"abandoned").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - IN_FLIGHT - Duration::from_secs(60))
-            .unwrap();
-        let shared = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
-        let usage = sweep_and_measure(&shared, true).unwrap();
-        assert!(young.exists(), "a write in flight elsewhere was swept");
-        assert!(!old.exists(), "an abandoned one stayed");
-        assert_eq!(usage, Usage::default(), "neither is counted");
-        Root::open(dir.path()).unwrap();
-        assert!(!young.exists(), "one host alone sweeps every one");
-    }
-
-    #[test]
-    fn every_entry_costs_a_block_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        let b = bounds(1 << 20, 100);
-        root.write("a", b"x", &b).unwrap();
-        root.create_dir("d", &b).unwrap();
-        root.write("d/big", &[7; 10_000], &b).unwrap();
-        let usage = root.usage();
-        assert_eq!(
-            usage,
-            Usage {
-                bytes: BLOCK + BLOCK + 10_000,
-                entries: 3
-            }
-        );
-        // A fresh walk agrees with what the writes kept.
-        assert_eq!(Root::open(dir.path()).unwrap().usage(), usage);
-        root.remove("d/big", b.deadline).unwrap();
-        assert_eq!(
-            root.usage(),
-            Usage {
-                bytes: 2 * BLOCK,
-                entries: 2
-            }
-        );
-    }
-
-    #[test]
-    fn directories_are_held_to_the_quota_and_the_entry_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        let small = bounds(3 * BLOCK, 100);
-        for i in 0..3 {
-            root.create_dir(&format!("d{i}"), &small).unwrap();
-        }
-        assert!(matches!(
-            root.create_dir("d3", &small),
-            Err(RootError::Quota { .. })
-        ));
-        let few = bounds(1 << 20, 4);
-        root.write("f", b"", &few).unwrap();
-        assert!(matches!(
-            root.write("g", b"", &few),
-            Err(RootError::TooManyEntries { limit: 4 })
-        ));
-        assert!(matches!(
-            root.list("", 3),
-            Err(RootError::TooManyToList { limit: 3 })
-        ));
-    }
-
-    #[test]
-    fn a_write_stops_at_its_deadline_and_leaves_the_old_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        let mut b = bounds(64 << 20, 100);
-        b.max_file = 64 << 20;
-        root.write("f", b"old", &b).unwrap();
-        b.deadline = Instant::now();
-        let big = vec![1u8; 4 << 20];
-        assert!(matches!(
-            root.write("f", &big, &b),
-            Err(RootError::Deadline)
-        ));
-        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"old");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-        assert_eq!(
-            root.usage(),
-            Usage {
-                bytes: BLOCK,
-                entries: 1
-            }
-        );
-    }
-
-    #[test]
-    fn a_change_waits_for_the_root_only_until_its_deadline() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        let held = root.usage.lock();
-        let mut b = bounds(1 << 20, 100);
-        b.deadline = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(root.write("a", b"x", &b), Err(RootError::Busy)));
-        assert!(matches!(root.remove("a", b.deadline), Err(RootError::Busy)));
-        drop(held);
-        b.deadline = Instant::now() + Duration::from_secs(10);
-        root.write("a", b"x", &b).unwrap();
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Write(u8, usize),
-        Mkdir(u8),
-        Remove(u8),
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            (0..6u8, 0..20_000usize).prop_map(|(n, len)| Op::Write(n, len)),
-            (0..6u8).prop_map(Op::Mkdir),
-            (0..6u8).prop_map(Op::Remove),
-        ]
-    }
-
-    /// `d2/f4`-style names: files at the top or in one of the directories.
-    fn name(n: u8) -> String {
-        if n.is_multiple_of(2) {
-            format!("f{n}")
-        } else {
-            format!("d{}/f{n}", n % 3)
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(5000))]
-
-        /// A path the check lets through is plain: relative, made of normal
-        /// segments only, bounded, free of control characters.
-        #[test]
-        fn accepted_paths_are_plain(path in prop_oneof![".{0,80}", "[a./\\\\]{0,12}"]) {
-            if let Ok(p) = check_path(&path) {
-                let components: Vec<_> = Path::new(p).components().collect();
-                prop_assert!(components.iter().all(|c| matches!(c, std::path::Component::Normal(_))), "{:?}", p);
-                prop_assert!(components.len() <= MAX_SEGMENTS && p.len() <= MAX_PATH_BYTES);
-                prop_assert!(!p.chars().any(char::is_control) && !p.contains('\\'));
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1000))]
-
-        /// No path, however it is put together, reads a file outside the
-        /// root, through `..` or through a link that leads out.
-        #[test]
-        fn no_path_reads_outside_the_root(pieces in prop::collection::vec(
-            prop::sample::select(vec!["..", ".", "out", "in", "secret", "a", "/", "\\", "//"]), 1..8)
-        ) {
-            let (_dir, root) = escape_fixture();
-            let path = pieces.concat();
-            if let Ok(bytes) = root.read(&path, 1 << 20) {
-                prop_assert_ne!(bytes, b"top secret".to_vec(), "{} escaped", path);
-            }
-        }
-    }
-
-    /// A root holding `a`, a link `in` to its own `a`, and a link `out` to a
-    /// directory beside it that holds `secret`.
-    fn escape_fixture() -> (tempfile::TempDir, Root) {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        std::fs::write(outside.join("secret"), b"top secret").unwrap();
-        let inside = dir.path().join("root");
-        std::fs::create_dir(&inside).unwrap();
-        std::fs::write(inside.join("a"), b"fine").unwrap();
-        std::os::unix::fs::symlink(&outside, inside.join("out")).unwrap();
-        std::os::unix::fs::symlink("a", inside.join("in")).unwrap();
-        let root = Root::open(&inside).unwrap();
-        (dir, root)
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
-
-        /// Whatever the guest does, the usage the root keeps is what a
-        /// fresh walk of the directory finds, and never past the bounds.
-        #[test]
-        fn kept_usage_matches_a_fresh_walk(ops in prop::collection::vec(op(), 1..30)) {
-            let dir = tempfile::tempdir().unwrap();
-            let root = Root::open(dir.path()).unwrap();
-            let b = bounds(64 << 10, 8);
-            for op in ops {
-                let _ = match op {
-                    Op::Write(n, len) => root.write(&name(n), &vec![1; len], &b),
-                    Op::Mkdir(n) => root.create_dir(&format!("d{}", n % 3), &b),
-                    Op::Remove(n) => root.remove(&name(n), b.deadline)
-                        .or_else(|_| root.remove(&format!("d{}", n % 3), b.deadline)),
-                };
-                let kept = root.usage();
-                prop_assert!(kept.bytes <= b.quota && kept.entries <= b.entries, "{:?}", kept);
-                prop_assert_eq!(kept, Root::open(dir.path()).unwrap().usage());
-            }
-        }
-    }
-
-    fn bad(path: &str) -> String {
-        match check_path(path) {
-            Err(RootError::BadPath(why)) => why,
-            other => panic!("{path:?} passed: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn plain_relative_paths_pass() {
-        for path in [
-            "a.txt",
-            "exports/2026/11/invoice-42.csv",
-            "ünïcödé name.txt",
-        ] {
-            assert!(check_path(path).is_ok(), "{path}");
-        }
-    }
-
-    #[test]
-    fn malformed_paths_are_refused_with_a_reason() {
-        assert!(bad("").contains("empty"));
-        assert!(bad("/etc/passwd").contains("relative"));
-        assert!(bad("../../etc/passwd").contains("`..`"));
-        assert!(bad("a/../../x").contains("`..`"));
-        assert!(bad("a//b").contains("empty segment"));
-        assert!(bad("a/").contains("empty segment"));
-        assert!(bad("a\0b").contains("control"));
-        assert!(bad("a\nb").contains("control"));
-        assert!(bad(&"x".repeat(2000)).contains("1024"));
-        assert!(bad(&vec!["a"; 33].join("/")).contains("32 segments"));
-        assert!(bad("a\\..\\b").contains("`/`"));
-        assert!(bad(".rawalite-tmp-1234").contains("reserved"));
-    }
-}
+mod tests;

@@ -55,7 +55,7 @@ const REVOKED_FUNCTIONS: &[&str] = &[
 ];
 
 /// The role of guest `guest` in the database of `url`.
-pub fn guest_role(url: &DatabaseUrl, guest: &str) -> String {
+pub(super) fn guest_role(url: &DatabaseUrl, guest: &str) -> String {
     format!("{}_g_{guest}", url.database())
 }
 
@@ -65,7 +65,7 @@ fn group_role(url: &DatabaseUrl) -> String {
 }
 
 /// The password of `role`, derived from `RAWALITE_DATABASE_SECRET`.
-pub fn role_password(role: &str) -> Option<String> {
+pub(super) fn role_password(role: &str) -> Option<String> {
     let secret = std::env::var("RAWALITE_DATABASE_SECRET").ok()?;
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).ok()?;
     mac.update(role.as_bytes());
@@ -80,7 +80,7 @@ fn quoted(name: &str) -> String {
 /// Brings roles and privileges in step with `guests`; returns notes on
 /// what could not be done with this role's rights (and why it matters
 /// little).
-pub async fn provision(
+pub(super) async fn provision(
     client: &Client,
     url: &DatabaseUrl,
     guests: &[(String, DbGrant)],
@@ -286,7 +286,7 @@ async fn app_tables(client: &Client) -> Result<Vec<String>> {
 
 /// What differs between the database's roles and `guests`' grants. Runs
 /// on `serve`'s connections, which may pass a pooler: unnamed statements.
-pub async fn drift(
+pub(super) async fn drift(
     client: &Client,
     url: &DatabaseUrl,
     guests: &[(String, DbGrant)],

@@ -206,7 +206,7 @@ fn roots(root: Option<&str>, mode: Mode) -> Result<RootCertStore> {
 }
 
 /// Why a connection failed, in words naming the cause, when TLS is why.
-pub fn explain(e: &tokio_postgres::Error) -> Option<String> {
+pub(super) fn explain(e: &tokio_postgres::Error) -> Option<String> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(error) = source {
         if let Some(rustls) = error.downcast_ref::<rustls::Error>() {

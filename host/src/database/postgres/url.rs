@@ -173,7 +173,7 @@ fn percent_decoded(value: &str) -> String {
 
 /// `text` with the password of its user info (`user:password@`) and of a
 /// `password=` parameter replaced by `***`.
-pub fn redact(text: &str) -> String {
+pub(super) fn redact(text: &str) -> String {
     let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
     let (authority_end, _) = rest
         .char_indices()

@@ -41,7 +41,7 @@ impl<T: Value + Default> Value for Option<T> {
 }
 
 /// `params` as tokio-postgres takes them with their types.
-pub fn typed<'a>(params: &[&'a dyn Value]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+pub(super) fn typed<'a>(params: &[&'a dyn Value]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     params
         .iter()
         .map(|value| (*value as &(dyn ToSql + Sync), value.sql_type()))

@@ -160,6 +160,18 @@ fn named_columns(query: &Query) -> Result<(), Error> {
     Ok(())
 }
 
+/// `?` (0: the next one) or `?N` (N); anything else is not ours.
+fn placeholder_index(p: &str) -> Option<usize> {
+    let digits = p.strip_prefix('?')?;
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|n| (1..=999).contains(n))
+}
+
 /// A name of one plain part, lower-cased (as both engines fold unquoted
 /// names; quoted names are taken as written).
 fn plain_name(name: &ObjectName) -> Option<String> {

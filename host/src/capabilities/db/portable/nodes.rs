@@ -2,7 +2,7 @@
 //! literals, casts, functions and names it has. `walk.rs` calls these on
 //! every node it meets and walks the children itself.
 
-use super::{invalid, plain_name};
+use super::{invalid, placeholder_index, plain_name};
 use crate::capabilities::Error;
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
@@ -95,18 +95,6 @@ pub(super) fn value(value: &ValueWithSpan) -> Result<(), Error> {
             "`{other}` is not a portable literal: use '…' strings, numbers and parameters"
         ))),
     }
-}
-
-/// `?` (0: the next one) or `?N` (N); anything else is not ours.
-pub(super) fn placeholder_index(p: &str) -> Option<usize> {
-    let digits = p.strip_prefix('?')?;
-    if digits.is_empty() {
-        return Some(0);
-    }
-    if digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().filter(|n| (1..=999).contains(n))
 }
 
 /// Checks one expression node's kind (its children are checked on their own).

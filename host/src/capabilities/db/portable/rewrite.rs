@@ -4,8 +4,7 @@
 //! from text it parses again), so the final comparison compares
 //! PostgreSQL's reading with the tree that was checked.
 
-use super::nodes::placeholder_index;
-use super::{Schema, invalid, plain_name};
+use super::{Schema, invalid, placeholder_index, plain_name};
 use crate::capabilities::Error;
 use sqlparser::ast::{
     CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,

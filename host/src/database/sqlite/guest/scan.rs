@@ -222,7 +222,7 @@ mod tests {
             if let Some(second) = &second {
                 sql += &format!("SELECT {}", second.join(", "));
             }
-            crate::database::init().unwrap();
+            crate::database::sqlite::init().unwrap();
             let conn = rusqlite::Connection::open_in_memory().unwrap();
             let sqlite_sees_two = matches!(conn.prepare(&sql), Err(rusqlite::Error::MultipleStatement));
             prop_assert_eq!(has_trailing_statement(&sql), sqlite_sees_two, "{}", sql);

@@ -2,8 +2,8 @@
 //! connections. Each call is one statement or one transaction; a call for
 //! a request gives up at its deadline.
 
-use super::{NewSession, Resolved, SessionRow, UserChange};
-use crate::auth::limiter::{Count, Key, Slice};
+use crate::auth::limiter::{Change, Count, Key, SharedCounts};
+use crate::auth::store::{Counts, NewSession, Pending, Resolved, SessionRow, Store, UserChange};
 use crate::auth::{LoginError, User, split_roles};
 use crate::database::postgres::{Pool, PoolError, Pooled, Postgres, describe};
 use crate::net::Address;
@@ -79,13 +79,42 @@ impl PostgresStore {
         }
     }
 
-    pub fn add_user(
+    fn resolving(
         &self,
-        username: &str,
-        display_name: &str,
-        roles: &str,
-        phc: &str,
-    ) -> Result<bool> {
+        token_hash: &[u8],
+    ) -> impl Future<Output = Result<Option<Resolved>, StoreError>> {
+        let hash = token_hash.to_vec();
+        self.on_connection(patient(), move |c| {
+            Box::pin(async move {
+                // Every signed-in request: prepared once per connection
+                // (unless behind a pooler).
+                let row = c
+                    .query_opt(
+                        "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at \
+                         FROM host.sessions s JOIN host.users u ON u.id = s.user_id WHERE s.token_hash = $1",
+                        &[&hash],
+                    )
+                    .await?;
+                Ok(row.map(|row| Resolved {
+                    token_hash: row.get(0),
+                    last_seen_at: row.get(1),
+                    expires_at: row.get(2),
+                    user: User {
+                        id: row.get(3),
+                        username: row.get(4),
+                        display_name: row.get(5),
+                        roles: split_roles(&row.get::<_, String>(6)),
+                        disabled: row.get(7),
+                        created_at: row.get(8),
+                    },
+                }))
+            })
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn add_user(&self, username: &str, display_name: &str, roles: &str, phc: &str) -> Result<bool> {
         let (username, display_name, roles, phc) = (
             username.to_owned(),
             display_name.to_owned(),
@@ -105,7 +134,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn users(&self) -> Result<Vec<User>> {
+    fn users(&self) -> Result<Vec<User>> {
         Ok(self.with(patient(), |c| {
             Box::pin(async move {
                 let rows = c
@@ -116,7 +145,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn user(&self, username: &str) -> Result<Option<User>> {
+    fn user(&self, username: &str) -> Result<Option<User>> {
         let username = username.to_owned();
         Ok(self.with(patient(), move |c| {
             Box::pin(async move {
@@ -131,7 +160,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn update_user(
+    fn update_user(
         &self,
         username: &str,
         change: UserChange<'_>,
@@ -166,7 +195,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn sessions(&self) -> Result<Vec<SessionRow>> {
+    fn sessions(&self) -> Result<Vec<SessionRow>> {
         Ok(self.with(patient(), |c| {
             Box::pin(async move {
                 let rows = c
@@ -191,7 +220,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
+    fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
         let hash = token_hash.to_vec();
         Ok(self.with(patient(), move |c| {
             Box::pin(async move {
@@ -202,7 +231,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn delete_sessions_of(&self, username: &str) -> Result<usize> {
+    fn delete_sessions_of(&self, username: &str) -> Result<usize> {
         let username = username.to_owned();
         Ok(self.with(patient(), move |c| {
             Box::pin(async move {
@@ -216,7 +245,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn remove_user(&self, username: &str) -> Result<bool> {
+    fn remove_user(&self, username: &str) -> Result<bool> {
         let username = username.to_owned();
         Ok(self.with(patient(), move |c| {
             Box::pin(async move {
@@ -230,7 +259,7 @@ impl PostgresStore {
         })?)
     }
 
-    pub fn sign_in_lookup(
+    fn sign_in_lookup(
         &self,
         username: &str,
         deadline: Instant,
@@ -251,7 +280,7 @@ impl PostgresStore {
         .map_err(login_error)
     }
 
-    pub fn open_session(&self, s: &NewSession<'_>, deadline: Instant) -> Result<bool, LoginError> {
+    fn open_session(&self, s: &NewSession<'_>, deadline: Instant) -> Result<bool, LoginError> {
         let (hash, user_id, phc, now, expires, client, keep) = (
             s.token_hash.to_vec(),
             s.user_id,
@@ -285,54 +314,24 @@ impl PostgresStore {
         .map_err(login_error)
     }
 
-    pub fn resolve(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
+    fn resolve(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
         Ok(self.database.run(self.resolving(token_hash))?)
     }
 
-    /// [`PostgresStore::resolve`] for a request of `serve`'s: its worker
-    /// serves other requests while the database answers.
-    pub async fn resolve_async(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
-        Ok(self.database.awaited(self.resolving(token_hash)).await?)
+    /// Its worker serves other requests while the database answers.
+    fn resolve_async<'a>(&'a self, token_hash: &'a [u8]) -> Pending<'a, Option<Resolved>> {
+        Box::pin(async move { Ok(self.database.awaited(self.resolving(token_hash)).await?) })
     }
 
-    fn resolving(
-        &self,
-        token_hash: &[u8],
-    ) -> impl Future<Output = Result<Option<Resolved>, StoreError>> {
-        let hash = token_hash.to_vec();
-        self.on_connection(patient(), move |c| {
-            Box::pin(async move {
-                // Every signed-in request: prepared once per connection
-                // (unless behind a pooler).
-                let row = c
-                    .query_opt(
-                        "SELECT s.token_hash, s.last_seen_at, s.expires_at, u.id, u.username, u.display_name, u.roles, u.disabled, u.created_at \
-                         FROM host.sessions s JOIN host.users u ON u.id = s.user_id WHERE s.token_hash = $1",
-                        &[&hash],
-                    )
-                    .await?;
-                Ok(row.map(|row| Resolved {
-                    token_hash: row.get(0),
-                    last_seen_at: row.get(1),
-                    expires_at: row.get(2),
-                    user: User {
-                        id: row.get(3),
-                        username: row.get(4),
-                        display_name: row.get(5),
-                        roles: split_roles(&row.get::<_, String>(6)),
-                        disabled: row.get(7),
-                        created_at: row.get(8),
-                    },
-                }))
-            })
-        })
+    fn counts(&self) -> Counts<'_> {
+        Counts::Shared(Arc::new(self.clone()))
     }
 
-    pub fn try_expire(&self, token_hash: &[u8]) {
+    fn try_expire(&self, token_hash: &[u8]) {
         let _ = self.delete_session(token_hash);
     }
 
-    pub fn try_touch(&self, token_hash: &[u8], now: i64) {
+    fn try_touch(&self, token_hash: &[u8], now: i64) {
         let hash = token_hash.to_vec();
         let _ = self.with(Instant::now() + Duration::from_millis(200), move |c| {
             Box::pin(async move {
@@ -345,7 +344,7 @@ impl PostgresStore {
         });
     }
 
-    pub fn logout(&self, token_hash: &[u8], deadline: Instant) -> Result<()> {
+    fn logout(&self, token_hash: &[u8], deadline: Instant) -> Result<()> {
         let hash = token_hash.to_vec();
         self.with(deadline, move |c| {
             Box::pin(async move {
@@ -356,7 +355,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub fn sweep(&self, now: i64, idle: i64) -> Result<usize> {
+    fn sweep(&self, now: i64, idle: i64) -> Result<usize> {
         Ok(self.with(patient(), move |c| {
             Box::pin(async move {
                 c.execute(
@@ -368,19 +367,21 @@ impl PostgresStore {
             })
         })?)
     }
+}
 
+impl SharedCounts for PostgresStore {
     /// Reads the sign-in counts under `keys` and `user`'s familiar
     /// addresses under row locks, lets `change` change them and writes
     /// them back, in one transaction: hosts sharing the database count each
     /// attempt once, and attempts at once take turns. Times are the
     /// database's clock, one clock for every host.
-    pub fn update_sign_in_counts<R>(
+    fn update(
         &self,
         keys: &[Key],
         user: &str,
         deadline: Instant,
-        change: impl FnOnce(u64, Vec<(Key, Count)>, Vec<(Address, u64)>) -> (Slice, R),
-    ) -> Result<R> {
+        change: Change<'_>,
+    ) -> Result<()> {
         let pool = self.pool.clone();
         self.database.run(async move {
             let conn = pool.get(deadline).await.map_err(StoreError::Pool)?;
@@ -448,7 +449,7 @@ impl PostgresStore {
                     })
                     .collect();
                 let now = now.max(0) as u64;
-                let (slice, out) = change(now, counts, familiar);
+                let slice = change(now, counts, familiar);
                 for (key, count) in &slice.counts {
                     if count.live(now) {
                         let failures: Vec<i64> = count.failures.iter().map(|t| *t as i64).collect();
@@ -474,7 +475,7 @@ impl PostgresStore {
                     }
                 }
                 conn.batch_execute("COMMIT").await?;
-                Ok(out)
+                Ok(())
             };
             Ok(until(deadline, &conn, work).await?)
         })
@@ -482,7 +483,7 @@ impl PostgresStore {
 
     /// Deletes the counts no failure of the last `window` is left in, and
     /// familiar addresses older than `familiar`.
-    pub fn sweep_sign_in_counts(&self, window: Duration, familiar: Duration) -> Result<()> {
+    fn sweep(&self, window: Duration, familiar: Duration) -> Result<()> {
         let (window, familiar) = (window.as_millis() as i64, familiar.as_millis() as i64);
         self.with(patient(), move |c| {
             Box::pin(async move {

@@ -28,7 +28,7 @@ use std::ffi::{c_int, c_void};
 pub const MAX_TRIM_SET: usize = 64;
 
 /// Installs the functions on a connection.
-pub fn install(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+pub(super) fn install(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     type Function =
         unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
     // The one-argument trims strip spaces only, which is cheap: SQLite's stay.
@@ -87,7 +87,7 @@ unsafe extern "C" fn nocase(
     len_b: c_int,
     b: *const c_void,
 ) -> c_int {
-    if crate::database::memory::past_deadline() {
+    if crate::database::sqlite::memory::past_deadline() {
         return 0;
     }
     let (len_a, len_b) = (len_a.max(0) as usize, len_b.max(0) as usize);
@@ -335,7 +335,7 @@ mod tests {
     use rusqlite::types::Value;
 
     fn connections() -> (rusqlite::Connection, rusqlite::Connection) {
-        crate::database::init().unwrap();
+        crate::database::sqlite::init().unwrap();
         let builtin = rusqlite::Connection::open_in_memory().unwrap();
         let ours = rusqlite::Connection::open_in_memory().unwrap();
         install(&ours).unwrap();
@@ -429,13 +429,14 @@ mod tests {
             )
         };
         assert!(compare() < 0, "outside a call: SQLite's order");
-        let in_time = crate::database::memory::Charge::new(
+        let in_time = crate::database::sqlite::memory::Charge::new(
             u64::MAX,
             std::time::Instant::now() + std::time::Duration::from_secs(60),
         );
         assert!((0..1000).all(|_| compare() < 0), "before the deadline");
         drop(in_time);
-        let _late = crate::database::memory::Charge::new(u64::MAX, std::time::Instant::now());
+        let _late =
+            crate::database::sqlite::memory::Charge::new(u64::MAX, std::time::Instant::now());
         let equal_after = (0..1000).position(|_| compare() == 0);
         assert!(equal_after.is_some_and(|n| n <= 256), "{equal_after:?}");
         assert_eq!(compare(), 0, "and from then on");

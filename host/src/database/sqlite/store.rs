@@ -4,16 +4,17 @@
 //! at once, so that a page view waits neither for a write nor for another
 //! lookup.
 
-use super::{NewSession, Resolved, SessionRow, UserChange};
+use super::{BUSY_TIMEOUT, Sqlite};
+use crate::auth::store::{
+    Counts, KeptCounts, NewSession, Pending, Resolved, SessionRow, Store, UserChange,
+};
 use crate::auth::{LoginError, User, split_roles};
-use crate::database::{BUSY_TIMEOUT, Database};
 use anyhow::Result;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct SqliteStore {
-    database: Arc<Database>,
+    database: Sqlite,
     conn: parking_lot::Mutex<Connection>,
     readers: std::sync::Mutex<Vec<Connection>>,
 }
@@ -35,7 +36,7 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 impl SqliteStore {
-    pub fn new(database: &Arc<Database>) -> Result<Self> {
+    pub fn new(database: &Sqlite) -> Result<Self> {
         Ok(SqliteStore {
             conn: parking_lot::Mutex::new(database.connect(OpenFlags::SQLITE_OPEN_READ_WRITE)?),
             database: database.clone(),
@@ -59,13 +60,21 @@ impl SqliteStore {
         Some(conn)
     }
 
-    pub fn add_user(
-        &self,
-        username: &str,
-        display_name: &str,
-        roles: &str,
-        phc: &str,
-    ) -> Result<bool> {
+    /// A write a lookup makes in passing, if it can be made at once: it
+    /// waits neither for the writing connection nor for another writer (a
+    /// guest's transaction); a later request makes it instead.
+    fn try_write(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<usize>) {
+        let Some(conn) = self.conn.try_lock() else {
+            return;
+        };
+        if conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = write(&conn);
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn add_user(&self, username: &str, display_name: &str, roles: &str, phc: &str) -> Result<bool> {
         let inserted = self.conn().execute(
             "INSERT INTO users (username, display_name, roles, password_hash) VALUES (?, ?, ?, ?)",
             params![username, display_name, roles, phc],
@@ -80,7 +89,7 @@ impl SqliteStore {
         }
     }
 
-    pub fn users(&self) -> Result<Vec<User>> {
+    fn users(&self) -> Result<Vec<User>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!("{USER_COLUMNS} ORDER BY username COLLATE NOCASE"))?;
         let users = stmt
@@ -89,7 +98,7 @@ impl SqliteStore {
         Ok(users)
     }
 
-    pub fn user(&self, username: &str) -> Result<Option<User>> {
+    fn user(&self, username: &str) -> Result<Option<User>> {
         Ok(self
             .conn()
             .query_row(
@@ -100,7 +109,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    pub fn update_user(
+    fn update_user(
         &self,
         username: &str,
         change: UserChange<'_>,
@@ -131,7 +140,7 @@ impl SqliteStore {
         Ok(true)
     }
 
-    pub fn sessions(&self) -> Result<Vec<SessionRow>> {
+    fn sessions(&self) -> Result<Vec<SessionRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT s.token_hash, u.username, s.client, s.created_at, s.last_seen_at, s.expires_at \
@@ -152,28 +161,28 @@ impl SqliteStore {
         Ok(sessions)
     }
 
-    pub fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
+    fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
         Ok(self
             .conn()
             .execute("DELETE FROM sessions WHERE token_hash = ?", [token_hash])?
             > 0)
     }
 
-    pub fn delete_sessions_of(&self, username: &str) -> Result<usize> {
+    fn delete_sessions_of(&self, username: &str) -> Result<usize> {
         Ok(self.conn().execute(
             "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
             [username],
         )?)
     }
 
-    pub fn remove_user(&self, username: &str) -> Result<bool> {
+    fn remove_user(&self, username: &str) -> Result<bool> {
         Ok(self
             .conn()
             .execute("DELETE FROM users WHERE username = ?", [username])?
             > 0)
     }
 
-    pub fn sign_in_lookup(
+    fn sign_in_lookup(
         &self,
         username: &str,
         deadline: Instant,
@@ -189,7 +198,7 @@ impl SqliteStore {
             .map_err(|e| internal(&e))
     }
 
-    pub fn open_session(&self, s: &NewSession<'_>, deadline: Instant) -> Result<bool, LoginError> {
+    fn open_session(&self, s: &NewSession<'_>, deadline: Instant) -> Result<bool, LoginError> {
         let mut conn = self.conn_until(deadline).ok_or(LoginError::Busy)?;
         let opened = (|| {
             let tx = conn.transaction()?;
@@ -227,7 +236,7 @@ impl SqliteStore {
         }
     }
 
-    pub fn resolve(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
+    fn resolve(&self, token_hash: &[u8]) -> Result<Option<Resolved>> {
         let reader = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let reader = match reader {
             Some(reader) => reader,
@@ -263,23 +272,11 @@ impl SqliteStore {
         Ok(row?)
     }
 
-    /// A write a lookup makes in passing, if it can be made at once: it
-    /// waits neither for the writing connection nor for another writer (a
-    /// guest's transaction); a later request makes it instead.
-    fn try_write(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<usize>) {
-        let Some(conn) = self.conn.try_lock() else {
-            return;
-        };
-        if conn.busy_timeout(Duration::ZERO).is_ok() {
-            let _ = write(&conn);
-        }
-    }
-
-    pub fn try_expire(&self, token_hash: &[u8]) {
+    fn try_expire(&self, token_hash: &[u8]) {
         self.try_write(|c| c.execute("DELETE FROM sessions WHERE token_hash = ?", [token_hash]));
     }
 
-    pub fn try_touch(&self, token_hash: &[u8], now: i64) {
+    fn try_touch(&self, token_hash: &[u8], now: i64) {
         self.try_write(|c| {
             c.execute(
                 "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
@@ -288,7 +285,7 @@ impl SqliteStore {
         });
     }
 
-    pub fn logout(&self, token_hash: &[u8], deadline: Instant) -> Result<()> {
+    fn logout(&self, token_hash: &[u8], deadline: Instant) -> Result<()> {
         let conn = self
             .conn_until(deadline)
             .ok_or_else(|| anyhow::anyhow!("the user database was busy"))?;
@@ -296,14 +293,25 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn sweep(&self, now: i64, idle: i64) -> Result<usize> {
+    fn sweep(&self, now: i64, idle: i64) -> Result<usize> {
         Ok(self.conn().execute(
             "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2",
             params![now, idle],
         )?)
     }
 
-    pub fn load_limits(&self) -> Result<Option<String>> {
+    /// SQLite's readers answer in a few microseconds: at once.
+    fn resolve_async<'a>(&'a self, token_hash: &'a [u8]) -> Pending<'a, Option<Resolved>> {
+        Box::pin(std::future::ready(self.resolve(token_hash)))
+    }
+
+    fn counts(&self) -> Counts<'_> {
+        Counts::Kept(self)
+    }
+}
+
+impl KeptCounts for SqliteStore {
+    fn load(&self) -> Result<Option<String>> {
         Ok(self
             .conn()
             .query_row("SELECT state FROM sign_in_limits WHERE id = 1", [], |r| {
@@ -312,7 +320,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    pub fn save_limits(&self, state: &str) -> Result<()> {
+    fn save(&self, state: &str) -> Result<()> {
         self.conn().execute(
             "INSERT INTO sign_in_limits (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
             [state],

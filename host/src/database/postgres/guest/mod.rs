@@ -19,11 +19,11 @@
 
 mod values;
 
-use super::grant::DbGrant;
-use super::portable::{Checked, Schema, check_async};
-use super::result::Shape;
-use super::{DbLimits, sqlite::Touched};
-use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
+use crate::capabilities::db::portable::{Checked, Schema, check_async};
+use crate::capabilities::db::{
+    Answer, Backend, DbGrant, DbLimits, Packed, Session, Shape, Touched, Values,
+};
+use crate::capabilities::rawalite::bridge::db::{Outcome, Rows, Statement, Value};
 use crate::capabilities::{Error, ErrorCode};
 use crate::database::postgres::{Pool, PoolError, Pooled, Postgres, describe};
 use futures_util::{StreamExt, pin_mut};
@@ -67,37 +67,91 @@ impl CheckedCache {
     }
 }
 
-/// One guest's access to the database on PostgreSQL.
-pub(in crate::capabilities::db) struct GuestPostgres {
+/// One guest's access to the database on PostgreSQL: its role's pool,
+/// its grant and limits, and the statements it was seen to send, checked.
+pub struct GuestPostgres(Arc<Guest>);
+
+struct Guest {
     database: Arc<Postgres>,
     pool: Arc<Pool>,
     schema: Arc<Schema>,
+    grant: Arc<DbGrant>,
+    limits: DbLimits,
     checked: Mutex<CheckedCache>,
 }
 
 impl GuestPostgres {
-    pub(in crate::capabilities::db) fn new(
+    /// As the role of guest `guest`.
+    pub fn new(
         database: Arc<Postgres>,
         guest: &str,
         schema: Arc<Schema>,
+        grant: Arc<DbGrant>,
+        limits: DbLimits,
     ) -> Self {
-        GuestPostgres {
+        GuestPostgres(Arc::new(Guest {
             pool: database.guest_pool(guest),
             database,
             schema,
+            grant,
+            limits,
             checked: Mutex::default(),
-        }
+        }))
+    }
+}
+
+impl Backend for GuestPostgres {
+    fn open(&self) -> Result<Box<dyn Session>, Error> {
+        Ok(Box::new(Calls(self.0.clone())))
+    }
+}
+
+/// A request's calls: each takes a connection of the guest's pool for
+/// itself, so a request holds none between them.
+struct Calls(Arc<Guest>);
+
+impl Session for Calls {
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> Answer<'a, Rows> {
+        Box::pin(self.0.query::<Values>(sql, params, deadline))
     }
 
+    fn query_packed<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> Answer<'a, Vec<u8>> {
+        Box::pin(self.0.query::<Packed>(sql, params, deadline))
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> Answer<'a, Outcome> {
+        Box::pin(self.0.execute(sql, params, deadline))
+    }
+
+    fn transaction<'a>(
+        &'a mut self,
+        statements: &'a [Statement],
+        deadline: Instant,
+    ) -> Answer<'a, Vec<Outcome>> {
+        Box::pin(self.0.transaction(statements, deadline))
+    }
+}
+
+impl Guest {
     /// The statement checked, from the cache when it was seen before. The
     /// check runs on a thread of its own, the cache's lock not held.
-    async fn check(
-        &self,
-        sql: &str,
-        grant: &Arc<DbGrant>,
-        limits: &DbLimits,
-        deadline: Instant,
-    ) -> Result<Arc<Checked>, Error> {
+    async fn check(&self, sql: &str, deadline: Instant) -> Result<Arc<Checked>, Error> {
+        let limits = &self.limits;
         if sql.len() > limits.sql_bytes {
             return Err(invalid(format!(
                 "the SQL is longer than {} bytes",
@@ -107,7 +161,7 @@ impl GuestPostgres {
         if let Some(found) = self.cache().statements.get(sql) {
             return found.clone();
         }
-        let checked = check_async(sql, grant.clone(), self.schema.clone(), deadline)
+        let checked = check_async(sql, self.grant.clone(), self.schema.clone(), deadline)
             .await
             .map(Arc::new);
         // Whether a statement passes is the statement's own answer; running
@@ -123,23 +177,21 @@ impl GuestPostgres {
         self.checked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(in crate::capabilities::db) async fn query<S: Shape + Send + 'static>(
+    async fn query<S: Shape + Send + 'static>(
         &self,
         sql: &str,
         params: &[Value],
-        grant: &Arc<DbGrant>,
-        limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(S::Output, Touched), Error>
     where
         S::Output: Send,
     {
-        let checked = self.check(sql, grant, limits, deadline).await?;
+        let checked = self.check(sql, deadline).await?;
         if checked.writes {
             return Err(invalid("this statement changes rows: use db.execute"));
         }
         let params = bind(&checked, params)?;
-        let limits = *limits;
+        let limits = self.limits;
         let tables = checked.tables.clone();
         let result = self
             .database
@@ -152,12 +204,10 @@ impl GuestPostgres {
         Ok((result.0, Touched { tables, rows }))
     }
 
-    pub(in crate::capabilities::db) async fn execute(
+    async fn execute(
         &self,
         sql: &str,
         params: &[Value],
-        grant: &Arc<DbGrant>,
-        limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(Outcome, Touched), Error> {
         let (mut outcomes, touched) = self
@@ -166,8 +216,6 @@ impl GuestPostgres {
                     sql: sql.to_owned(),
                     params: params.to_vec(),
                 }],
-                grant,
-                limits,
                 deadline,
             )
             .await?;
@@ -175,13 +223,12 @@ impl GuestPostgres {
     }
 
     /// All statements or none, in one SERIALIZABLE transaction.
-    pub(in crate::capabilities::db) async fn transaction(
+    async fn transaction(
         &self,
         statements: &[Statement],
-        grant: &Arc<DbGrant>,
-        limits: &DbLimits,
         deadline: Instant,
     ) -> Result<(Vec<Outcome>, Touched), Error> {
+        let limits = &self.limits;
         if statements.len() > limits.statements {
             return Err(Error::new(
                 ErrorCode::TooLarge,
@@ -202,10 +249,7 @@ impl GuestPostgres {
                 },
                 ..e
             };
-            let checked = self
-                .check(&s.sql, grant, limits, deadline)
-                .await
-                .map_err(numbered)?;
+            let checked = self.check(&s.sql, deadline).await.map_err(numbered)?;
             if !checked.writes {
                 return Err(numbered(invalid(
                     "this statement returns rows: use db.query",
@@ -564,42 +608,4 @@ fn pool_error(e: PoolError) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn checked(sql: &str) -> Result<Arc<Checked>, Error> {
-        Ok(Arc::new(Checked {
-            sql: sql.to_owned(),
-            writes: false,
-            params: 0,
-            returns_id: false,
-            tables: "customers".into(),
-        }))
-    }
-
-    #[test]
-    fn the_checked_cache_is_bounded_by_count_and_by_bytes() {
-        let mut cache = CheckedCache::default();
-        for i in 0..1000 {
-            let sql = format!("SELECT {i} FROM customers");
-            cache.insert(&sql, checked(&sql));
-            assert!(cache.statements.len() <= CHECKED);
-        }
-        let mut cache = CheckedCache::default();
-        for i in 0..1000 {
-            let sql = format!(
-                "SELECT {i}, '{}' FROM customers",
-                "x".repeat(CHECKED_SQL - 40)
-            );
-            cache.insert(&sql, checked(&sql));
-            assert!(cache.bytes <= CHECKED_BYTES, "{} bytes", cache.bytes);
-            let counted: usize = cache
-                .statements
-                .iter()
-                .map(|(sql, c)| sql.len() + c.as_ref().map_or(0, |c| c.sql.len() + c.tables.len()))
-                .sum();
-            assert_eq!(cache.bytes, counted);
-        }
-        assert!(cache.statements.len() < CHECKED);
-    }
-}
+mod tests;

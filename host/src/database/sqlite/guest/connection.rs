@@ -5,17 +5,17 @@
 //! SQLite allocates for it and the result the host builds share one budget,
 //! checked before the memory is spent.
 
+mod errors;
+
 use super::authorizer::{AuthLog, Mode};
-use super::scan::{first_keyword_is, has_trailing_statement, writes};
-use crate::capabilities::db::DbLimits;
-use crate::capabilities::db::grant::{DbGrant, not_granted};
+use super::scan::{first_keyword_is, has_trailing_statement};
+use crate::capabilities::Error;
 use crate::capabilities::db::portable::{Schema, check_blocking};
-use crate::capabilities::db::result::Shape;
+use crate::capabilities::db::{DbGrant, DbLimits, LIKE_PATTERN_BYTES, Shape, Touched, ValueRef};
 use crate::capabilities::rawalite::bridge::db::{Outcome, Statement, Value};
-use crate::capabilities::{Error, ErrorCode};
-use crate::database::Database;
-use crate::database::memory::{Charge, Trip};
-use crate::limits::VALUE_BYTES;
+use crate::database::sqlite::Sqlite;
+use crate::database::sqlite::memory::{Charge, Trip};
+use errors::{invalid, too_large};
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 use std::cell::Cell;
@@ -23,10 +23,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-/// The longest LIKE or GLOB pattern: matching costs up to its length per
-/// character of the value.
-pub const LIKE_PATTERN_BYTES: i32 = 50;
 
 /// How long a call may first run on the async worker thread before it is
 /// given up and run again off it (see [`Budget`]).
@@ -40,14 +36,14 @@ const INLINE: Duration = Duration::from_millis(1);
 /// nothing, whereas SQLite may report a write interrupted after it has
 /// committed.
 #[derive(Debug, Clone, Copy)]
-pub(in crate::capabilities::db) struct Budget {
-    pub(in crate::capabilities::db) deadline: Instant,
-    pub(in crate::capabilities::db) give_up: Option<Instant>,
+pub(super) struct Budget {
+    pub(super) deadline: Instant,
+    pub(super) give_up: Option<Instant>,
 }
 
 impl Budget {
     /// A first attempt, when there is time for a second one.
-    pub(in crate::capabilities::db) fn first(deadline: Instant) -> Self {
+    pub(super) fn first(deadline: Instant) -> Self {
         let give_up = Instant::now() + INLINE;
         Budget {
             deadline,
@@ -56,7 +52,7 @@ impl Budget {
     }
 
     /// An attempt that may take until the deadline.
-    pub(in crate::capabilities::db) fn full(deadline: Instant) -> Self {
+    pub(super) fn full(deadline: Instant) -> Self {
         Budget {
             deadline,
             give_up: None,
@@ -80,7 +76,7 @@ const STATEMENT_CACHE: usize = 64;
 const CACHED_SQL: usize = 4 << 10;
 const CACHED_MEMORY: i32 = 32 << 10;
 
-pub(in crate::capabilities::db) struct GuestConnection {
+pub(super) struct GuestConnection {
     conn: Connection,
     /// With `[app] portable_sql`, the grant and the tables each new
     /// statement is checked against with the portable subset, as on
@@ -98,15 +94,9 @@ pub(in crate::capabilities::db) struct GuestConnection {
     gave_up: Cell<bool>,
 }
 
-/// What a call touched, for the audit log.
-pub(in crate::capabilities::db) struct Touched {
-    pub(in crate::capabilities::db) tables: Arc<str>,
-    pub(in crate::capabilities::db) rows: usize,
-}
-
 impl GuestConnection {
-    pub(in crate::capabilities::db) fn open(
-        database: &Database,
+    pub(super) fn open(
+        database: &Sqlite,
         grant: Arc<DbGrant>,
         limits: &DbLimits,
         portable: Option<Arc<Schema>>,
@@ -162,13 +152,13 @@ impl GuestConnection {
 
     /// Whether the connection can serve another request: not stuck in a
     /// transaction whose rollback failed.
-    pub(in crate::capabilities::db) fn reusable(&self) -> bool {
+    pub(super) fn reusable(&self) -> bool {
         self.conn.is_autocommit()
     }
 
     /// Whether the last call gave up its first attempt (and must be run
     /// again with a full budget).
-    pub(in crate::capabilities::db) fn gave_up(&self) -> bool {
+    pub(super) fn gave_up(&self) -> bool {
         self.gave_up.replace(false)
     }
 
@@ -184,7 +174,7 @@ impl GuestConnection {
         let left = budget.deadline.saturating_duration_since(Instant::now());
         let wait = match budget.give_up {
             Some(_) => Duration::ZERO,
-            None => (left / 2).min(crate::database::BUSY_TIMEOUT),
+            None => (left / 2).min(crate::database::sqlite::BUSY_TIMEOUT),
         };
         let _ = self.conn.busy_timeout(wait);
         self.log().reset(Mode::Guest);
@@ -196,7 +186,7 @@ impl GuestConnection {
     }
 
     /// Runs one statement that reads, building its result in the shape `S`.
-    pub(in crate::capabilities::db) fn query<S: Shape>(
+    pub(super) fn query<S: Shape>(
         &mut self,
         sql: &str,
         params: &[Value],
@@ -241,7 +231,7 @@ impl GuestConnection {
             charge.lenient(|| {
                 for i in 0..width {
                     let value = row.get_ref(i).map_err(|e| self.error(e, sql, &charge))?;
-                    if !charge.spend(result.value(value)) {
+                    if !charge.spend(result.value(value_ref(value))) {
                         return Err(result_too_large());
                     }
                 }
@@ -260,7 +250,7 @@ impl GuestConnection {
         Ok((result.finish(), touched))
     }
 
-    pub(in crate::capabilities::db) fn execute(
+    pub(super) fn execute(
         &mut self,
         sql: &str,
         params: &[Value],
@@ -279,7 +269,7 @@ impl GuestConnection {
 
     /// All statements or none: BEGIN IMMEDIATE, each statement, COMMIT; any
     /// failure rolls everything back.
-    pub(in crate::capabilities::db) fn transaction(
+    pub(super) fn transaction(
         &mut self,
         statements: &[Statement],
         limits: &DbLimits,
@@ -433,100 +423,6 @@ impl GuestConnection {
         self.log().mode = Mode::Guest;
         result.map_err(|e| self.error(e, sql, charge))
     }
-
-    /// Maps a SQLite error onto the bridge's codes. The message is SQLite's
-    /// own where that is safe (syntax, constraints); anything about files
-    /// or the machine becomes `internal` and goes to the log.
-    fn error(&self, e: rusqlite::Error, sql: &str, charge: &Charge) -> Error {
-        use rusqlite::ErrorCode as C;
-        // A denied function is reported as a plain SQL error, a denied
-        // table as SQLITE_AUTH: either way the authorizer said why.
-        if let Some((code, why)) = self.log().denial.take() {
-            return Error::new(code, why);
-        }
-        match charge.tripped() {
-            Some(Trip::Memory) => {
-                return too_large(format!(
-                    "the statement needs more than this guest's {} bytes for one db call",
-                    charge.budget()
-                ));
-            }
-            Some(Trip::Deadline) => return self.stopped(),
-            None => {}
-        }
-        if let rusqlite::Error::SqliteFailure(failure, _) = &e {
-            match failure.code {
-                C::OperationInterrupted => return self.stopped(),
-                C::DatabaseBusy | C::DatabaseLocked if self.budget.get().give_up.is_some() => {
-                    return self.give_up();
-                }
-                _ => {}
-            }
-        }
-        // A statement SQLite could not compile may have been refused before
-        // the authorizer saw its tables, with a message that names a column
-        // ("no such column", "has no column named"). When it mentions a
-        // table this guest may not read, the answer is the grant's, so no
-        // message ever tells a guest about another table's columns.
-        let refuse_unless_granted = |message: &str| match self.log().ungranted_name(sql) {
-            Some(table) => denied(not_granted(&table, writes(sql))),
-            None => invalid(message),
-        };
-        match &e {
-            rusqlite::Error::SqliteFailure(failure, message) => {
-                let message = message.as_deref().unwrap_or("");
-                match failure.code {
-                    C::AuthorizationForStatementDenied => denied("not allowed"),
-                    C::ConstraintViolation => Error::new(
-                        ErrorCode::Conflict,
-                        if message.is_empty() {
-                            "a constraint failed"
-                        } else {
-                            message
-                        },
-                    ),
-                    C::DiskFull | C::SystemIoFailure => {
-                        tracing::error!(error = %e, "the database could not write: the disk may be full or at a file size limit");
-                        Error::new(
-                            ErrorCode::Unavailable,
-                            "the server could not write to its disk (it may be full): nothing was written; try again later",
-                        )
-                    }
-                    C::DatabaseBusy | C::DatabaseLocked => {
-                        Error::new(ErrorCode::Conflict, "the database is busy; try again")
-                    }
-                    C::OperationInterrupted => self.stopped(),
-                    C::TooBig => too_large(format!(
-                        "a value or the statement is larger than this host allows (values up to {} bytes)",
-                        VALUE_BYTES
-                    )),
-                    C::ReadOnly => denied(
-                        "this guest has no db.write grant (`write = [...]` under [guest.db] in the manifest)",
-                    ),
-                    C::ParameterOutOfRange => invalid("a parameter index is out of range"),
-                    C::Unknown => match message.strip_prefix("no such table: ") {
-                        // Only tables outside the grant can be missing (the
-                        // grant's tables are checked at start), so the
-                        // answer is the authorizer's, exists or not.
-                        Some(table) => denied(not_granted(table, writes(sql))),
-                        None => refuse_unless_granted(message),
-                    },
-                    _ => internal(&e),
-                }
-            }
-            rusqlite::Error::SqlInputError { msg, .. } => refuse_unless_granted(msg),
-            rusqlite::Error::MultipleStatement => {
-                invalid("one statement per call: remove what follows the first `;`")
-            }
-            rusqlite::Error::InvalidParameterCount(given, expected) => invalid(format!(
-                "the statement takes {expected} parameters, {given} were given"
-            )),
-            rusqlite::Error::ExecuteReturnedResults => {
-                invalid("this statement returns rows: use db.query")
-            }
-            _ => internal(&e),
-        }
-    }
 }
 
 /// A statement from the cache that goes back into it only if it is small
@@ -598,47 +494,6 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> rusqlite:
     Ok(())
 }
 
-impl GuestConnection {
-    /// The call stopped at its budget's end: the request's deadline, or the
-    /// moment a first attempt gives up.
-    fn stopped(&self) -> Error {
-        let budget = self.budget.get();
-        if budget.give_up.is_some() && Instant::now() < budget.deadline {
-            return self.give_up();
-        }
-        Error::new(
-            ErrorCode::Timeout,
-            "the statement ran past the request's deadline",
-        )
-    }
-
-    /// Marks the first attempt as given up; the error is never seen.
-    fn give_up(&self) -> Error {
-        self.gave_up.set(true);
-        Error::new(ErrorCode::Timeout, "the first attempt gave up")
-    }
-}
-
-fn invalid(message: impl Into<String>) -> Error {
-    Error::new(ErrorCode::InvalidInput, message)
-}
-
-fn denied(message: impl Into<String>) -> Error {
-    Error::new(ErrorCode::Denied, message)
-}
-
-fn too_large(message: impl Into<String>) -> Error {
-    Error::new(ErrorCode::TooLarge, message)
-}
-
-fn internal(e: &rusqlite::Error) -> Error {
-    tracing::error!(error = ?e.to_string(), "database failure");
-    Error::new(
-        ErrorCode::Internal,
-        "the database failed; the host's log has the details",
-    )
-}
-
 /// Nanoseconds since the process's first deadline, for an atomic deadline.
 fn nanos(at: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -646,4 +501,16 @@ fn nanos(at: Instant) -> u64 {
     at.saturating_duration_since(epoch)
         .as_nanos()
         .min(u64::MAX as u128) as u64
+}
+
+/// A value of SQLite's as the result shapes take it.
+fn value_ref(value: rusqlite::types::ValueRef<'_>) -> ValueRef<'_> {
+    use rusqlite::types::ValueRef as V;
+    match value {
+        V::Null => ValueRef::Null,
+        V::Integer(v) => ValueRef::Integer(v),
+        V::Real(v) => ValueRef::Real(v),
+        V::Text(t) => ValueRef::Text(t),
+        V::Blob(b) => ValueRef::Blob(b),
+    }
 }

@@ -4,8 +4,8 @@
 //! every other action (DDL, PRAGMA, ATTACH, VACUUM, transactions, other
 //! functions) is denied.
 
-use super::super::grant::{DbGrant, not_granted};
 use crate::capabilities::ErrorCode;
+use crate::capabilities::db::{DbGrant, not_granted};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use std::collections::BTreeSet;
 

@@ -6,6 +6,7 @@
 //! `bytea` to blob, dates and timestamps to ISO-8601 text. Any other type
 //! is refused, naming the column.
 
+use crate::capabilities::db::ValueRef;
 use crate::capabilities::rawalite::bridge::db::Value;
 use bytes::BytesMut;
 use std::error::Error as StdError;
@@ -13,7 +14,7 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 /// A parameter, owned so that it can cross to the database's runtime.
 #[derive(Debug, Clone)]
-pub enum Param {
+pub(super) enum Param {
     Integer(i64),
     Real(f64),
     Text(String),
@@ -22,7 +23,7 @@ pub enum Param {
 }
 
 impl Param {
-    pub fn of(value: &Value) -> Self {
+    pub(super) fn of(value: &Value) -> Self {
         match value {
             Value::Null => Param::Null,
             Value::Integer(v) => Param::Integer(*v),
@@ -33,7 +34,7 @@ impl Param {
     }
 
     /// The type the statement is prepared with for this parameter.
-    pub fn pg_type(&self) -> Type {
+    pub(super) fn pg_type(&self) -> Type {
         match self {
             Param::Integer(_) => Type::INT8,
             Param::Real(_) => Type::FLOAT8,
@@ -70,7 +71,7 @@ impl ToSql for Param {
 }
 
 /// A column's value as the server sent it, decoded by [`cell`].
-pub struct Raw<'a>(Option<&'a [u8]>);
+pub(super) struct Raw<'a>(Option<&'a [u8]>);
 
 impl<'a> FromSql<'a> for Raw<'a> {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
@@ -86,28 +87,38 @@ impl<'a> FromSql<'a> for Raw<'a> {
     }
 }
 
-/// A result value, as the result shapes take it (the same enum SQLite's
-/// rows come in); text and blobs borrow from `scratch` when they had to be
-/// built.
+/// A result value, as the result shapes take it: borrowed from the row
+/// where it can be, else built.
 #[derive(Debug)]
-pub enum Cell<'a> {
-    Borrowed(rusqlite::types::ValueRef<'a>),
-    Built(rusqlite::types::Value),
+pub(super) enum Cell<'a> {
+    Borrowed(ValueRef<'a>),
+    Built(Built),
+}
+
+/// A value that had to be built from the server's form.
+#[derive(Debug, PartialEq)]
+pub(super) enum Built {
+    Integer(i64),
+    Real(f64),
+    Text(String),
 }
 
 impl Cell<'_> {
-    pub fn as_ref(&self) -> rusqlite::types::ValueRef<'_> {
+    pub(super) fn as_ref(&self) -> ValueRef<'_> {
         match self {
             Cell::Borrowed(v) => *v,
-            Cell::Built(v) => v.into(),
+            Cell::Built(Built::Integer(v)) => ValueRef::Integer(*v),
+            Cell::Built(Built::Real(v)) => ValueRef::Real(*v),
+            Cell::Built(Built::Text(t)) => ValueRef::Text(t.as_bytes()),
         }
     }
 }
 
 /// Decodes one column's binary value of type `ty`; `Err` names what the
 /// bridge cannot carry.
-pub fn cell<'a>(ty: &Type, raw: Raw<'a>) -> Result<Cell<'a>, String> {
-    use rusqlite::types::{Value as V, ValueRef as R};
+pub(super) fn cell<'a>(ty: &Type, raw: Raw<'a>) -> Result<Cell<'a>, String> {
+    use Built as V;
+    use ValueRef as R;
     let Some(raw) = raw.0 else {
         return Ok(Cell::Borrowed(R::Null));
     };
@@ -159,8 +170,8 @@ fn uuid_text(raw: &[u8]) -> Option<String> {
 /// A `numeric` in its binary form (digit count, weight, sign, scale, then
 /// base-10000 digits): an integer when it has no fraction and fits in 64
 /// bits (`sum` of bigints is numeric), else a real, as SQLite's `avg` is.
-fn numeric(raw: &[u8]) -> Result<rusqlite::types::Value, String> {
-    use rusqlite::types::Value as V;
+fn numeric(raw: &[u8]) -> Result<Built, String> {
+    use Built as V;
     let word = |i: usize| -> Result<i16, String> {
         raw.get(i * 2..i * 2 + 2)
             .map(|b| i16::from_be_bytes([b[0], b[1]]))
@@ -214,7 +225,7 @@ fn real(digits: &[i64], weight: i32, negative: bool) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::types::Value as V;
+    use Built as V;
 
     /// The binary form of a numeric, as PostgreSQL writes it.
     fn encoded(digits: &[i16], weight: i16, negative: bool, scale: i16) -> Vec<u8> {
@@ -259,17 +270,11 @@ mod tests {
     fn dates_and_timestamps_read_as_iso_text() {
         let days = 9_826i32.to_be_bytes();
         let date = cell(&Type::DATE, Raw(Some(&days))).unwrap();
-        assert_eq!(
-            date.as_ref(),
-            rusqlite::types::ValueRef::Text(b"2026-11-26")
-        );
+        assert_eq!(date.as_ref(), ValueRef::Text(b"2026-11-26"));
         let micros: i64 = 849_033_000_000_000;
         let micros = micros.to_be_bytes();
         let ts = cell(&Type::TIMESTAMPTZ, Raw(Some(&micros))).unwrap();
-        assert_eq!(
-            ts.as_ref(),
-            rusqlite::types::ValueRef::Text(b"2026-11-26T18:30:00Z")
-        );
+        assert_eq!(ts.as_ref(), ValueRef::Text(b"2026-11-26T18:30:00Z"));
         assert!(
             cell(&Type::POINT, Raw(Some(&[0; 16])))
                 .unwrap_err()

@@ -14,8 +14,8 @@
 //! a host opens the root again: every host measures the directory when it
 //! starts, under the same lock.
 
-use super::root::{RootError, Usage};
-use crate::database::postgres::{Pool, Pooled, Postgres, describe};
+use super::{Pool, Pooled, Postgres, describe};
+use crate::capabilities::paths::{Change, RootError, SharedUsage, Usage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,34 +25,30 @@ use std::time::{Duration, Instant};
 const SETTLE: Duration = Duration::from_secs(5);
 
 /// One root's row, and the connections to change it with.
-pub struct SharedUsage {
+pub(super) struct RootUsage {
     database: Arc<Postgres>,
     pool: Arc<Pool>,
     root: String,
 }
 
-impl SharedUsage {
+impl RootUsage {
     /// The usage of the root named `root` in the manifest, in `database`.
-    pub fn new(database: &Arc<Postgres>, root: &str) -> Self {
-        SharedUsage {
+    pub(super) fn new(database: &Arc<Postgres>, root: &str) -> Self {
+        RootUsage {
             database: database.clone(),
             pool: database.host(),
             root: root.to_owned(),
         }
     }
+}
 
-    /// Runs `change` with the usage every host has left, and writes back
-    /// the usage it returns (nothing when it fails). Every other host's
-    /// change of this root waits meanwhile; this one waits for theirs
-    /// until `deadline`. `change` gets the instant its file work must end
-    /// by: `hold` after the lock is had, at most, so the lock is held for
-    /// about that long however long the request may take.
-    pub fn change<T>(
+impl SharedUsage for RootUsage {
+    fn change(
         &self,
         deadline: Instant,
         hold: Duration,
-        change: impl FnOnce(Usage, Instant) -> Result<(T, Usage), RootError>,
-    ) -> Result<(T, Usage), RootError> {
+        change: Change<'_>,
+    ) -> Result<Usage, RootError> {
         let wait = deadline.saturating_duration_since(Instant::now());
         let (conn, usage) = self.database.run(async {
             let conn = self.pool.get(deadline).await.map_err(|_| RootError::Busy)?;
@@ -83,7 +79,7 @@ impl SharedUsage {
             .database
             .run(step(Instant::now() + SETTLE, &conn, async {
                 match &outcome {
-                    Ok((_, after)) => {
+                    Ok(after) => {
                         conn.execute(
                             "UPDATE host.root_usage SET bytes = $2, entries = $3 WHERE root = $1",
                             &[&self.root, &(after.bytes as i64), &(after.entries as i64)],
