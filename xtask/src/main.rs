@@ -12,6 +12,7 @@ mod browser;
 mod docs;
 mod dts;
 mod fuzz;
+mod layers;
 mod postgres;
 mod sdk_guests;
 mod serve_bench;
@@ -34,6 +35,8 @@ commands:
   test [ARGS]    check docs/WIT.md is current and the SDK's docs complete, build, install Chromium and ChromeDriver for the browser tests and HAProxy for the balancer test if
                  missing (apt-get), then run the whole workspace's tests
                  (ARGS go to cargo test), and each fuzz target for 10 s
+  layers         check that host/src imports keep to the layers its lib.rs lists
+                 (`test` checks this first)
   fuzz [TARGET] [--seconds N]
                  build the fuzz targets of fuzz/ (cargo-fuzz on the nightly
                  toolchain; cargo-fuzz is installed into target/tools when
@@ -81,7 +84,13 @@ fn run(args: &[String]) -> Result<()> {
                 .status_ok()
         }
         Some("docs") => docs::write(&root),
+        Some("layers") => {
+            layers::check(&root)?;
+            println!("host/src keeps to its layers");
+            Ok(())
+        }
         Some("test") => {
+            layers::check(&root)?;
             docs::check(&root)?;
             docs::check_sdk_docs(&root)?;
             // The host and every test in one build, with the features the
