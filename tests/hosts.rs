@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Served, agent, demo_on_shared_postgres};
+use common::{Served, agent, demo_on_shared_postgres, sign_in};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,25 +27,6 @@ fn three_hosts(dir: &Path) -> (std::path::PathBuf, Vec<Served>) {
         })
         .collect();
     (file, hosts)
-}
-
-/// A sign-in on `host` from `client`: its status, its body and the
-/// session cookie it set.
-fn sign_in(host: &str, client: &str, password: &str) -> (u16, String, Option<String>) {
-    let mut r = agent()
-        .post(format!("{host}/login"))
-        .header("Origin", host)
-        .header("X-Forwarded-For", client)
-        .send_form([("username", "admin"), ("password", password), ("next", "/")])
-        .expect("the host answers");
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|c| c.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .map(str::to_owned);
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    (r.status().as_u16(), body, cookie)
 }
 
 fn limited(body: &str) -> bool {

@@ -73,19 +73,10 @@ fn post(served: &Served, path: &str, cookie: Option<&str>, form: &[(&str, &str)]
 
 /// Signs in as admin and returns the `name=value` of the session cookie.
 fn sign_in(served: &Served) -> String {
-    let r = post(
-        served,
-        "/login",
-        None,
-        &[
-            ("username", "admin"),
-            ("password", &served.admin_password),
-            ("next", "/"),
-        ],
-    );
-    assert_eq!(r.status, 303, "{}", r.body);
-    let cookie = r.header("set-cookie").expect("a session cookie");
-    cookie.split(';').next().unwrap().to_owned()
+    let (status, body, cookie) =
+        common::sign_in(&served.base, "127.0.0.1", &served.admin_password);
+    assert_eq!(status, 303, "{body}");
+    cookie.expect("a session cookie")
 }
 
 fn assert_security_headers(r: &Reply) {

@@ -741,3 +741,22 @@ pub fn agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// A sign-in as `admin` on `host` from `client` (`X-Forwarded-For`):
+/// its status, its body and the `name=value` of the session cookie it set.
+pub fn sign_in(host: &str, client: &str, password: &str) -> (u16, String, Option<String>) {
+    let mut r = agent()
+        .post(format!("{host}/login"))
+        .header("Origin", host)
+        .header("X-Forwarded-For", client)
+        .send_form([("username", "admin"), ("password", password), ("next", "/")])
+        .expect("the host answers");
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned);
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (r.status().as_u16(), body, cookie)
+}
