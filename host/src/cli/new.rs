@@ -182,24 +182,7 @@ fn guest_block(name: &str, caps: Caps) -> String {
     text
 }
 
-const CARGO_TOML: &str = r#"[package]
-name = "@NAME@"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-# The SDK and the WIT this guest is written against, copied by `rawalite new`.
-rawalite-guest = { path = "rawalite-sdk/guest-sdk" }
-
-# A project of its own, even when created inside another Cargo workspace.
-[workspace]
-
-[profile.release]
-strip = "debuginfo"
-"#;
+const CARGO_TOML: &str = include_str!("../../templates/rust/Cargo.toml.in");
 
 /// A language's page: what it always imports, each capability's imports
 /// and code (db, paths, session), and the page the code goes into at
@@ -278,155 +261,29 @@ fn page(template: &Template, caps: Caps) -> String {
     (head + template.page).replace(template.marker, &body)
 }
 
-const RUST_PAGE: &str = r#"
-struct Page;
+const RUST_PAGE: &str = include_str!("../../templates/rust/page.rs");
 
-impl Renderer for Page {
-    fn render(req: Request) -> Result<Response, Error> {
-        if req.path != "/" {
-            return Err(Error::not_found("no such page"));
-        }
-        let name = req.query("name").unwrap_or("world");
-        let mut body = format!("<h1>Hello, {}!</h1>", escape(name));
-        // capabilities
-        Ok(Response::html(format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>@NAME@</title></head><body>{body}</body></html>"
-        )))
-    }
-}
+const RUST_DB: &str = include_str!("../../templates/rust/db.rs");
 
-rawalite_guest::export!(Page);
-"#;
+const RUST_PATHS: &str = include_str!("../../templates/rust/paths.rs");
 
-const RUST_DB: &str = r#"
-        // db: the tables [guest.db] grants; parameters are bound, never spliced.
-        let rows = db::query("SELECT count(*) AS n FROM customers", &[])?;
-        let customers = rows.first().map_or(0, |r| r.int("n"));
-        body.push_str(&format!("<p>{customers} customers in the database.</p>"));
-"#;
+const RUST_SESSION: &str = include_str!("../../templates/rust/session.rs");
 
-const RUST_PATHS: &str = r#"
-        // paths: the roots [guest.paths] grants; a path cannot leave its root.
-        let files = paths::open("files")?;
-        if req.is_post() {
-            files.write("note.txt", req.form().text("note").as_bytes())?;
-            return Ok(Response::redirect(&req.link("/")));
-        }
-        let note = match files.read("note.txt") {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if matches!(e.code, ErrorCode::NotFound) => String::new(),
-            Err(e) => return Err(e),
-        };
-        body.push_str(&format!(
-            "<form method=\"post\"><label>Note <input name=\"note\" value=\"{}\"></label> \
-             <button>Save</button></form>",
-            escape(&note)
-        ));
-"#;
+const PYTHON_PAGE: &str = include_str!("../../templates/python/page.py");
 
-const RUST_SESSION: &str = r#"
-        // session: who is signed in ([guest.session] can require someone).
-        match session::current() {
-            Some(user) => body.push_str(&format!(
-                "<p>Signed in as {}.</p>",
-                escape(&user.display_name)
-            )),
-            None => body.push_str("<p>Nobody is signed in.</p>"),
-        }
-"#;
+const PYTHON_DB: &str = include_str!("../../templates/python/db.py");
 
-const PYTHON_PAGE: &str = r#"
+const PYTHON_PATHS: &str = include_str!("../../templates/python/paths.py");
 
-def render(req: Request) -> Response:
-    if req.path != "/":
-        raise NotFound("no such page")
-    name = req.query.get("name", "world")
-    body = f"<h1>Hello, {escape(name)}!</h1>"
-    # capabilities
-    return Response.html(
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        "<title>@NAME@</title></head>"
-        f"<body>{body}</body></html>"
-    )
+const PYTHON_SESSION: &str = include_str!("../../templates/python/session.py");
 
+const TS_PAGE: &str = include_str!("../../templates/typescript/page.ts");
 
-WitWorld = export(render)
-"#;
+const TS_DB: &str = include_str!("../../templates/typescript/db.ts");
 
-const PYTHON_DB: &str = r#"
-    # db: the tables [guest.db] grants; parameters are bound, never spliced.
-    customers = db.query("SELECT count(*) AS n FROM customers").first()["n"]
-    body += f"<p>{customers} customers in the database.</p>"
-"#;
+const TS_PATHS: &str = include_str!("../../templates/typescript/paths.ts");
 
-const PYTHON_PATHS: &str = r#"
-    # paths: the roots [guest.paths] grants; a path cannot leave its root.
-    files = paths.open("files")
-    if req.is_post:
-        files.write("note.txt", req.form().text("note"))
-        return Response.redirect(req.link("/"))
-    try:
-        note = files.read("note.txt").decode()
-    except NotFound:
-        note = ""
-    body += (f'<form method="post"><label>Note <input name="note" value="{escape(note)}"></label> '
-             "<button>Save</button></form>")
-"#;
-
-const PYTHON_SESSION: &str = r#"
-    # session: who is signed in ([guest.session] can require someone).
-    user = session.current()
-    if user is not None:
-        body += f"<p>Signed in as {escape(user.display_name)}.</p>"
-    else:
-        body += "<p>Nobody is signed in.</p>"
-"#;
-
-const TS_PAGE: &str = r#"
-export function render(req: Request): Response {
-  if (req.path !== '/') {
-    throw new GuestError('not-found', 'no such page');
-  }
-  const name = req.query.get('name') ?? 'world';
-  let body = `<h1>Hello, ${escape(name)}!</h1>`;
-  // capabilities
-  return Response.html(
-    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">' +
-      `<title>@NAME@</title></head><body>${body}</body></html>`,
-  );
-}
-"#;
-
-const TS_DB: &str = r#"
-  // db: the tables [guest.db] grants; parameters are bound, never spliced.
-  const { n } = db.query<{ n: number }>('SELECT count(*) AS n FROM customers').first()!;
-  body += `<p>${n} customers in the database.</p>`;
-"#;
-
-const TS_PATHS: &str = r#"
-  // paths: the roots [guest.paths] grants; a path cannot leave its root.
-  const files = paths.open('files');
-  if (req.isPost) {
-    files.write('note.txt', req.form().text('note'));
-    return Response.redirect(req.link('/'));
-  }
-  let note = '';
-  try {
-    note = files.readText('note.txt');
-  } catch (e) {
-    if (!(e instanceof GuestError && e.code === 'not-found')) throw e;
-  }
-  body +=
-    `<form method="post"><label>Note <input name="note" value="${escape(note)}"></label> ` +
-    '<button>Save</button></form>';
-"#;
-
-const TS_SESSION: &str = r#"
-  // session: who is signed in ([guest.session] can require someone).
-  const user = session.current();
-  body += user ? `<p>Signed in as ${escape(user.displayName)}.</p>` : '<p>Nobody is signed in.</p>';
-"#;
+const TS_SESSION: &str = include_str!("../../templates/typescript/session.ts");
 
 fn readme(name: &str, lang: Lang, caps: Caps) -> String {
     let (source, needs, sdk) = match lang {
