@@ -1,18 +1,25 @@
 //! One request, from the host's rules on the way in to the guest's answer
-//! with the host's headers on the way out.
+//! with the host's headers on the way out, in phases: [`admit`] (the
+//! host's rules, its own pages, the route and the sender's page),
+//! [`read_body`], [`permits`] (a share of the render threads), the caller
+//! ([`caller`]), the render, and [`finish`] (the host's headers on the
+//! guest's answer). A phase that refuses the request answers it: its
+//! `Err` is the response.
 
 use super::guest_io::{busy, cookie, guest_error, guest_request, stopped};
 use super::limits::{BODY_TIMEOUT, MAX_BODY, OUTGOING_WAIT, QUEUE_WAIT, RETRY_AFTER};
-use super::routes::Routes;
+use super::routes::{Route, Routes};
 use super::{Server, access_log, health, isolation, page, rules};
 use crate::capabilities::session::Caller;
-use crate::runtime::Outcome;
-use axum::body::Body;
+use crate::runtime::{Outcome, Rendered};
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
+use axum::http::request::Parts;
 use axum::http::{Response, StatusCode, header};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::SemaphorePermit;
 
 pub(super) async fn handle(
     State(server): State<Arc<Server>>,
@@ -25,7 +32,9 @@ pub(super) async fn handle(
     let method = request.method().clone();
     let uri = request.uri().clone();
     let routes = server.routes();
-    let (status, guest, response) = respond(&server, &routes, client, request, &id).await;
+    let (status, guest, response) = match respond(&server, &routes, client, request, &id).await {
+        Ok(answer) | Err(answer) => answer,
+    };
     crate::metrics::request(guest, status.as_u16());
     access_log::Access {
         id: &id,
@@ -40,15 +49,71 @@ pub(super) async fn handle(
 }
 
 /// The response, its status, and the guest that made it (for the log).
+type Answer<'s> = (StatusCode, Option<&'s str>, Response<Body>);
+
+/// An error page as an answer.
+fn refused<'s>(status: StatusCode, guest: Option<&'s str>, message: &str, id: &str) -> Answer<'s> {
+    (status, guest, page::error(status, message, id))
+}
+
+/// A request the host's rules let through to a guest's route.
+struct Admitted<'s> {
+    route: &'s Route,
+    parts: Parts,
+    client: IpAddr,
+    /// Whether it came over HTTPS (to the host or a trusted proxy).
+    secure: bool,
+    /// This site's origin, as the browser names it: read only when a
+    /// Referer is to be checked or a granted script named.
+    origin: Option<String>,
+}
+
 async fn respond<'s>(
     server: &Server,
     routes: &'s Routes,
     client: SocketAddr,
     request: axum::extract::Request,
     id: &str,
-) -> (StatusCode, Option<&'s str>, Response<Body>) {
+) -> Result<Answer<'s>, Answer<'s>> {
+    let (admitted, body) = admit(server, routes, client, request, id).await?;
+    let route = admitted.route;
+    let name = route.guest.name();
+    let body = read_body(body, name, id).await?;
+    let parts = &admitted.parts;
+    let browser = rules::wants_html(&parts.headers);
+    let token = rules::session_token(&parts.headers, admitted.secure);
+    let guest_request = guest_request(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &route.prefix,
+        parts.uri.path(),
+        body,
+    );
+    let _permits = permits(server, route, id).await?;
+    // The render runs right here, on the async worker: the guest yields at
+    // every epoch tick and its blocking calls step off the worker, so no
+    // request waits behind it (and none pays a hand-off to another thread).
+    let caller = caller(server, token, admitted.client).await;
+    let render_started = Instant::now();
+    let rendered = route.guest.render_async(&guest_request, caller).await;
+    crate::metrics::render(name, render_started.elapsed());
+    let response = finish(server, &admitted, rendered, browser, id).await;
+    Ok((response.status(), Some(name), response))
+}
+
+/// The host's rules, its own pages (`/healthz`, `/static/`, a route whose
+/// guest is compiling, no route), and the sender's page; what is left is a
+/// guest's request, and its body, still to be read.
+async fn admit<'s>(
+    server: &Server,
+    routes: &'s Routes,
+    peer: SocketAddr,
+    request: axum::extract::Request,
+    id: &str,
+) -> Result<(Admitted<'s>, Body), Answer<'s>> {
     let (client, secure) = rules::client(
-        client,
+        peer,
         request.headers(),
         &server.app.manifest.trusted_proxies,
     );
@@ -58,26 +123,22 @@ async fn respond<'s>(
         addresses: false,
     };
     if let Err(refusal) = rules::check_request(&request, &site) {
-        return (
-            refusal.status,
-            None,
-            page::error(refusal.status, refusal.message, id),
-        );
+        return Err(refused(refusal.status, None, refusal.message, id));
     }
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     if path == "/healthz" {
         let response = page::secured(health::check(server).await);
-        return (response.status(), None, response);
+        return Err((response.status(), None, response));
     }
     if let Some(asset) = path.strip_prefix("/static/") {
         let response = page::static_asset(server.static_root.as_ref(), &parts.method, asset, id);
-        return (response.status(), None, response);
+        return Err((response.status(), None, response));
     }
     if let Some(name) = routes.loading(path) {
-        let status = StatusCode::SERVICE_UNAVAILABLE;
-        let mut response = page::error(
-            status,
+        let (status, guest, mut response) = refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(name),
             "This page is starting: its guest is still compiling. Try again in a few seconds.",
             id,
         );
@@ -85,20 +146,17 @@ async fn respond<'s>(
             header::RETRY_AFTER,
             header::HeaderValue::from_static(RETRY_AFTER),
         );
-        return (status, Some(name), response);
+        return Err((status, guest, response));
     }
     let Some(route) = routes.find(path) else {
-        let status = StatusCode::NOT_FOUND;
-        return (
-            status,
+        return Err(refused(
+            StatusCode::NOT_FOUND,
             None,
-            page::error(status, "There is no page here.", id),
-        );
+            "There is no page here.",
+            id,
+        ));
     };
-    let guest = &route.guest;
-    let name = guest.name();
-    // This site's origin, as the browser names it: needed only to read a
-    // Referer or to name a granted script.
+    let name = route.guest.name();
     let origin = (parts.headers.contains_key(header::REFERER) || !route.browser.scripts.is_empty())
         .then(|| rules::origin(&parts.headers, secure));
     if let Err(refusal) = isolation::check_sender(
@@ -109,78 +167,91 @@ async fn respond<'s>(
         origin.as_deref().unwrap_or(""),
     ) {
         tracing::warn!(request = %id, guest = name, referer = ?parts.headers.get(header::REFERER), "refused a request from another guest's page");
-        return (
-            refusal.status,
-            Some(name),
-            page::error(refusal.status, refusal.message, id),
-        );
+        return Err(refused(refusal.status, Some(name), refusal.message, id));
     }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
-    {
-        Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
-            let status = StatusCode::PAYLOAD_TOO_LARGE;
-            let message = "The request body is larger than 1 MiB.";
-            return (status, Some(name), page::error(status, message, id));
-        }
-        Err(_) => {
-            let status = StatusCode::REQUEST_TIMEOUT;
-            return (
-                status,
-                Some(name),
-                page::error(status, "The request body took too long.", id),
-            );
-        }
+    let admitted = Admitted {
+        route,
+        parts,
+        client,
+        secure,
+        origin,
     };
-    let browser = rules::wants_html(&parts.headers);
-    let token = rules::session_token(&parts.headers, secure);
-    let guest_request = guest_request(
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        &route.prefix,
-        path,
-        body,
-    );
+    Ok((admitted, body))
+}
 
-    // One permit of the guest's share and one of the pool per render: a
-    // slow guest holds one thread, and at most its share of them.
+/// The request's body, at most [`MAX_BODY`], read within [`BODY_TIMEOUT`].
+async fn read_body<'s>(body: Body, name: &'s str, id: &str) -> Result<Bytes, Answer<'s>> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some(name),
+            "The request body is larger than 1 MiB.",
+            id,
+        )),
+        Err(_) => Err(refused(
+            StatusCode::REQUEST_TIMEOUT,
+            Some(name),
+            "The request body took too long.",
+            id,
+        )),
+    }
+}
+
+/// One permit of the guest's share and one of the pool per render: a slow
+/// guest holds one thread, and at most its share of them.
+async fn permits<'a, 's>(
+    server: &'a Server,
+    route: &'s Route,
+    id: &str,
+) -> Result<(SemaphorePermit<'s>, SemaphorePermit<'a>), Answer<'s>> {
+    let name = route.guest.name();
     let permits = tokio::time::timeout(QUEUE_WAIT, async {
         let share = route.share.acquire().await;
         let render = server.renders.acquire().await;
         share.and_then(|share| Ok((share, render?)))
     })
     .await;
-    let _permits = match permits {
-        Ok(Ok(permits)) => permits,
-        Ok(Err(_closed)) => {
-            let status = StatusCode::SERVICE_UNAVAILABLE;
-            return (
-                status,
-                Some(name),
-                page::error(status, "The server is stopping.", id),
-            );
-        }
+    match permits {
+        Ok(Ok(permits)) => Ok(permits),
+        Ok(Err(_closed)) => Err(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(name),
+            "The server is stopping.",
+            id,
+        )),
         Err(_waited) => {
             tracing::warn!(request = %id, guest = name, "no render thread came free in time");
-            return (StatusCode::SERVICE_UNAVAILABLE, Some(name), busy(id));
+            Err((StatusCode::SERVICE_UNAVAILABLE, Some(name), busy(id)))
         }
-    };
-    // The render runs right here, on the async worker: the guest yields at
-    // every epoch tick and its blocking calls step off the worker, so no
-    // request waits behind it (and none pays a hand-off to another thread).
+    }
+}
+
+/// Who asks: the user of the session `token` names, if it is live.
+async fn caller(server: &Server, token: Option<crate::auth::Token>, client: IpAddr) -> Caller {
     let signed = match token {
         Some(token) => server.app.auth.resolve_async(&token).await,
         None => None,
     };
-    let caller = Caller {
+    Caller {
         user: signed.as_ref().map(|s| s.user.clone()),
         token: signed.map(|s| s.token),
         client: Some(client),
-    };
-    let render_started = Instant::now();
-    let rendered = guest.render_async(&guest_request, caller).await;
-    crate::metrics::render(name, render_started.elapsed());
+    }
+}
+
+/// The guest's answer with the host's headers: its page (with the policy
+/// of its granted scripts), or the host's page for its error or its stop,
+/// and the session cookie a sign-in or sign-out set.
+async fn finish(
+    server: &Server,
+    admitted: &Admitted<'_>,
+    rendered: Rendered,
+    browser: bool,
+    id: &str,
+) -> Response<Body> {
+    let route = admitted.route;
+    let name = route.guest.name();
     let mut response = match rendered.outcome {
         Outcome::Response(mut response) => {
             // Held with the render's permits: a body waiting for room does
@@ -189,7 +260,8 @@ async fn respond<'s>(
             match server.outgoing.hold(body, OUTGOING_WAIT).await {
                 Some(body) => {
                     let mut response = page::from_guest(response, body, id);
-                    if let Some(origin) = origin
+                    if let Some(origin) = admitted
+                        .origin
                         .as_deref()
                         .filter(|_| !route.browser.scripts.is_empty())
                     {
@@ -206,11 +278,15 @@ async fn respond<'s>(
                 }
             }
         }
-        Outcome::Error(error) => guest_error(server, &error, browser, &parts.uri, id),
+        Outcome::Error(error) => guest_error(server, &error, browser, &admitted.parts.uri, id),
         Outcome::Stopped(why) => stopped(name, &why, id),
     };
-    if let Some(cookie) = cookie(&rendered.session, secure, server.app.auth.policy().absolute) {
+    if let Some(cookie) = cookie(
+        &rendered.session,
+        admitted.secure,
+        server.app.auth.policy().absolute,
+    ) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    (response.status(), Some(name), response)
+    response
 }
