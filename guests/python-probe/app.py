@@ -1,5 +1,5 @@
 """The Python test instrument: each route exercises one part of the Python
-SDK so the host's tests can check it from outside (tests/python.rs)."""
+SDK so the host's tests can check it from outside (tests/api/python.rs)."""
 
 # Taken before the SDK is imported: the SDK must still keep it fresh.
 from random import randint as early_randint

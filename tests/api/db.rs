@@ -2,8 +2,11 @@
 //! probe: grants hold for any SQL, hostile statements get their error code
 //! and change nothing, transactions are all or nothing, migrations are
 //! checked.
+//!
+//! Past 600 lines on purpose: one case per rule of the capability, each
+//! on both backends, read one at a time.
 
-mod common;
+use crate::common;
 
 use rawalite_host::capabilities::session::Caller;
 

@@ -6,8 +6,12 @@
 //!
 //! Times are only checked as generous hang guards; memory is measured
 //! with the kernel's own count (`getrusage`) of a `rawalite render` run.
+//!
+//! Past 600 lines on purpose: each case is one attack with its own guest
+//! and its own assertion, read one at a time; they share no helper worth a
+//! file of its own.
 
-mod common;
+use crate::common;
 
 use common::{ProbeApp, Served, agent, assert_code, demo_manifest, get_with, guest, stderr, url};
 use rawalite_host::capabilities::ErrorCode;

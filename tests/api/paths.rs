@@ -2,7 +2,7 @@
 //! probe: no path leaves its root, access and quotas hold, writes are
 //! atomic even when the host is killed mid-write.
 
-mod common;
+use crate::common;
 
 use rawalite_host::capabilities::session::Caller;
 

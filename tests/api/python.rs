@@ -3,7 +3,7 @@
 //! import surface narrowed to the grants. One app for the whole file: a
 //! Python component takes seconds to compile.
 
-mod common;
+use crate::common;
 
 use common::{ProbeApp, assert_code, body, get, get_with, guest, json, rawalite, stderr};
 use rawalite_host::capabilities::ErrorCode;

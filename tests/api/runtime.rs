@@ -1,7 +1,7 @@
 //! The runtime against real built guests, in process: limits stop hostile
 //! behaviour, the host carries on, and components are compiled once.
 
-mod common;
+use crate::common;
 
 use rawalite_host::capabilities::session::Caller;
 

@@ -1,8 +1,11 @@
 //! Users, sign-in and sessions: the CLI, the `session` capability through
 //! the probe, the limiter, expiry and revocation, `[guest.session]`, and a
 //! scan of everything logged for passwords and tokens.
+//!
+//! Past 600 lines on purpose: one case per rule of sessions, read one at
+//! a time.
 
-mod common;
+use crate::common;
 
 use common::{
     ProbeApp, err, get_with, json, manifest, rawalite, rawalite_with_stdin, stderr, stdout,

@@ -3,7 +3,7 @@
 //! stopped with its message and stack, `console` into the log, and the
 //! import surface narrowed to the grants.
 
-mod common;
+use crate::common;
 
 use common::{ProbeApp, assert_code, get, get_with, guest, json, rawalite, stderr};
 use rawalite_host::capabilities::ErrorCode;

@@ -7,7 +7,7 @@
 //! `cargo xtask test` installs Debian's `chromium` and `chromium-driver`
 //! when they are missing; without them this test fails and says so.
 
-mod common;
+use crate::common;
 
 use common::{Served, demo_manifest, workspace};
 use fantoccini::{Client, ClientBuilder, Locator};

@@ -1,7 +1,7 @@
 //! The `rawalite` command line as a user and a reviewer meet it: exit codes,
 //! one-line errors, `inspect`, and `render` with and without a manifest.
 
-mod common;
+use crate::common;
 
 use common::{guest, rawalite, stderr, stdout, workspace};
 use std::path::Path;

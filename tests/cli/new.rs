@@ -2,7 +2,7 @@
 //! developer meets it: in a directory outside this repository, with only the
 //! `rawalite` binary and the language's own tools.
 
-mod common;
+use crate::common;
 
 use common::{bin, stderr, stdout, workspace};
 use std::path::Path;

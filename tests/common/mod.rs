@@ -1,5 +1,8 @@
 //! What every test file needs: the built guests, the built binary, and
 //! requests to send them. `cargo xtask test` builds both before the tests.
+//!
+//! Past 600 lines on purpose: it is every suite's toolbox (fixtures,
+//! servers, requests, PostgreSQL), one place to look for a helper.
 
 #![allow(dead_code)] // each test file uses its own part of this module
 

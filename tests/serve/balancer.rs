@@ -6,7 +6,7 @@
 //! when it is back;
 //! a rolling restart (SIGTERM, one host at a time) fails no request at all.
 
-mod common;
+use crate::common;
 
 use common::{Served, agent, demo_on_shared_postgres, free_port, sql_behind};
 use std::collections::HashSet;

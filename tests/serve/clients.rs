@@ -3,7 +3,7 @@
 //! from one address. Memory is the server's resident set, read from
 //! `/proc` while the attack runs and after it ends.
 
-mod common;
+use crate::common;
 
 use common::{Served, shared_cache};
 use std::io::{Read, Write};

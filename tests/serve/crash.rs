@@ -7,7 +7,7 @@
 //! PostgreSQL, whose hosts may share the data directory, a young one may
 //! stay on disk: it could be another host's write in progress).
 
-mod common;
+use crate::common;
 
 use common::{Served, agent, guest, shared_cache};
 use std::collections::HashMap;

@@ -5,7 +5,7 @@
 //! nothing stored is damaged, reads go on, and when the limit is lifted
 //! writes work again without a restart.
 
-mod common;
+use crate::common;
 
 use common::{Served, agent, guest, shared_cache};
 

@@ -4,8 +4,11 @@
 //! when they come at once, and keeps them across a host's crash; a root on
 //! a data directory the hosts share is held to one quota; `--watch` reloads
 //! a deployed component on each host.
+//!
+//! Past 600 lines on purpose: each case starts its own hosts on its own
+//! database and reads as one story.
 
-mod common;
+use crate::common;
 
 use common::{Served, agent, demo_on_shared_postgres, sign_in};
 use std::path::Path;

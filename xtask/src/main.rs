@@ -56,9 +56,10 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 /// How long `cargo xtask test` runs each fuzz target.
 const FUZZ_SECONDS: u64 = 10;
 
-/// The suites `cargo xtask test` runs a second time with PostgreSQL as the
-/// database (`RAWALITE_TEST_BACKEND=postgres`), without their tests about
-/// SQLite itself (in a module `sqlite_only` of each suite).
+/// The suites (modules of the test binaries in `tests/`) that `cargo xtask
+/// test` runs a second time with PostgreSQL as the database
+/// (`RAWALITE_TEST_BACKEND=postgres`), without their tests about SQLite
+/// itself (in a module `sqlite_only` of each suite).
 const POSTGRES_SUITES: &[&str] = &["db", "session", "hostile", "crash", "paths", "e2e"];
 
 fn main() {
@@ -107,27 +108,7 @@ fn run(args: &[String]) -> Result<()> {
                 .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
                 .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
                 .status_ok()?;
-            step(&format!(
-                "running the {} suites again on PostgreSQL",
-                POSTGRES_SUITES.join(", ")
-            ));
-            let mut pass = cargo(&root);
-            // `--workspace`, as the first pass: the same features, so nothing is
-            // compiled again.
-            pass.args(["test", "--release", "--workspace"]);
-            for suite in POSTGRES_SUITES {
-                pass.args(["--test", suite]);
-            }
-            // The skips join the test binaries' own arguments, if any.
-            let split = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
-            pass.args(&rest[..split])
-                .arg("--")
-                .args(rest.get(split + 1..).unwrap_or_default())
-                .args(["--skip", "sqlite_only::"])
-                .env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
-                .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
-                .env("RAWALITE_TEST_BACKEND", "postgres")
-                .status_ok()?;
+            postgres_pass(&root, rest, &cluster, &tls)?;
             // A run of some tests only is not a run of everything.
             if rest.is_empty() {
                 fuzz::smoke(&root, &cluster, FUZZ_SECONDS)?;
@@ -162,6 +143,82 @@ fn run(args: &[String]) -> Result<()> {
         Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
         None => bail!("no command given\n\n{USAGE}"),
     }
+}
+
+/// The PostgreSQL suites again, on PostgreSQL: the test binaries that hold
+/// one (of those `rest` names with `--test`, if it names any), with every
+/// other suite skipped, and the binaries' own arguments of `rest` kept.
+fn postgres_pass(
+    root: &Path,
+    rest: &[String],
+    cluster: &postgres::Cluster,
+    tls: &postgres::Cluster,
+) -> Result<()> {
+    let split = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+    let (ours, theirs) = (&rest[..split], rest.get(split + 1..).unwrap_or_default());
+    let mut named = Vec::new();
+    let mut passed = Vec::new();
+    let mut args = ours.iter();
+    while let Some(arg) = args.next() {
+        match arg.strip_prefix("--test") {
+            Some("") => named.extend(args.next().cloned()),
+            Some(eq) if eq.starts_with('=') => named.push(eq[1..].to_owned()),
+            _ => passed.push(arg.clone()),
+        }
+    }
+    let mut binaries = Vec::new();
+    let mut skips = vec!["sqlite_only::".to_owned()];
+    for entry in std::fs::read_dir(root.join("tests"))? {
+        let main = entry?.path().join("main.rs");
+        let Ok(text) = std::fs::read_to_string(&main) else {
+            continue;
+        };
+        let binary = main
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let suites: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("mod ")?.strip_suffix(';'))
+            .filter(|m| *m != "common")
+            .collect();
+        if suites.iter().any(|s| POSTGRES_SUITES.contains(s))
+            && (named.is_empty() || named.contains(&binary))
+        {
+            binaries.push(binary);
+            skips.extend(
+                suites
+                    .iter()
+                    .filter(|s| !POSTGRES_SUITES.contains(s))
+                    .map(|s| format!("{s}::")),
+            );
+        }
+    }
+    if binaries.is_empty() {
+        step("no PostgreSQL suite among the tests named: no second pass");
+        return Ok(());
+    }
+    binaries.sort();
+    step(&format!(
+        "running the {} suites again on PostgreSQL",
+        POSTGRES_SUITES.join(", ")
+    ));
+    let mut pass = cargo(root);
+    // `--workspace`, as the first pass: the same features, so nothing is
+    // compiled again.
+    pass.args(["test", "--release", "--workspace"]);
+    for binary in &binaries {
+        pass.args(["--test", binary]);
+    }
+    pass.args(&passed).arg("--").args(theirs);
+    for skip in &skips {
+        pass.args(["--skip", skip]);
+    }
+    pass.env("RAWALITE_TEST_POSTGRES", cluster.socket_dir())
+        .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
+        .env("RAWALITE_TEST_BACKEND", "postgres")
+        .status_ok()
 }
 
 /// The Rust guests, then the host with every test and bench of the

@@ -1,6 +1,6 @@
 //! The servers tests and benchmarks run beside the hosts: Debian's
 //! `haproxy` (the load-balancer test, `bench serve`) and `pgbouncer` (the
-//! pooler test in `tests/hosts.rs`), installed when missing.
+//! pooler test in `tests/serve/hosts.rs`), installed when missing.
 
 use anyhow::{Result, bail};
 use std::path::Path;

@@ -1,6 +1,6 @@
 // The TypeScript test instrument: each route exercises one part of the
 // TypeScript SDK so the host's tests can check it from outside
-// (tests/typescript.rs).
+// (tests/api/typescript.rs).
 import { GuestError, Request, Response, db, escape, paths, session } from 'rawalite-guest';
 
 const ROUTES: Record<string, (req: Request) => Response> = {

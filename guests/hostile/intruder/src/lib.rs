@@ -4,7 +4,7 @@
 //! another guest, forms that post to another guest (sent by script, or by
 //! a click), a window of another guest's page opened by a granted script,
 //! and a refresh to the sign-out page. Each page sets the title
-//! "ran" if any of its script ran. `tests/e2e.rs` opens them in Chromium
+//! "ran" if any of its script ran. `tests/browser/e2e.rs` opens them in Chromium
 //! while an admin is signed in and checks that nothing ran and nothing
 //! changed.
 
