@@ -22,6 +22,8 @@ const NAMES: &[&str] = &[
     "x-forwarded-proto",
     "content-type",
     "accept",
+    "if-none-match",
+    "if-modified-since",
 ];
 
 /// Headers as names and values, in order.

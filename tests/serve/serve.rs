@@ -493,6 +493,41 @@ fn a_slow_guest_does_not_block_the_others() {
 }
 
 #[test]
+fn a_static_file_is_answered_304_when_the_client_has_it() {
+    let (_dir, served) = start();
+    let first = get(&served, "/static/app.css", None);
+    assert_eq!(first.status, 200);
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    let date = first
+        .header("last-modified")
+        .expect("a Last-Modified")
+        .to_owned();
+    assert_eq!(first.header("cache-control"), Some("public, max-age=3600"));
+    for (name, value) in [
+        ("If-None-Match", etag.as_str()),
+        ("If-Modified-Since", &date),
+    ] {
+        let again = reply(
+            agent()
+                .get(served.url("/static/app.css"))
+                .header(name, value)
+                .call(),
+        );
+        assert_eq!(again.status, 304, "{name}");
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+        assert!(again.body.is_empty());
+    }
+    let other = reply(
+        agent()
+            .get(served.url("/static/app.css"))
+            .header("If-None-Match", "\"something else\"")
+            .call(),
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(other.body, first.body);
+}
+
+#[test]
 fn concurrent_requests_across_guests_up_to_one_address_share_all_succeed() {
     let (_dir, served) = start();
     let cookie = sign_in(&served);

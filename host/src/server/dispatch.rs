@@ -132,7 +132,10 @@ async fn admit<'s>(
         return Err((response.status(), None, response));
     }
     if let Some(asset) = path.strip_prefix("/static/") {
-        let response = page::static_asset(server.static_root.as_ref(), &parts.method, asset, id);
+        let response = match &server.static_files {
+            Some(files) => files.answer(&parts.method, asset, &parts.headers, id),
+            None => page::error(StatusCode::NOT_FOUND, "There is no page here.", id),
+        };
         return Err((response.status(), None, response));
     }
     if let Some(name) = routes.loading(path) {

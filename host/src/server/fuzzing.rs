@@ -1,9 +1,10 @@
 //! What `fuzz/`'s request target calls, and nothing else does: the
-//! host's decoders of what a client sends, which are private to `server`,
-//! run on one request as `serve` runs them.
+//! host's decoders of what a client sends (a static file's conditions
+//! too), which are private to `server`, run on one request as `serve`
+//! runs them.
 
 use super::guest_io::percent_decode;
-use super::{isolation, rules};
+use super::{isolation, rules, static_files};
 use crate::net::Network;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
@@ -66,6 +67,7 @@ pub fn request(method: &[u8], target: &str, headers: &[(Vec<u8>, Vec<u8>)]) -> O
         let _ = isolation::refused_type(kind);
     }
     let _ = percent_decode(uri.path());
+    let _ = static_files::fuzzing::conditions(headers);
     let _ = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).count();
     let origin = rules::origin(headers, secure);
     let referer = headers.get(header::REFERER)?.to_str().ok()?;

@@ -26,6 +26,7 @@ mod page;
 mod routes;
 mod rules;
 mod startup;
+mod static_files;
 mod watch;
 
 pub use limits::{MAX_BODY, MAX_HEADERS, MAX_REQUEST, MAX_URL};
@@ -33,7 +34,6 @@ pub use listen::{HEADER_TIMEOUT, RATE_BYTES, RATE_WINDOW};
 pub use outgoing::OUTGOING_BYTES;
 
 use crate::app::App;
-use crate::capabilities::paths::Root;
 use anyhow::Result;
 use routes::Routes;
 use std::net::SocketAddr;
@@ -68,7 +68,7 @@ struct Server {
     /// The route of the guest called `login`, where a browser is sent to
     /// sign in; without one, a page that needs a user answers 401.
     login: Option<String>,
-    static_root: Option<Root>,
+    static_files: Option<static_files::StaticFiles>,
     /// Renders that may run at once, all guests together.
     renders: Semaphore,
     /// The bytes of finished bodies waiting for their clients.

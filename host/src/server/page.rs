@@ -3,9 +3,8 @@
 //! security headers. Error pages show a request id; the log has the rest.
 
 use crate::capabilities::Response as GuestResponse;
-use crate::capabilities::paths::Root;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -156,63 +155,6 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// The size of the chunks a static file is sent in: a slow client holds
-/// one or two of them, never the file.
-const STATIC_CHUNK: usize = 16 << 10;
-
-/// A file of the app's static directory, opened through cap-std like any
-/// root, so `..` and symlinks cannot leave it, and streamed in chunks.
-pub(super) fn static_asset(
-    root: Option<&Root>,
-    method: &Method,
-    path: &str,
-    id: &str,
-) -> Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Static files can only be read.",
-            id,
-        );
-    }
-    let Some(root) = root else {
-        return error(StatusCode::NOT_FOUND, "There is no page here.", id);
-    };
-    let Ok((file, len)) = root.open_file(path) else {
-        return error(StatusCode::NOT_FOUND, "There is no page here.", id);
-    };
-    let content_type = match path.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("css") => "text/css; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("ico") => "image/x-icon",
-        Some("woff2") => "font/woff2",
-        Some("txt") => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    };
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        use tokio::io::AsyncReadExt;
-        let file = tokio::fs::File::from_std(file).take(len);
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            STATIC_CHUNK,
-        ))
-    };
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    secured(response)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use super::dispatch::handle;
 use super::limits::DRAIN_MARGIN;
 use super::metrics_listener::serve_metrics;
 use super::routes::Routes;
+use super::static_files::StaticFiles;
 use super::{Options, Server, compile, jobs, listen, outgoing, watch};
 use crate::app::App;
 use crate::capabilities::paths::Root;
@@ -41,11 +42,10 @@ pub(super) async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         .iter()
         .find(|g| g.name == "login")
         .and_then(|g| g.route.clone());
-    let static_root = match &app.manifest.static_dir {
-        Some(dir) => Some(
-            Root::open(dir)
-                .with_context(|| format!("cannot open the static directory {}", dir.display()))?,
-        ),
+    let static_files = match &app.manifest.static_dir {
+        Some(dir) => Some(StaticFiles::new(Root::open(dir).with_context(|| {
+            format!("cannot open the static directory {}", dir.display())
+        })?)),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -63,7 +63,7 @@ pub(super) async fn run(app: App, options: Options, pool: usize) -> Result<()> {
     let server = Arc::new(Server {
         routes: parking_lot::RwLock::new(Arc::new(routes)),
         login,
-        static_root,
+        static_files,
         renders: Semaphore::new(pool),
         outgoing: outgoing::Outgoing::new(outgoing::OUTGOING_BYTES),
         loopback,

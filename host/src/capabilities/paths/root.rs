@@ -215,16 +215,25 @@ impl Root {
         Ok(bytes)
     }
 
-    /// Opens the file at `path` for reading, with its length: for a file
-    /// the host streams to a client rather than holds.
-    pub fn open_file(&self, path: &str) -> Result<(std::fs::File, u64), RootError> {
+    /// Opens the file at `path` for reading, with its metadata: for a file
+    /// the host serves to a client.
+    pub fn open_file(&self, path: &str) -> Result<(std::fs::File, std::fs::Metadata), RootError> {
         let path = check_path(path)?;
-        let file = self.dir.open(path)?;
+        let file = self.dir.open(path)?.into_std();
         let meta = file.metadata()?;
         if meta.is_dir() {
             return Err(RootError::IsDirectory);
         }
-        Ok((file.into_std(), meta.len()))
+        Ok((file, meta))
+    }
+
+    /// The length and modification time of the file at `path`.
+    pub fn stat(&self, path: &str) -> Result<(u64, std::time::SystemTime), RootError> {
+        let meta = self.dir.metadata(check_path(path)?)?;
+        if meta.is_dir() {
+            return Err(RootError::IsDirectory);
+        }
+        Ok((meta.len(), meta.modified()?.into_std()))
     }
 
     /// Runs `change` with what the root holds, once the root's other
