@@ -38,6 +38,10 @@ fn describe() {
         "Time to render a request with its guest, host calls included."
     );
     describe_counter!(
+        "rawalite_memory_grows_total",
+        "memory.grow calls during renders, by guest: a page that grows pays for it on every request."
+    );
+    describe_counter!(
         "rawalite_guests_stopped_total",
         "Renders the host stopped, by guest and cause."
     );
@@ -72,6 +76,14 @@ pub fn request(guest: Option<&str>, status: u16) {
         let guest = guest.unwrap_or("-").to_owned();
         metrics::counter!("rawalite_requests_total", "guest" => guest, "status" => status.to_string())
             .increment(1);
+    }
+}
+
+/// A render's `memory.grow`s, counted per guest (none is the goal).
+pub fn memory_grows(guest: &str, grows: u32) {
+    if on() && grows > 0 {
+        metrics::counter!("rawalite_memory_grows_total", "guest" => guest.to_owned())
+            .increment(u64::from(grows));
     }
 }
 

@@ -54,6 +54,9 @@ pub enum Outcome {
 pub struct Rendered {
     pub outcome: Outcome,
     pub session: SessionChange,
+    /// How often the guest's memory grew past what it was made with: a
+    /// page that grows costs every request of it two `mprotect`s.
+    pub memory_grows: u32,
 }
 
 /// Why the host stopped a guest. The guest's instance is gone; the host and
@@ -154,6 +157,7 @@ impl Guest {
             return Rendered {
                 outcome: Outcome::Error(refused),
                 session: SessionChange::Unchanged,
+                memory_grows: 0,
             };
         }
         let deadline = Instant::now() + self.limits.timeout;
@@ -213,7 +217,13 @@ impl Guest {
             tracing::warn!(guest = %self.name, reason = ?why.to_string(), "guest stopped");
         }
         let session = std::mem::take(&mut store.data_mut().session.change);
-        Rendered { outcome, session }
+        let memory_grows = store.data().limiter.grows;
+        crate::metrics::memory_grows(&self.name, memory_grows);
+        Rendered {
+            outcome,
+            session,
+            memory_grows,
+        }
     }
 
     fn check_size(&self, response: Response) -> Outcome {

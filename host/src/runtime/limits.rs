@@ -16,6 +16,9 @@ pub(crate) struct Limiter {
     /// Elements of all tables so far.
     table_elements: usize,
     pub(crate) memory_exceeded: bool,
+    /// How often a memory grew after it was made: each `memory.grow` costs
+    /// a request two `mprotect`s (one now, one when the slot is reused).
+    pub(crate) grows: u32,
 }
 
 /// Enough for a component's core instances, tables and memories, with room
@@ -33,6 +36,7 @@ impl Limiter {
             memory_used: 0,
             table_elements: 0,
             memory_exceeded: false,
+            grows: 0,
         }
     }
 }
@@ -50,6 +54,10 @@ impl ResourceLimiter for Limiter {
             wasmtime::bail!("memory limit of {} bytes reached", self.memory);
         }
         self.memory_used = total;
+        // A memory is made with `current` 0; later calls are grows.
+        if current > 0 && desired > current {
+            self.grows += 1;
+        }
         Ok(true)
     }
 
