@@ -21,11 +21,13 @@
 //! figures, the ratios, the cold start and the RSS over a long run go to
 //! the terminal, to BENCHMARKS.md and to docs/bench-serve.svg.
 
+mod grows;
 mod load;
 mod pg;
 mod report;
 
 use anyhow::{Context, Result, bail};
+use grows::memory_grows;
 use load::*;
 use pg::*;
 use report::*;
@@ -251,6 +253,7 @@ pub fn run(root: &Path) -> Result<()> {
     drop(native);
     drop(wasmtime_serve);
 
+    let grows = memory_grows(root, &rawalite, &work)?;
     runs.extend(on_postgres(root, &rawalite, &work.join("postgres"))?);
 
     super::step("cold start: from `rawalite serve` to the first answered request");
@@ -260,6 +263,7 @@ pub fn run(root: &Path) -> Result<()> {
 
     let report = Report {
         runs,
+        grows,
         rss_5s,
         rss_end,
         warm_start_ms: warm,
@@ -485,9 +489,16 @@ const USER: &str = "bench";
 const PASSWORD: &str = "a long bench password";
 
 fn add_user(rawalite: &Path, manifest: &Path) -> Result<()> {
-    let mut child = Command::new(rawalite)
+    let mut command = Command::new(rawalite);
+    command
         .args(["user", "add", USER, "--manifest"])
-        .arg(manifest)
+        .arg(manifest);
+    add_user_with(&mut command)
+}
+
+/// Runs `rawalite user add` as `command` says, with the bench's password.
+fn add_user_with(command: &mut Command) -> Result<()> {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;

@@ -79,6 +79,8 @@ pub(super) const RATIOS: &[(&str, Page, Page, &str)] = &[
 
 pub(super) struct Report {
     pub(super) runs: Vec<Run>,
+    /// Each demo guest's `memory.grow`s per request.
+    pub(super) grows: Vec<(String, f64)>,
     pub(super) rss_5s: f64,
     pub(super) rss_end: f64,
     pub(super) warm_start_ms: f64,
@@ -142,6 +144,10 @@ impl Report {
                 }
                 None => format!("| {what} | - | - | {target} |\n"),
             };
+        }
+        md += "\n| demo guest | memory.grow per request (target 0) |\n|---|---:|\n";
+        for (guest, grows) in &self.grows {
+            md += &format!("| {guest} | {grows:.2} |\n");
         }
         md += &format!(
             "\n| RawaLite | value | target |\n|---|---:|---:|\n| RSS after 5 s of load | {:.1} MiB | |\n| RSS after {LONG_RUN} s of load | {:.1} MiB ({:+.1}%) | within 10% |\n| cold start, warm compile cache (median of 5) | {:.0} ms | ≤ 250 ms |\n| cold start, empty compile cache (median of 3) | {:.0} ms | |\n",
