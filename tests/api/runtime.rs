@@ -88,6 +88,22 @@ fn alloc_past_the_memory_cap_is_stopped() {
 }
 
 #[test]
+fn a_render_that_grows_its_memory_is_counted_and_hello_grows_none() {
+    let (rt, _cache) = runtime();
+    let probe = load(&rt, "probe", Limits::default());
+    let grown = probe.render(&get("/alloc?mb=8"), Caller::default());
+    assert!(grown.memory_grows > 0, "8 MiB needs the memory to grow");
+    let hello = load(&rt, "hello", Limits::default());
+    for _ in 0..3 {
+        let page = hello.render(&get("/x"), Caller::default());
+        assert_eq!(
+            page.memory_grows, 0,
+            "each request starts from the snapshot"
+        );
+    }
+}
+
+#[test]
 fn panic_is_reported_as_stopped_with_its_message() {
     let (rt, _cache) = runtime();
     let probe = load(&rt, "probe", Limits::default());
