@@ -22,8 +22,9 @@ const KEEP_BYTES: usize = 32 << 20;
 /// How long a kept file is served before its length and time are looked
 /// at again.
 const FRESH: Duration = Duration::from_secs(1);
-/// The size of a streamed file's chunks.
-const CHUNK: usize = 64 << 10;
+/// The size of the chunks a large file is sent in: a slow client holds
+/// one or two of them, never the file.
+const CHUNK: usize = 16 << 10;
 
 /// The static directory and the files kept from it.
 pub(super) struct StaticFiles {
