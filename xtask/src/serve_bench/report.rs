@@ -190,6 +190,8 @@ impl Report {
             ("wasmtime serve", "#a15c00"),
         ];
         let pages = [
+            "host 404 page",
+            "static file, 52 B",
             "hello",
             "db 10 rows",
             "dashboard (signed in)",
@@ -202,7 +204,7 @@ impl Report {
             .filter(|r| r.connections == CONNECTIONS)
             .map(Run::requests_per_second)
             .fold(1.0, f64::max);
-        let (width, height, left, top, chart_h) = (900.0, 340.0, 70.0, 40.0, 220.0);
+        let (width, height, left, top, chart_h) = (1100.0, 340.0, 70.0, 40.0, 220.0);
         let group_w = (width - left - 20.0) / pages.len() as f64;
         let bar_w = group_w / 5.5;
         let mut svg = format!(
