@@ -80,8 +80,7 @@ impl App {
         let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         let url = crate::database::url(database, manifest.database.as_deref())?;
         // The roots live in the data directory whichever the backend.
-        crate::data_dir::create_private_dir(&data_dir)
-            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        crate::data_dir::create(&data_dir)?;
         let grants = crate::database::Grants {
             manifest: &manifest.file,
             guests: db_grants(&manifest),

@@ -17,6 +17,14 @@ pub const TEMP_PREFIX: &str = ".rawalite-tmp-";
 /// a crash may leave one (`rawalite doctor` reports them).
 pub const STAGING_PREFIXES: [&str; 2] = [".rawalite-backup-", ".rawalite-restore-"];
 
+/// Creates the data directory `dir` (owner-only: it holds the database and
+/// every password hash), with an error that names it.
+pub fn create(dir: &Path) -> Result<()> {
+    use anyhow::Context as _;
+    create_private_dir(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
+}
+
 /// Creates `dir` (and what is missing above it) readable by its owner only.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()

@@ -4,7 +4,7 @@ use super::Exit;
 use anyhow::{Context, Result};
 use clap::Args;
 use rawalite_host::app::App;
-use rawalite_host::data_dir::{DataLock, create_private_dir};
+use rawalite_host::data_dir::DataLock;
 use rawalite_host::manifest::Manifest;
 use rawalite_host::runtime::{self, Runtime};
 use rawalite_host::server::{self, Options};
@@ -61,8 +61,7 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
     let data_dir = args.data.unwrap_or_else(|| manifest.data_dir.clone());
     // One server per data directory, and none while a restore swaps it:
     // taken before anything is opened, migrated or swept.
-    create_private_dir(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    rawalite_host::data_dir::create(&data_dir)?;
     // On PostgreSQL several hosts may share one data directory (its roots,
     // on a shared volume): their locks are shared; `restore`'s is not.
     let shared =

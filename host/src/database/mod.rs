@@ -28,7 +28,7 @@ use crate::auth::store::Store;
 use crate::capabilities::db::portable::Schema;
 use crate::capabilities::db::{self, DbGrant, DbLimits};
 use crate::capabilities::paths::SharedUsage;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -177,9 +177,3 @@ pub fn url(
 
 /// The app's tables, each with its columns.
 pub type Tables = BTreeMap<String, BTreeSet<String>>;
-
-/// Creates `data_dir` (owner-only) with a message that names it.
-fn create_data_dir(data_dir: &Path) -> Result<()> {
-    crate::data_dir::create_private_dir(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))
-}

@@ -81,7 +81,7 @@ impl Sqlite {
         init()?;
         // The directory and the file hold every password hash: readable by
         // their owner only. SQLite gives its -wal and -shm the file's mode.
-        super::create_data_dir(data_dir)?;
+        crate::data_dir::create(data_dir)?;
         let db = Sqlite {
             path: data_dir.join("rawalite.db"),
         };
