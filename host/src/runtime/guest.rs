@@ -9,6 +9,7 @@
 //! (the command line, tests).
 
 use super::GuestState;
+use super::clock_random::Pinned;
 use super::imports::Surface;
 use super::limits::Limiter;
 use super::log::GuestPanic;
@@ -36,6 +37,7 @@ pub struct Guest {
     grants: Grants,
     hash: [u8; 32],
     surface: Surface,
+    pinned: Option<Pinned>,
 }
 
 /// What became of one request.
@@ -111,6 +113,16 @@ impl Guest {
             grants,
             hash,
             surface,
+            pinned: None,
+        }
+    }
+
+    /// This guest with its time and randomness pinned for every render
+    /// (`rawalite test`): same request, same bytes.
+    pub fn pinned(self, pinned: Pinned) -> Self {
+        Guest {
+            pinned: Some(pinned),
+            ..self
         }
     }
 
@@ -176,6 +188,7 @@ impl Guest {
             db: states.db,
             paths: states.paths,
             session: states.session,
+            pinned: self.pinned.map(Pinned::state),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -16,6 +16,7 @@ mod wasi;
 
 pub use crate::limits::Limits;
 pub use cache::{CacheStats, default_cache_dir};
+pub use clock_random::Pinned;
 pub use engine::MAX_MEMORY;
 pub use guest::{Guest, Outcome, Rendered, Stopped};
 pub use imports::{CheckedImport, Item, Surface};
@@ -43,6 +44,8 @@ pub struct GuestState {
     pub(crate) db: capabilities::db::State,
     pub(crate) paths: capabilities::paths::State,
     pub(crate) session: capabilities::session::State,
+    /// The time and the generator when a test pinned them ([`Pinned`]).
+    pub(crate) pinned: Option<clock_random::PinnedState>,
 }
 
 impl capabilities::States for GuestState {
@@ -96,12 +99,14 @@ pub enum LoadError {
 }
 
 /// The process's runtime: the engine, its epoch ticker, the compile cache
-/// and the linker every guest is instantiated against.
+/// and the linker every guest is instantiated against. A clone shares all
+/// of them (`rawalite test` opens an app per case on one runtime).
+#[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     linker: Linker<GuestState>,
-    cache: cache::ComponentCache,
-    _ticker: engine::Ticker,
+    cache: Arc<cache::ComponentCache>,
+    _ticker: Arc<engine::Ticker>,
 }
 
 impl Runtime {
@@ -115,8 +120,8 @@ impl Runtime {
         clock_random::add_to_linker(&mut linker)?;
         capabilities::add_to_linker(&mut linker)?;
         Ok(Runtime {
-            cache: cache::ComponentCache::new(&engine, cache_dir),
-            _ticker: engine::Ticker::start(&engine)?,
+            cache: Arc::new(cache::ComponentCache::new(&engine, cache_dir)),
+            _ticker: Arc::new(engine::Ticker::start(&engine)?),
             engine,
             linker,
         })

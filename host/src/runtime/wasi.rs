@@ -102,20 +102,25 @@ impl io::poll::HostPollable for DeadlinePoll<'_> {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let output = &self.output;
+        let (output, pinned) = (&self.output, self.pinned.as_ref().map(|p| p.pinned));
         WasiCtxView {
-            ctx: self.wasi.get_or_insert_with(|| context(output)),
+            ctx: self.wasi.get_or_insert_with(|| context(output, pinned)),
             table: &mut self.table,
         }
     }
 }
 
-/// A fresh WASI context for one request whose output lands in `output`.
-fn context(output: &GuestOutput) -> WasiCtx {
-    WasiCtx::builder()
+/// A fresh WASI context for one request whose output lands in `output`,
+/// its clock and generators pinned when a test asked.
+fn context(output: &GuestOutput, pinned: Option<super::Pinned>) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder
         .stdout(output.stream(Stream::Stdout))
-        .stderr(output.stream(Stream::Stderr))
-        .build()
+        .stderr(output.stream(Stream::Stderr));
+    if let Some(pinned) = pinned {
+        pinned.pin(&mut builder);
+    }
+    builder.build()
 }
 
 /// What a guest printed during one request, kept up to a cap so a chatty or
