@@ -9,6 +9,7 @@ use crate::capabilities::Grants;
 use crate::capabilities::db::portable::Schema;
 use crate::capabilities::db::{DbLimits, GuestDb};
 use crate::capabilities::paths::{GuestPaths, Root};
+use crate::database::postgres::DatabaseUrl;
 use crate::database::{Applied, Database};
 use crate::manifest::{GuestEntry, Manifest};
 use crate::runtime::{Guest, Runtime};
@@ -77,15 +78,26 @@ impl App {
         database: Option<&str>,
         runtime: Runtime,
     ) -> Result<Self> {
-        let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         let url = crate::database::url(database, manifest.database.as_deref())?;
+        Self::open_on(manifest, data_dir, url.as_ref(), runtime)
+    }
+
+    /// [`App::open_with`] on the database of `url` (PostgreSQL, migrated
+    /// already), or SQLite in the data directory without.
+    pub fn open_on(
+        manifest: Manifest,
+        data_dir: Option<PathBuf>,
+        url: Option<&DatabaseUrl>,
+        runtime: Runtime,
+    ) -> Result<Self> {
+        let data_dir = data_dir.unwrap_or_else(|| manifest.data_dir.clone());
         // The roots live in the data directory whichever the backend.
         crate::data_dir::create(&data_dir)?;
         let grants = crate::database::Grants {
             manifest: &manifest.file,
             guests: db_grants(&manifest),
         };
-        let (database, migrations) = crate::database::open(url.as_ref(), &data_dir, Some(grants))?;
+        let (database, migrations) = crate::database::open(url, &data_dir, Some(grants))?;
         let schema = database.schema()?;
         let auth = Auth::new(database.store()?, Policy::default())?;
         let mut roots = BTreeMap::new();

@@ -153,6 +153,21 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
         }
     }
+
+    /// The HTTP status `serve` answers this error with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidInput => 400,
+            ErrorCode::Denied => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Timeout => 504,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
 }
 
 /// A call's outcome for the audit log and the metrics: `ok` or its error code.

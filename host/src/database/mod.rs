@@ -74,6 +74,12 @@ pub trait Database: Send + Sync {
     /// Its size in bytes. Blocks.
     fn size(&self) -> u64;
 
+    /// Inserts `rows` into app table `table` in one transaction, as the
+    /// host (a test case's fixtures): each row names the columns it gives;
+    /// the others take their defaults. The caller has checked the names
+    /// against [`Database::schema`]. Blocks.
+    fn insert(&self, table: &str, rows: &[Vec<(String, db::Value)>]) -> Result<()>;
+
     /// Whether it lives in the data directory, so that a backup of the
     /// directory ([`crate::backup`]) holds it.
     fn in_data_dir(&self) -> bool;
@@ -173,6 +179,11 @@ pub fn url(
         .or(manifest_database.map(str::to_owned))
         .map(|text| postgres::DatabaseUrl::parse(&text))
         .transpose()
+}
+
+/// `"name"`: an identifier in SQL, on either backend.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The app's tables, each with its columns.

@@ -256,6 +256,24 @@ impl Manifest {
                 ),
             })
     }
+
+    /// The guest `serve` sends `path` to: the longest route that holds it.
+    pub fn guest_for_path(&self, path: &str) -> Option<&GuestEntry> {
+        self.guests
+            .iter()
+            .filter(|g| g.route.as_deref().is_some_and(|r| route_matches(r, path)))
+            .max_by_key(|g| g.route.as_ref().map_or(0, String::len))
+    }
+}
+
+/// Whether route prefix `route` holds `path`, on whole segments:
+/// `/customers` holds `/customers` and `/customers/7`, not `/customersx`.
+pub fn route_matches(route: &str, path: &str) -> bool {
+    route == "/"
+        || path == route
+        || path
+            .strip_prefix(route)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// `[app.backup]`: `serve` writes a backup into `dir` every `every`,

@@ -5,7 +5,7 @@
 //! sleeping requests cannot take every thread from the others. A route
 //! whose guest is still compiling is in the table too, as `loading`.
 
-use crate::manifest::BrowserGrant;
+use crate::manifest::{BrowserGrant, route_matches as matches};
 use crate::runtime::Guest;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -138,17 +138,9 @@ impl Routes {
     }
 }
 
-fn matches(route: &str, path: &str) -> bool {
-    route == "/"
-        || path == route
-        || path
-            .strip_prefix(route)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use crate::manifest::route_matches as matches;
 
     #[test]
     fn prefixes_match_whole_segments() {

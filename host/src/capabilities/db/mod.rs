@@ -24,7 +24,8 @@ pub(crate) use grant::not_granted;
 pub use grant::{DbGrant, is_host_table};
 pub use result::{Packed, Shape, ValueRef, Values};
 
-use super::rawalite::bridge::db::{Host, Outcome, Rows, Statement, Value};
+pub use super::rawalite::bridge::db::Value;
+use super::rawalite::bridge::db::{Host, Outcome, Rows, Statement};
 use super::{Call, CallError, Error, ErrorCode};
 use crate::limits::Limits;
 use std::future::Future;

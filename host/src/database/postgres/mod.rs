@@ -20,12 +20,14 @@ pub mod guest;
 mod pool;
 mod provision;
 mod root_usage;
+mod scratch;
 pub mod store;
 mod tls;
 mod url;
 mod value;
 
 pub use pool::{Pool, PoolError, Pooled, describe};
+pub use scratch::Scratch;
 pub use url::DatabaseUrl;
 pub use value::Value;
 
@@ -262,6 +264,18 @@ impl Postgres {
         })
     }
 
+    /// Runs `sql` (statements without parameters) on a connection of its
+    /// own: what must not run in a transaction (`CREATE DATABASE`).
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        let host = self.host.clone();
+        let sql = sql.to_owned();
+        self.run(async move {
+            let client = host.connect_alone().await?;
+            client.batch_execute(&sql).await?;
+            Ok(())
+        })
+    }
+
     /// Where the database stands against this binary's migrations.
     pub fn migration_state(&self) -> Result<MigrationState> {
         let host = self.host.clone();
@@ -462,6 +476,54 @@ impl Database for Arc<Postgres> {
 
     fn size(&self) -> u64 {
         Postgres::size(self).unwrap_or(0)
+    }
+
+    /// Through `json_populate_record`, so that the server reads each value
+    /// as its column's type (a date from text, a numeric from a number);
+    /// an identity column given a value moves its sequence past it.
+    fn insert(&self, table: &str, rows: &[Vec<(String, db::Value)>]) -> Result<()> {
+        use crate::database::quoted;
+        let qualified = format!("app.{}", quoted(table));
+        let statements: Vec<(String, String)> = rows
+            .iter()
+            .map(|row| {
+                let columns: Vec<String> = row.iter().map(|(c, _)| quoted(c)).collect();
+                let columns = columns.join(", ");
+                let json: serde_json::Map<String, serde_json::Value> = row
+                    .iter()
+                    .map(|(column, value)| (column.clone(), value::json(value)))
+                    .collect();
+                (
+                    format!(
+                        "INSERT INTO {qualified} ({columns}) SELECT {columns} \
+                         FROM json_populate_record(NULL::{qualified}, $1::text::json)"
+                    ),
+                    serde_json::Value::Object(json).to_string(),
+                )
+            })
+            .collect();
+        let identity = self
+            .app_tables()?
+            .1
+            .remove(table)
+            .filter(|column| rows.iter().any(|row| row.iter().any(|(c, _)| c == column)));
+        let host = self.host.clone();
+        self.run(async move {
+            let mut client = host.connect_alone().await?;
+            let transaction = client.transaction().await?;
+            for (sql, json) in &statements {
+                transaction.execute(sql, &[json]).await?;
+            }
+            if let Some(column) = identity {
+                let sync = format!(
+                    "SELECT setval(pg_get_serial_sequence($1, $2), (SELECT max({}) FROM {qualified}))",
+                    quoted(&column)
+                );
+                transaction.execute(&sync, &[&qualified, &column]).await?;
+            }
+            transaction.commit().await?;
+            Ok(())
+        })
     }
 
     fn in_data_dir(&self) -> bool {

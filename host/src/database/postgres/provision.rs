@@ -13,6 +13,7 @@
 use super::DatabaseUrl;
 use super::value::typed;
 use crate::capabilities::db::DbGrant;
+use crate::database::quoted;
 use anyhow::{Context, Result, bail};
 use hmac::{Hmac, Mac};
 use tokio_postgres::Client;
@@ -60,7 +61,7 @@ pub(super) fn guest_role(url: &DatabaseUrl, guest: &str) -> String {
 }
 
 /// The group every guest role belongs to (for `pg_hba.conf`: `+<group>`).
-fn group_role(url: &DatabaseUrl) -> String {
+pub(super) fn group_role(url: &DatabaseUrl) -> String {
     format!("{}_guests", url.database())
 }
 
@@ -70,11 +71,6 @@ pub(super) fn role_password(role: &str) -> Option<String> {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).ok()?;
     mac.update(role.as_bytes());
     Some(hex::encode(mac.finalize().into_bytes()))
-}
-
-/// `"name"`, for an identifier in SQL.
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Brings roles and privileges in step with `guests`; returns notes on

@@ -102,6 +102,25 @@ impl DatabaseUrl {
     pub fn database(&self) -> &str {
         self.config.get_dbname().unwrap_or_default()
     }
+
+    /// This URL with database `name` instead (its role, server and TLS).
+    pub fn with_database(&self, name: &str) -> Self {
+        let mut url = self.clone();
+        url.config.dbname(name);
+        url.shown = match self.shown.split_once('?') {
+            Some((head, query)) => format!(
+                "{}/{name}?{query}",
+                head.rsplit_once('/').map_or(head, |(h, _)| h)
+            ),
+            None => format!(
+                "{}/{name}",
+                self.shown
+                    .rsplit_once('/')
+                    .map_or(self.shown.as_str(), |(h, _)| h)
+            ),
+        };
+        url
+    }
 }
 
 impl fmt::Display for DatabaseUrl {

@@ -48,6 +48,19 @@ pub(super) fn typed<'a>(params: &[&'a dyn Value]) -> Vec<(&'a (dyn ToSql + Sync)
         .collect()
 }
 
+/// A guest's value as JSON, for `json_populate_record`: a blob as bytea's
+/// hex text, a real that JSON cannot hold (NaN, ∞) as null.
+pub(super) fn json(value: &crate::capabilities::db::Value) -> serde_json::Value {
+    use crate::capabilities::db::Value as V;
+    match value {
+        V::Null => serde_json::Value::Null,
+        V::Integer(v) => (*v).into(),
+        V::Real(v) => serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into),
+        V::Text(v) => v.as_str().into(),
+        V::Blob(v) => format!("\\x{}", hex::encode(v)).into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

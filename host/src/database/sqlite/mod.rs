@@ -267,6 +267,31 @@ impl Database for Sqlite {
         size(self.path.clone()) + size(self.path.with_extension("db-wal"))
     }
 
+    fn insert(&self, table: &str, rows: &[Vec<(String, db::Value)>]) -> Result<()> {
+        use rusqlite::types::Value as Sql;
+        let mut conn = self.connect(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let transaction = conn.transaction()?;
+        for row in rows {
+            let columns: Vec<String> = row.iter().map(|(c, _)| super::quoted(c)).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                super::quoted(table),
+                columns.join(", "),
+                vec!["?"; row.len()].join(", ")
+            );
+            let values = row.iter().map(|(_, value)| match value {
+                db::Value::Null => Sql::Null,
+                db::Value::Integer(v) => Sql::Integer(*v),
+                db::Value::Real(v) => Sql::Real(*v),
+                db::Value::Text(v) => Sql::Text(v.clone()),
+                db::Value::Blob(v) => Sql::Blob(v.clone()),
+            });
+            transaction.execute(&sql, rusqlite::params_from_iter(values))?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
     fn in_data_dir(&self) -> bool {
         true
     }
