@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     tracing_subscriber::registry()
         .with(log)
         .with(cli.wants_trace().then(|| {
-            cli::trace::Collect.with_filter(filter::filter_fn(|m| {
+            cli::trace::Collect::traced().with_filter(filter::filter_fn(|m| {
                 matches!(m.target(), "rawalite::audit" | "rawalite::guest")
             }))
         }))

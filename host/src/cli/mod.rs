@@ -12,6 +12,7 @@ mod render;
 mod sdk;
 mod serve;
 mod session;
+mod test;
 pub mod trace;
 mod user;
 
@@ -71,6 +72,7 @@ enum Command {
     Backup(backup::BackupArgs),
     Restore(backup::RestoreArgs),
     Doctor(doctor::DoctorArgs),
+    Test(test::TestArgs),
 }
 
 impl Cli {
@@ -89,6 +91,7 @@ impl Cli {
             Command::Backup(args) => backup::backup(args),
             Command::Restore(args) => backup::restore(args),
             Command::Doctor(args) => doctor::run(args),
+            Command::Test(args) => test::run(args),
         }
     }
 
