@@ -111,11 +111,44 @@ fn new_build_render(lang: &str) {
     );
     // What it may touch is exactly what it uses: nothing flagged.
     ok(rawalite_in(&dir, &["audit"]));
+    // The cases `new` wrote pass on the page as written.
+    let tested = ok(rawalite_in(&dir, &["test"]));
+    assert!(tested.contains("6 passed, 0 failed"), "{tested}");
 }
 
 #[test]
 fn a_new_rust_project_builds_and_renders_outside_the_repository() {
     new_build_render("rust");
+}
+
+/// Edit → `rawalite test`: it rebuilds what changed, and a failing case
+/// shows the page it got.
+#[test]
+fn rawalite_test_rebuilds_a_changed_page_and_shows_what_failed() {
+    let parent = tempfile::tempdir().unwrap();
+    ok(rawalite_in(
+        parent.path(),
+        &["new", "edited", "--capabilities", "db"],
+    ));
+    let dir = parent.path().join("edited");
+    let tested = ok(rawalite_in(&dir, &["test"]));
+    assert!(tested.contains("3 passed, 0 failed"), "{tested}");
+    let page = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    std::fs::write(dir.join("src/lib.rs"), page.replace("Hello,", "Hi,")).unwrap();
+    let out = rawalite_in(&dir, &["test"]);
+    let (said, building) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}{building}");
+    assert!(
+        building.contains("building edited (its sources changed)"),
+        "{building}"
+    );
+    assert!(
+        said.contains("FAILED edited.toml: the page greets a visitor by name")
+            && said.contains("the body does not contain `Hello, Ada!`")
+            && said.contains("<h1>Hi, Ada!</h1>")
+            && said.contains("2 passed, 1 failed"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -72,7 +72,7 @@ pub fn run(args: NewArgs) -> Result<Exit> {
     let block = guest_block(name, caps);
     println!("created {} ({})", dir.display(), args.lang.label());
     println!(
-        "\nnext:\n  cd {}\n  rawalite build\n  rawalite render --guest {name} /",
+        "\nnext:\n  cd {}\n  rawalite build\n  rawalite render --guest {name} /\n  rawalite test",
         dir.display()
     );
     println!("\nto add it to another app, build it and paste into that app's rawalite.toml:\n");
@@ -136,6 +136,10 @@ fn create(dir: &Path, name: &str, lang: Lang, caps: Caps) -> Result<()> {
             files.push(("tsconfig.json".into(), TSCONFIG.into()));
         }
     }
+    files.push((
+        "tests/{name}.toml".replace("{name}", name),
+        fill(&cases(caps)),
+    ));
     files.push(("README.md".into(), readme(name, lang, caps)));
     for (path, text) in files {
         let path = dir.join(path);
@@ -285,6 +289,24 @@ const TS_PATHS: &str = include_str!("../../templates/typescript/paths.ts");
 
 const TS_SESSION: &str = include_str!("../../templates/typescript/session.ts");
 
+/// The project's `rawalite test` cases: the page's, then each capability's.
+fn cases(caps: Caps) -> String {
+    let mut text = include_str!("../../templates/tests/page.toml").to_owned();
+    for (wanted, part) in [
+        (caps.db, include_str!("../../templates/tests/db.toml")),
+        (caps.paths, include_str!("../../templates/tests/paths.toml")),
+        (
+            caps.session,
+            include_str!("../../templates/tests/session.toml"),
+        ),
+    ] {
+        if wanted {
+            text.push_str(part);
+        }
+    }
+    text
+}
+
 fn readme(name: &str, lang: Lang, caps: Caps) -> String {
     let (source, needs, sdk) = match lang {
         Lang::Rust => (
@@ -355,13 +377,27 @@ rawalite render --guest {name} /     # one request; the page to stdout
 rawalite render --trace --guest {name} /   # also each capability call it made
 ```
 
-## The edit → build → refresh loop
+## Test it
+
+```sh
+rawalite test                         # builds if {source} changed, runs tests/{name}.toml
+```
+
+Each case in [`tests/{name}.toml`](tests/{name}.toml) renders the page with
+the real component, under `rawalite.toml`'s grants, against a database and
+roots of its own: a request, fixtures (rows, users, files), and what to
+expect (status, headers, text, JSON, a snapshot, and the capability calls
+made or denied). `rawalite test --filter TEXT` runs some; `--update-snapshots`
+writes `snapshot` files; `--json` is for CI. The format is in RawaLite's
+docs/TESTING.md.
+
+## The edit → test → refresh loop
 
 ```sh
 rawalite serve --watch                # http://127.0.0.1:8080/{name}
 ```
 
-Leave it running. Edit {source}, run `rawalite build`, refresh the
+Leave it running. Edit {source}, run `rawalite test` (it rebuilds), refresh the
 browser: `--watch` loads the new component for the next request (requests
 already running finish on the old one). A component that fails to load
 leaves the old one serving and the log says why. Changes to
