@@ -10,3 +10,4 @@ mod common;
 mod backup;
 mod cli;
 mod new;
+mod testing;

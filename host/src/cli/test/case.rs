@@ -426,6 +426,57 @@ mod tests {
         assert_eq!(p.to_string(), "db.query customers");
     }
 
+    proptest::proptest! {
+        /// Any text parses or is refused, never panics; what parses prints
+        /// back as itself (spaces aside).
+        #[test]
+        fn call_patterns_never_panic_and_print_back(text in "\\PC{0,40}") {
+            if let Ok(pattern) = CallPattern::parse(&text) {
+                let again = CallPattern::parse(&pattern.to_string()).unwrap();
+                proptest::prop_assert_eq!(again, pattern);
+            }
+        }
+
+        /// A well-formed pattern keeps its three parts.
+        #[test]
+        fn well_formed_patterns_keep_their_parts(
+            capability in "db|paths|session",
+            op in "[a-z-]{1,12}",
+            target in proptest::option::of("[a-z_/.]{1,20}"),
+        ) {
+            let text = match &target {
+                Some(t) => format!("{capability}.{op} {t}"),
+                None => format!("{capability}.{op}"),
+            };
+            let pattern = CallPattern::parse(&text).unwrap();
+            proptest::prop_assert_eq!(
+                (pattern.capability, pattern.op, pattern.target),
+                (capability, op, target)
+            );
+        }
+
+        /// Every valid instant since 1970 reads back through the calendar.
+        #[test]
+        fn clocks_read_back_through_the_calendar(secs in 0i64..8_000_000_000, offset in -1439i16..1440) {
+            let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let date = rawalite_host::utc::date(days);
+            let text = format!(
+                "{date}T{:02}:{:02}:{:02}{}",
+                rest / 3600, rest % 3600 / 60, rest % 60,
+                if offset == 0 { "Z".to_owned() } else {
+                    format!("{}{:02}:{:02}", if offset < 0 { '-' } else { '+' }, offset.abs() / 60, offset.abs() % 60)
+                }
+            );
+            let read = micros(text.parse().unwrap());
+            let want = secs - i64::from(offset) * 60;
+            if want >= 0 {
+                proptest::prop_assert_eq!(read.unwrap(), want as u64 * 1_000_000);
+            } else {
+                proptest::prop_assert!(read.is_err());
+            }
+        }
+    }
+
     #[test]
     fn a_clock_is_read_in_utc() {
         let at = |text: &str| micros(text.parse().unwrap());

@@ -182,7 +182,8 @@ fn check_json(body: &str, expect: &super::case::Expect, verdict: &mut Verdict) {
             None => fail(
                 verdict,
                 format!(
-                    "json `{pointer}`: expected {want}; there is nothing there (a JSON Pointer: `/items/0/name`)"
+                    "json `{pointer}`: expected {want}; there is nothing there (a JSON Pointer: `/items/0/name`) in:{}",
+                    shown(body)
                 ),
             ),
         }

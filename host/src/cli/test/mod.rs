@@ -334,7 +334,12 @@ fn build_if_stale(dir: &Path, manifest: &Manifest) -> Result<bool> {
     Ok(status.success())
 }
 
-/// The newest modification time among the project's files, leaving out
+/// What a build reads: sources, manifests, lock files, the WIT.
+const SOURCES: &[&str] = &[
+    "rs", "toml", "lock", "py", "ts", "tsx", "js", "mjs", "cjs", "json", "wit",
+];
+
+/// The newest modification time among the project's sources, leaving out
 /// what builds and tests make or read (target/, data/, tests/,
 /// node_modules/, dot-directories).
 fn newest_source(dir: &Path) -> SystemTime {
@@ -356,7 +361,10 @@ fn newest_source(dir: &Path) -> SystemTime {
                 if !skipped && !name.starts_with('.') {
                     pending.push(entry.path());
                 }
-            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+            } else if let Some(extension) = entry.path().extension()
+                && SOURCES.iter().any(|s| extension == *s)
+                && let Ok(modified) = entry.metadata().and_then(|m| m.modified())
+            {
                 newest = newest.max(modified);
             }
         }
