@@ -111,6 +111,7 @@ fn run(args: &[String]) -> Result<()> {
             postgres_pass(&root, rest, &cluster, &tls)?;
             // A run of some tests only is not a run of everything.
             if rest.is_empty() {
+                app_cases(&root, &cluster)?;
                 fuzz::smoke(&root, &cluster, FUZZ_SECONDS)?;
             }
             Ok(())
@@ -219,6 +220,27 @@ fn postgres_pass(
         .env("RAWALITE_TEST_POSTGRES_TLS", tls.socket_dir())
         .env("RAWALITE_TEST_BACKEND", "postgres")
         .status_ok()
+}
+
+/// The demo app's own `rawalite test` cases (`tests/*.toml`), on SQLite
+/// and then each case on a PostgreSQL database of its own.
+fn app_cases(root: &Path, cluster: &postgres::Cluster) -> Result<()> {
+    step("running the app's cases (rawalite test), on SQLite then PostgreSQL");
+    let url = format!(
+        "postgres://postgres@/postgres?host={}",
+        cluster.socket_dir().display()
+    );
+    for database in [None, Some(url.as_str())] {
+        let mut cases = cargo_like(root, &root.join("target/release/rawalite"));
+        cases
+            .arg("test")
+            .env("RAWALITE_CACHE_DIR", root.join("target/test-cache"));
+        if let Some(url) = database {
+            cases.args(["--database", url]);
+        }
+        cases.status_ok()?;
+    }
+    Ok(())
 }
 
 /// The Rust guests, then the host with every test and bench of the
