@@ -58,7 +58,12 @@ fn generate(root: &Path) -> Result<String> {
          (`cargo doc -p rawalite-guest`), Python `rawalite_guest` \
          (`rawalite new --lang python`), TypeScript `rawalite-guest` \
          (`rawalite new --lang typescript`; its declarations of these \
-         interfaces are [guest-sdk-ts/bridge.d.ts](../guest-sdk-ts/bridge.d.ts)).\n\n## Contents\n\n",
+         interfaces are [guest-sdk-ts/bridge.d.ts](../guest-sdk-ts/bridge.d.ts)).\n\n\
+         The loop while writing one: edit → `rawalite test` (it rebuilds \
+         what changed, then runs the project's `tests/*.toml` against the \
+         real component under its grants: [TESTING.md](TESTING.md)) → \
+         refresh the browser on `rawalite serve --watch`. `rawalite render \
+         --trace` shows one request's capability calls.\n\n## Contents\n\n",
     );
     for (name, _) in &pkg.worlds {
         let _ = writeln!(out, "- [world `{name}`](#world-{name})");
