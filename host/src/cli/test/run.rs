@@ -17,6 +17,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tracing_subscriber::prelude::*;
 
+/// The password of a case's users that give none: they are signed in by
+/// the case, never by a password (the case's database is thrown away).
+const UNUSED_PASSWORD: &str = "a password nobody types";
+
 /// What every case of a run shares.
 pub(super) struct Env {
     pub(super) manifest: Manifest,
@@ -83,7 +87,7 @@ fn world(case: &Case, env: &Env, index: usize) -> Result<World> {
         let password = user
             .password
             .clone()
-            .unwrap_or_else(|| "a password nobody types".to_owned());
+            .unwrap_or_else(|| UNUSED_PASSWORD.to_owned());
         app.auth
             .add_user(
                 &user.name,
@@ -107,7 +111,7 @@ fn world(case: &Case, env: &Env, index: usize) -> Result<World> {
                     name,
                     None,
                     &case.roles,
-                    &Password::new("a password nobody types".into()),
+                    &Password::new(UNUSED_PASSWORD.into()),
                 )
                 .with_context(|| format!("user `{name}`"))?,
         });
