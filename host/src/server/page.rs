@@ -40,6 +40,20 @@ pub(super) fn request_id() -> String {
     )
 }
 
+/// Headers a response of the host's carries at most: the five security
+/// headers, and a static file's type, length, caching rule, ETag and
+/// Last-Modified.
+const HEADERS: usize = 10;
+
+/// A response whose header map has room for every header it will get, so
+/// that adding them never grows it (a grow is an allocation and a rehash).
+pub(super) fn sized(body: Body, status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().reserve(HEADERS);
+    response
+}
+
 pub(super) fn secured(mut response: Response<Body>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(
@@ -74,8 +88,7 @@ pub(super) fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Respons
         tracing::error!(request = %id, status = guest.status, "the guest answered an invalid status");
         return error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, id);
     };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
+    let mut response = sized(Body::from(body), status);
     let headers = response.headers_mut();
     for (name, value) in &guest.headers {
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
@@ -117,8 +130,7 @@ pub(super) fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Respons
 }
 
 pub(super) fn redirect(location: &str) -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SEE_OTHER;
+    let mut response = sized(Body::empty(), StatusCode::SEE_OTHER);
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -139,8 +151,7 @@ pub(super) fn error(status: StatusCode, message: &str, id: &str) -> Response<Bod
         code = status.as_u16(),
         message = escape(message),
     );
-    let mut response = Response::new(Body::from(html));
-    *response.status_mut() = status;
+    let mut response = sized(Body::from(html), status);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -150,11 +161,23 @@ pub(super) fn error(status: StatusCode, message: &str, id: &str) -> Response<Bod
     secured(response)
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// `text` for HTML, in one pass; borrowed when there is nothing to escape
+/// (the host's own messages).
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '"']) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 #[cfg(test)]
@@ -263,5 +286,40 @@ mod tests {
     fn error_pages_escape_the_message() {
         let r = error(StatusCode::BAD_REQUEST, "<script>", "abc");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+        assert!(matches!(escape(INTERNAL), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn every_page_has_room_for_its_headers() {
+        for response in [
+            error(StatusCode::NOT_FOUND, "no", "abc"),
+            redirect("/x"),
+            from_guest(guest(&[("content-type", "text/html")]), "abc"),
+        ] {
+            assert!(
+                response.headers().len() <= HEADERS,
+                "{:?}",
+                response.headers()
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Escaped text has no markup left and reads back as the text.
+        #[test]
+        fn escaping_leaves_no_markup_and_reads_back(text in "\\PC{0,60}") {
+            let escaped = escape(&text);
+            proptest::prop_assert!(!escaped.contains(['<', '>', '"']));
+            let back = escaped
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&amp;", "&");
+            proptest::prop_assert_eq!(back, text);
+        }
     }
 }

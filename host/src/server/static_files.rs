@@ -6,7 +6,7 @@
 //! bounded: files up to [`KEEP_FILE`], [`KEEP_BYTES`] in all; a larger
 //! file is streamed from disk as it is read.
 
-use super::page::{error, secured};
+use super::page::{error, secured, sized};
 use crate::capabilities::paths::Root;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -179,14 +179,18 @@ fn respond(
     body: impl FnOnce() -> Body,
 ) -> Response<Body> {
     let unchanged = not_modified(request, version);
-    let mut response = Response::new(if head || unchanged {
-        Body::empty()
-    } else {
-        body()
-    });
-    if unchanged {
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-    }
+    let mut response = sized(
+        if head || unchanged {
+            Body::empty()
+        } else {
+            body()
+        },
+        if unchanged {
+            StatusCode::NOT_MODIFIED
+        } else {
+            StatusCode::OK
+        },
+    );
     let headers = response.headers_mut();
     if !unchanged {
         headers.insert(header::CONTENT_TYPE, version.content_type.clone());
