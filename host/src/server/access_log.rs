@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One answered request.
 pub(super) struct Access<'a> {
-    pub id: &'a str,
+    pub id: super::page::RequestId,
     pub method: &'a axum::http::Method,
     pub path: &'a str,
     pub status: u16,
@@ -30,11 +30,14 @@ thread_local! {
     };
 }
 
+/// Whether requests are logged: when not, nothing is kept for the line.
+pub(super) fn on() -> bool {
+    tracing::enabled!(target: "rawalite::access", tracing::Level::INFO)
+}
+
 impl Access<'_> {
+    /// Writes the line (the caller asked [`on`] first).
     pub(super) fn record(&self) {
-        if !tracing::enabled!(target: "rawalite::access", tracing::Level::INFO) {
-            return;
-        }
         let Some(log) = log_queue::installed() else {
             tracing::info!(
                 target: "rawalite::access",
@@ -105,7 +108,7 @@ mod tests {
 
     fn access<'a>(method: &'a axum::http::Method, path: &'a str) -> Access<'a> {
         Access {
-            id: "0123456789abcdef",
+            id: super::super::page::RequestId(0x0123_4567_89ab_cdef),
             method,
             path,
             status: 200,

@@ -8,12 +8,12 @@
 
 use super::guest_io::{busy, cookie, guest_error, guest_request, stopped};
 use super::limits::{BODY_TIMEOUT, MAX_BODY, OUTGOING_WAIT, QUEUE_WAIT, RETRY_AFTER};
+use super::page::RequestId;
 use super::routes::{Route, Routes};
 use super::{Server, access_log, health, isolation, page, rules};
 use crate::capabilities::session::Caller;
 use crate::runtime::{Outcome, Rendered};
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{Response, StatusCode, header};
 use std::net::{IpAddr, SocketAddr};
@@ -21,30 +21,33 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::SemaphorePermit;
 
+/// Answers one request `client` sent.
 pub(super) async fn handle(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    server: Arc<Server>,
     request: axum::extract::Request,
+    client: SocketAddr,
 ) -> Response<Body> {
     let started = Instant::now();
-    let id = page::request_id();
-    // Kept for the log line; both clones share the request's bytes.
-    let method = request.method().clone();
-    let uri = request.uri().clone();
+    let id = RequestId::next();
+    // Kept for the log line, if there is one (the clone of the URI is the
+    // first to share its bytes, which costs an allocation).
+    let logged = access_log::on().then(|| (request.method().clone(), request.uri().clone()));
     let routes = server.routes();
-    let (status, guest, response) = match respond(&server, &routes, client, request, &id).await {
+    let (status, guest, response) = match respond(&server, &routes, client, request, id).await {
         Ok(answer) | Err(answer) => answer,
     };
     crate::metrics::request(guest, status.as_u16());
-    access_log::Access {
-        id: &id,
-        method: &method,
-        path: uri.path(),
-        status: status.as_u16(),
-        guest: guest.unwrap_or("-"),
-        us: started.elapsed().as_micros() as u64,
+    if let Some((method, uri)) = &logged {
+        access_log::Access {
+            id,
+            method,
+            path: uri.path(),
+            status: status.as_u16(),
+            guest: guest.unwrap_or("-"),
+            us: started.elapsed().as_micros() as u64,
+        }
+        .record();
     }
-    .record();
     response
 }
 
@@ -52,7 +55,12 @@ pub(super) async fn handle(
 type Answer<'s> = (StatusCode, Option<&'s str>, Response<Body>);
 
 /// An error page as an answer.
-fn refused<'s>(status: StatusCode, guest: Option<&'s str>, message: &str, id: &str) -> Answer<'s> {
+fn refused<'s>(
+    status: StatusCode,
+    guest: Option<&'s str>,
+    message: &str,
+    id: RequestId,
+) -> Answer<'s> {
     (status, guest, page::error(status, message, id))
 }
 
@@ -73,7 +81,7 @@ async fn respond<'s>(
     routes: &'s Routes,
     client: SocketAddr,
     request: axum::extract::Request,
-    id: &str,
+    id: RequestId,
 ) -> Result<Answer<'s>, Answer<'s>> {
     let (admitted, body) = admit(server, routes, client, request, id).await?;
     let route = admitted.route;
@@ -110,7 +118,7 @@ async fn admit<'s>(
     routes: &'s Routes,
     peer: SocketAddr,
     request: axum::extract::Request,
-    id: &str,
+    id: RequestId,
 ) -> Result<(Admitted<'s>, Body), Answer<'s>> {
     let (client, secure) = rules::client(
         peer,
@@ -183,7 +191,11 @@ async fn admit<'s>(
 }
 
 /// The request's body, at most [`MAX_BODY`], read within [`BODY_TIMEOUT`].
-async fn read_body<'s>(body: Body, name: &'s str, id: &str) -> Result<Bytes, Answer<'s>> {
+async fn read_body<'s>(body: Body, name: &'s str, id: RequestId) -> Result<Bytes, Answer<'s>> {
+    // Most requests (a GET) have none: no reader, no timer.
+    if axum::body::HttpBody::is_end_stream(&body) {
+        return Ok(Bytes::new());
+    }
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(_)) => Err(refused(
@@ -206,7 +218,7 @@ async fn read_body<'s>(body: Body, name: &'s str, id: &str) -> Result<Bytes, Ans
 async fn permits<'a, 's>(
     server: &'a Server,
     route: &'s Route,
-    id: &str,
+    id: RequestId,
 ) -> Result<(SemaphorePermit<'s>, SemaphorePermit<'a>), Answer<'s>> {
     let name = route.guest.name();
     let permits = tokio::time::timeout(QUEUE_WAIT, async {
@@ -251,7 +263,7 @@ async fn finish(
     admitted: &Admitted<'_>,
     rendered: Rendered,
     browser: bool,
-    id: &str,
+    id: RequestId,
 ) -> Response<Body> {
     let route = admitted.route;
     let name = route.guest.name();

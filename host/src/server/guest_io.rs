@@ -1,6 +1,7 @@
 //! Between HTTP and the bridge: a request as the guest sees it, and a
 //! guest's error, stop or session change as the client sees it.
 
+use super::page::RequestId;
 use super::{Server, page, rules};
 use crate::capabilities::session::SessionChange;
 use crate::capabilities::{Error, ErrorCode, Request as GuestRequest};
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, Method, Response, StatusCode, header};
 use std::time::Duration;
 
 /// `503` with `Retry-After`: the server has no room for this now.
-pub(super) fn busy(id: &str) -> Response<Body> {
+pub(super) fn busy(id: RequestId) -> Response<Body> {
     let mut response = page::error(
         StatusCode::SERVICE_UNAVAILABLE,
         "This page is busy. Try again in a moment.",
@@ -90,7 +91,7 @@ pub(super) fn guest_error(
     error: &Error,
     browser: bool,
     uri: &axum::http::Uri,
-    id: &str,
+    id: RequestId,
 ) -> Response<Body> {
     if error.code == ErrorCode::Unauthenticated
         && browser
@@ -118,7 +119,7 @@ pub(super) fn guest_error(
     page::error(status, message, id)
 }
 
-pub(super) fn stopped(guest: &str, why: &Stopped, id: &str) -> Response<Body> {
+pub(super) fn stopped(guest: &str, why: &Stopped, id: RequestId) -> Response<Body> {
     tracing::error!(request = %id, guest, reason = ?why.to_string(), "the guest was stopped");
     crate::metrics::stopped(guest, why.cause());
     let status = match why {

@@ -56,12 +56,13 @@ pub(super) fn policy(grant: &BrowserGrant, origin: &str) -> HeaderValue {
 /// Why a guest may not answer with `content_type`, if it may not: a type a
 /// browser runs as code, or one that cannot be read.
 pub(super) fn refused_type(content_type: &str) -> Option<&'static str> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    // Lowercased only when it is not already (a page's own type rarely is).
+    let essence: std::borrow::Cow<str> = if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        essence.to_ascii_lowercase().into()
+    } else {
+        essence.into()
+    };
     let token = |s: &str| {
         !s.is_empty()
             && s.bytes()

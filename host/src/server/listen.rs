@@ -11,16 +11,18 @@
 //! most a bound: past it the rest are cut, so a stop always ends.
 
 use crate::net::Address;
-use axum::Router;
-use axum::extract::ConnectInfo;
+use axum::body::Body;
+use axum::http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -29,7 +31,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 /// How long a client may take to send a request's head, and how long a
 /// kept-alive connection may wait for its next request (hyper's one
@@ -157,16 +158,23 @@ fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr) -> Option<Slot> {
     })
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets the
+/// Serves `listener`'s connections, each request answered by `handler`
+/// (given the peer that sent it), until `shutdown` completes, then lets the
 /// open connections finish their requests for at most `drain_limit`.
-pub(super) async fn serve(
+/// The handler is called straight from hyper's service: no router, no
+/// boxed service and no extensions stand between them, as there is one
+/// handler per listener and it routes for itself.
+pub(super) async fn serve<H, A>(
     listener: TcpListener,
-    router: Router,
+    handler: H,
     caps: Caps,
     exempt: Exempt,
     shutdown: impl Future<Output = ()>,
     drain_limit: Duration,
-) {
+) where
+    H: Fn(Request<Body>, SocketAddr) -> A + Clone + Send + 'static,
+    A: Future<Output = Response<Body>> + Send + 'static,
+{
     let open = Arc::new(Mutex::new(Open {
         caps,
         exempt,
@@ -174,6 +182,7 @@ pub(super) async fn serve(
         per_address: HashMap::new(),
     }));
     let stop = CancellationToken::new();
+    let stopping = Arc::new(AtomicBool::new(false));
     let connections = TaskTracker::new();
     let accept = |stream: TcpStream, peer: std::net::SocketAddr| {
         let Some(slot) = admit(&open, peer.ip()) else {
@@ -188,10 +197,10 @@ pub(super) async fn serve(
             stall: None,
             until: None,
         });
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request.map(axum::body::Body::new))
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let answer = handler(request.map(Body::new), peer);
+            async move { Ok::<_, Infallible>(answer.await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -202,7 +211,8 @@ pub(super) async fn serve(
             connection: Box::pin(connection),
             fd,
             stop: Box::pin(stop.clone().cancelled_owned()),
-            state: Stop::Serving,
+            stopping: stopping.clone(),
+            state: Stop::Unwatched,
         };
         connections.spawn(async move {
             if let Err(e) = connection.await {
@@ -240,6 +250,7 @@ pub(super) async fn serve(
             }
         }
     }
+    stopping.store(true, Ordering::Release);
     stop.cancel();
     connections.close();
     if tokio::time::timeout(drain_limit, connections.wait())
@@ -265,11 +276,20 @@ struct Draining<C> {
     connection: Pin<Box<C>>,
     /// The connection's socket, to see whether input waits in it.
     fd: RawFd,
+    /// Polled once, so that the stop wakes this connection's task.
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Set before the stop: what a wake-up of the task is read against.
+    /// Polling `stop` itself at every wake-up took two locks every
+    /// connection shares, a few times per request.
+    stopping: Arc<AtomicBool>,
     state: Stop,
 }
 
 enum Stop {
+    /// `stop` not polled yet.
+    Unwatched,
+    /// `stop` has this task's waker: a connection is one task's future for
+    /// its whole life, so the waker it was given stays the one to wake.
     Serving,
     /// The server stops; hyper is not told while input waits.
     Stopping,
@@ -281,8 +301,15 @@ impl<C: GracefulConnection> Future for Draining<C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let this = &mut *self;
-        if matches!(this.state, Stop::Serving) && this.stop.as_mut().poll(cx).is_ready() {
-            this.state = Stop::Stopping;
+        match this.state {
+            Stop::Unwatched => {
+                this.state = match this.stop.as_mut().poll(cx) {
+                    Poll::Ready(()) => Stop::Stopping,
+                    Poll::Pending => Stop::Serving,
+                }
+            }
+            Stop::Serving if this.stopping.load(Ordering::Acquire) => this.state = Stop::Stopping,
+            _ => {}
         }
         this.tell_once_read();
         let polled = this.connection.as_mut().poll(cx);

@@ -25,7 +25,7 @@ pub(super) async fn serve_metrics(
     let loopback = listener
         .local_addr()
         .is_ok_and(|addr| addr.ip().is_loopback());
-    let scrape = move |request: axum::extract::Request| {
+    let scrape = move |request: axum::extract::Request, _client| {
         let (handle, server) = (handle.clone(), server.clone());
         async move {
             let site = rules::Site {
@@ -58,11 +58,10 @@ pub(super) async fn serve_metrics(
                 .into_response()
         }
     };
-    let app = axum::Router::new().fallback(scrape);
     let nobody: listen::Exempt = Arc::new(|_| false);
     listen::serve(
         listener,
-        app,
+        scrape,
         METRICS_CAPS,
         nobody,
         std::future::pending(),

@@ -25,19 +25,28 @@ const GUEST_HEADERS: [HeaderName; 7] = [
 ];
 
 /// A short id for one request, unique within a run and unpredictable
-/// across runs.
-pub(super) fn request_id() -> String {
-    static BASE: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = *BASE.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        let _ = getrandom::fill(&mut bytes);
-        u64::from_le_bytes(bytes)
-    });
-    format!(
-        "{:016x}",
-        base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
-    )
+/// across runs, shown as 16 hex digits. It stays a number until an error
+/// page or a log line shows it: most requests never do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RequestId(pub u64);
+
+impl RequestId {
+    pub(super) fn next() -> Self {
+        static BASE: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let base = *BASE.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            let _ = getrandom::fill(&mut bytes);
+            u64::from_le_bytes(bytes)
+        });
+        RequestId(base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
 }
 
 /// Headers a response of the host's carries at most: the five security
@@ -83,14 +92,14 @@ pub(super) fn secured(mut response: Response<Body>) -> Response<Body> {
 /// A guest's response (its body already taken out of it), with only the
 /// allowed headers and a status that is one; a page that sets no caching
 /// rule is not cached.
-pub(super) fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Response<Body> {
+pub(super) fn from_guest(guest: GuestResponse, body: Bytes, id: RequestId) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(guest.status) else {
         tracing::error!(request = %id, status = guest.status, "the guest answered an invalid status");
         return error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, id);
     };
     let mut response = sized(Body::from(body), status);
     let headers = response.headers_mut();
-    for (name, value) in &guest.headers {
+    for (name, value) in guest.headers {
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
             continue;
         };
@@ -101,7 +110,7 @@ pub(super) fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Respons
         if name == header::LOCATION {
             // A redirect stays on this site, read the way a browser reads
             // it; one that would leave goes to the start page instead.
-            let location = rawalite_location::same_site(value).unwrap_or_else(|| {
+            let location = rawalite_location::same_site(&value).unwrap_or_else(|| {
                 tracing::warn!(request = %id, location = ?value, "replaced a redirect off this site with /");
                 "/".into()
             });
@@ -111,12 +120,13 @@ pub(super) fn from_guest(guest: GuestResponse, body: Bytes, id: &str) -> Respons
             continue;
         }
         if name == header::CONTENT_TYPE
-            && let Some(why) = super::isolation::refused_type(value)
+            && let Some(why) = super::isolation::refused_type(&value)
         {
             tracing::error!(request = %id, content_type = ?value, why, "the guest answered a content type it may not serve");
             return error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, id);
         }
-        if let Ok(value) = HeaderValue::from_str(value) {
+        // The guest's string becomes the value as it is, checked, not copied.
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.append(name, value);
         }
     }
@@ -141,7 +151,7 @@ pub(super) fn redirect(location: &str) -> Response<Body> {
 }
 
 /// The host's error page.
-pub(super) fn error(status: StatusCode, message: &str, id: &str) -> Response<Body> {
+pub(super) fn error(status: StatusCode, message: &str, id: RequestId) -> Response<Body> {
     let title = status.canonical_reason().unwrap_or("Error");
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {title}</title>\
@@ -184,6 +194,8 @@ fn escape(text: &str) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    const ID: RequestId = RequestId(0);
+
     fn guest(headers: &[(&str, &str)]) -> GuestResponse {
         GuestResponse {
             status: 200,
@@ -195,7 +207,7 @@ mod tests {
         }
     }
 
-    fn from_guest(guest: GuestResponse, id: &str) -> Response<Body> {
+    fn from_guest(guest: GuestResponse, id: RequestId) -> Response<Body> {
         super::from_guest(guest, Bytes::from_static(b"x"), id)
     }
 
@@ -211,7 +223,7 @@ mod tests {
                 ("location", "https://evil.example/"),
                 ("content-disposition", "attachment; filename=\"a.csv\""),
             ]),
-            "id",
+            ID,
         );
         let h = r.headers();
         assert_eq!(h[header::CONTENT_TYPE], "text/csv");
@@ -242,14 +254,14 @@ mod tests {
             ("/K\u{f6}ln", "/K%C3%B6ln"),
             ("https://evil.example", "/"),
         ] {
-            let r = from_guest(guest(&[("location", sent)]), "id");
+            let r = from_guest(guest(&[("location", sent)]), ID);
             assert_eq!(r.headers()[header::LOCATION], kept, "{sent:?}");
         }
     }
 
     #[test]
     fn a_script_typed_response_is_refused() {
-        let r = from_guest(guest(&[("content-type", "text/javascript")]), "id");
+        let r = from_guest(guest(&[("content-type", "text/javascript")]), ID);
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],
@@ -267,7 +279,7 @@ mod tests {
     fn header_injection_is_dropped() {
         let r = from_guest(
             guest(&[("cache-control", "no-cache\r\nset-cookie: x=y")]),
-            "id",
+            ID,
         );
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     }
@@ -277,14 +289,14 @@ mod tests {
         let mut g = guest(&[]);
         g.status = 1000;
         assert_eq!(
-            from_guest(g, "id").status(),
+            from_guest(g, ID).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
 
     #[test]
     fn error_pages_escape_the_message() {
-        let r = error(StatusCode::BAD_REQUEST, "<script>", "abc");
+        let r = error(StatusCode::BAD_REQUEST, "<script>", ID);
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             escape("<a href=\"x\">&</a>"),
@@ -296,9 +308,9 @@ mod tests {
     #[test]
     fn every_page_has_room_for_its_headers() {
         for response in [
-            error(StatusCode::NOT_FOUND, "no", "abc"),
+            error(StatusCode::NOT_FOUND, "no", ID),
             redirect("/x"),
-            from_guest(guest(&[("content-type", "text/html")]), "abc"),
+            from_guest(guest(&[("content-type", "text/html")]), ID),
         ] {
             assert!(
                 response.headers().len() <= HEADERS,

@@ -148,9 +148,10 @@ pub(super) async fn run(app: App, options: Options, pool: usize) -> Result<()> {
         );
         tokio::spawn(watch::run(server.clone(), share))
     });
-    let router = axum::Router::new()
-        .fallback(handle)
-        .with_state(server.clone());
+    let handler = {
+        let server = server.clone();
+        move |request, client| handle(server.clone(), request, client)
+    };
     let proxies = server.app.manifest.trusted_proxies.clone();
     let exempt: listen::Exempt = Arc::new(move |ip| proxies.iter().any(|net| net.contains(ip)));
     // Requests in flight get the longest guest deadline and a margin.
@@ -178,7 +179,7 @@ pub(super) async fn run(app: App, options: Options, pool: usize) -> Result<()> {
             tokio::time::sleep(grace).await;
         }
     };
-    listen::serve(listener, router, caps, exempt, shutdown, drain_limit).await;
+    listen::serve(listener, handler, caps, exempt, shutdown, drain_limit).await;
     sweeper.abort();
     saver.abort();
     if let Some(backups) = backups {

@@ -6,7 +6,7 @@
 //! bounded: files up to [`KEEP_FILE`], [`KEEP_BYTES`] in all; a larger
 //! file is streamed from disk as it is read.
 
-use super::page::{error, secured, sized};
+use super::page::{RequestId, error, secured, sized};
 use crate::capabilities::paths::Root;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -91,7 +91,7 @@ impl StaticFiles {
         method: &Method,
         path: &str,
         request: &HeaderMap,
-        id: &str,
+        id: RequestId,
     ) -> Response<Body> {
         if method != Method::GET && method != Method::HEAD {
             return error(

@@ -13,7 +13,7 @@ fn get(files: &StaticFiles, path: &str, conditions: &[(&str, &str)]) -> Response
             HeaderValue::from_str(value).unwrap(),
         );
     }
-    files.answer(&Method::GET, path, &request, "id")
+    files.answer(&Method::GET, path, &request, RequestId(0))
 }
 
 fn header(response: &Response<Body>, name: header::HeaderName) -> &str {
@@ -118,9 +118,9 @@ async fn a_large_file_streams_and_nothing_outside_or_missing_is_served() {
             "{path}"
         );
     }
-    let post = files.answer(&Method::POST, "big.bin", &HeaderMap::new(), "id");
+    let post = files.answer(&Method::POST, "big.bin", &HeaderMap::new(), RequestId(0));
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let head = files.answer(&Method::HEAD, "big.bin", &HeaderMap::new(), "id");
+    let head = files.answer(&Method::HEAD, "big.bin", &HeaderMap::new(), RequestId(0));
     assert_eq!(
         header(&head, header::CONTENT_LENGTH),
         large.len().to_string()
