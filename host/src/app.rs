@@ -171,7 +171,9 @@ impl App {
             .collect()
     }
 
-    fn grants(&self, entry: &GuestEntry) -> Result<Grants> {
+    /// What `entry` is granted in this app: its database tables (checked
+    /// against the migrations' schema), its roots, its session.
+    pub fn grants(&self, entry: &GuestEntry) -> Result<Grants> {
         let db = match &entry.db {
             None => None,
             Some(grant) => {

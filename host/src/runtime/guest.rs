@@ -126,6 +126,21 @@ impl Guest {
         }
     }
 
+    /// This guest, compiled and pre-instantiated once, with other grants:
+    /// `rawalite test` loads a guest once and gives each case's copy the
+    /// grants of that case's database and roots.
+    pub fn with_grants(&self, grants: Grants) -> Guest {
+        Guest {
+            name: self.name.clone(),
+            pre: self.pre.clone(),
+            limits: self.limits,
+            grants,
+            hash: self.hash,
+            surface: self.surface.clone(),
+            pinned: self.pinned,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rawalite_host::database::postgres::{DatabaseUrl, Postgres};
 use rawalite_host::manifest::Manifest;
-use rawalite_host::runtime::{self, Runtime};
+use rawalite_host::runtime::{self, Guest, Runtime};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
@@ -97,12 +98,13 @@ pub fn run(args: TestArgs) -> Result<Exit> {
         return Ok(Exit::Usage);
     }
     let runtime = Runtime::new(runtime::default_cache_dir())?;
-    if !compile_guests(&manifest, &runtime, &cases, args.json)? {
+    let Some(guests) = compile_guests(&manifest, &runtime, &cases, args.json)? else {
         return Ok(Exit::Usage);
-    }
+    };
     let env = run::Env {
         manifest,
         runtime,
+        guests,
         postgres: args
             .database
             .as_deref()
@@ -248,14 +250,15 @@ fn print_json(results: &[Finished], passed: usize, failed: usize) -> Result<()> 
 }
 
 /// Loads each guest the cases render once, before they run: a component
-/// compiles once (with a line saying so), not once per case at the same
-/// time, and a missing one is one clear error. False when one cannot load.
+/// is read, checked and compiled once (with a line when it compiles), not
+/// once per case, and a missing one is one clear error. Each case gives
+/// its copy the grants of its own world. `None` when one cannot load.
 fn compile_guests(
     manifest: &Manifest,
     runtime: &Runtime,
     cases: &[Result<case::Case, case::Broken>],
     quiet: bool,
-) -> Result<bool> {
+) -> Result<Option<HashMap<String, Guest>>> {
     let mut names: Vec<&str> = cases
         .iter()
         .filter_map(|c| c.as_ref().ok())
@@ -263,6 +266,7 @@ fn compile_guests(
         .collect();
     names.sort();
     names.dedup();
+    let mut guests = HashMap::new();
     for name in names {
         let entry = manifest.guest(name)?;
         let path = &entry.component;
@@ -271,28 +275,30 @@ fn compile_guests(
                 "error: guest `{name}`'s component {} does not exist: build it (`rawalite build` in its project, `cargo xtask build` in RawaLite's checkout)",
                 path.display()
             );
-            return Ok(false);
+            return Ok(None);
         }
-        match runtime.check(path) {
-            Ok(true) => {}
-            Ok(false) => {
-                if !quiet {
-                    eprintln!("compiling {} (once; it is cached)", path.display());
+        // Its grants are each case's; these are only the load's.
+        let nothing = rawalite_host::capabilities::Grants::default;
+        let loaded = runtime
+            .load_if_compiled(name, path, entry.limits, nothing())
+            .and_then(|compiled| match compiled {
+                Some(guest) => Ok(guest),
+                None => {
+                    if !quiet {
+                        eprintln!("compiling {} (once; it is cached)", path.display());
+                    }
+                    runtime.load(name, path, entry.limits, nothing())
                 }
-                runtime.load(
-                    name,
-                    path,
-                    entry.limits,
-                    rawalite_host::capabilities::Grants::default(),
-                )?;
-            }
+            });
+        match loaded {
+            Ok(guest) => guests.insert(name.to_owned(), guest),
             Err(e) => {
                 eprintln!("error: guest `{name}`: {e}");
-                return Ok(false);
+                return Ok(None);
             }
-        }
+        };
     }
-    Ok(true)
+    Ok(Some(guests))
 }
 
 /// Builds the project's component when a source is newer than it: a

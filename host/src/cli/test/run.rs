@@ -12,7 +12,8 @@ use rawalite_host::capabilities::Request;
 use rawalite_host::capabilities::session::Caller;
 use rawalite_host::database::postgres::{Postgres, Scratch};
 use rawalite_host::manifest::Manifest;
-use rawalite_host::runtime::Runtime;
+use rawalite_host::runtime::{Guest, Runtime};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing_subscriber::prelude::*;
@@ -25,6 +26,9 @@ const UNUSED_PASSWORD: &str = "a password nobody types";
 pub(super) struct Env {
     pub(super) manifest: Manifest,
     pub(super) runtime: Runtime,
+    /// Each guest the cases render, loaded once; a case gives its copy
+    /// the grants of its own world.
+    pub(super) guests: HashMap<String, Guest>,
     /// The PostgreSQL server each case's database is made on; SQLite in
     /// the case's directory without.
     pub(super) postgres: Option<Arc<Postgres>>,
@@ -189,7 +193,8 @@ fn insert_rows(case: &Case, app: &App) -> Result<()> {
 }
 
 fn render(case: &Case, env: &Env, world: &World) -> Result<Verdict> {
-    let mut guest = world.app.load_entry(&case.guest)?;
+    let loaded = &env.guests[&case.guest.name];
+    let mut guest = loaded.with_grants(world.app.grants(&case.guest)?);
     if let Some(pinned) = case.pinned {
         guest = guest.pinned(pinned);
     }
