@@ -297,5 +297,13 @@ mod tests {
                 prop_assert!(essence.contains('/'));
             }
         }
+
+        /// The judgment ignores case (a type is lowercased only when it
+        /// has capitals, so both ways must agree).
+        #[test]
+        fn a_content_type_is_judged_alike_in_any_case(value in "[ -~]{0,40}") {
+            prop_assert_eq!(refused_type(&value), refused_type(&value.to_ascii_lowercase()));
+            prop_assert_eq!(refused_type(&value), refused_type(&value.to_ascii_uppercase()));
+        }
     }
 }
