@@ -27,17 +27,19 @@ pub(super) async fn handle(
     request: axum::extract::Request,
     client: SocketAddr,
 ) -> Response<Body> {
-    let started = Instant::now();
     let id = RequestId::next();
     // Kept for the log line, if there is one (the clone of the URI is the
     // first to share its bytes, which costs an allocation).
-    let logged = access_log::on().then(|| (request.method().clone(), request.uri().clone()));
+    let logged = access_log::on().then(|| {
+        let started = Instant::now();
+        (started, request.method().clone(), request.uri().clone())
+    });
     let routes = server.routes();
     let (status, guest, response) = match respond(&server, &routes, client, request, id).await {
         Ok(answer) | Err(answer) => answer,
     };
     crate::metrics::request(guest, status.as_u16());
-    if let Some((method, uri)) = &logged {
+    if let Some((started, method, uri)) = &logged {
         access_log::Access {
             id,
             method,
