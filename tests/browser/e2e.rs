@@ -161,11 +161,17 @@ fn wait_for_file(path: &Path) -> String {
     String::from_utf8(wait_for_bytes(path)).expect("a text file")
 }
 
-/// The file once the browser has finished it (it writes `.crdownload`, then renames).
+/// The file once the browser has finished it. Chrome first reserves the
+/// name with an empty file, writes the download to `.crdownload` and then
+/// renames that over it, so the file is done when it has bytes (every
+/// download these tests make has some); reading it at the first sight of
+/// the name once read the empty reservation.
 fn wait_for_bytes(path: &Path) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(bytes) = std::fs::read(path) {
+        if let Ok(bytes) = std::fs::read(path)
+            && !bytes.is_empty()
+        {
             return bytes;
         }
         assert!(
